@@ -1,0 +1,252 @@
+"""Command line: the daemon, `--once`, `--demo` and `--config.check`.
+
+Flags follow the Prometheus style (`--config.file`, `--web.listen-address`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .config import Config, ConfigError, config_for_url, load_config, parse_config
+from .exporter import Exporter
+from .once import Status, render_json, render_text, run_once
+from .web import ExporterApp, WebServer, parse_listen_address
+
+# 9929 is free in Prometheus' default port allocations list (9100-9999 are
+# handed out to exporters); see README "Default port".
+DEFAULT_PORT = 9929
+DEFAULT_LISTEN_ADDRESS = f":{DEFAULT_PORT}"
+DEFAULT_CONFIG_FILE = "/etc/sandbox-exporter/config.yml"
+
+log = logging.getLogger("sandbox_exporter")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sandbox-exporter",
+        description="Prometheus exporter for PremierLangage/WIMS code-execution sandboxes.",
+    )
+    parser.add_argument(
+        "-c",
+        "--config.file",
+        dest="config_file",
+        help=f"YAML configuration file (default {DEFAULT_CONFIG_FILE})",
+    )
+    parser.add_argument(
+        "--config.check",
+        dest="config_check",
+        action="store_true",
+        help="validate the configuration file, then exit 0 (valid) or 1 (invalid)",
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=DEFAULT_LISTEN_ADDRESS,
+        help=f"[host]:port to serve metrics and /probe on (default {DEFAULT_LISTEN_ADDRESS})",
+    )
+    parser.add_argument(
+        "--log.level",
+        dest="log_level",
+        default="info",
+        choices=["debug", "info", "warn", "error"],
+    )
+    parser.add_argument(
+        "--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"]
+    )
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="probe every target once, print a report, exit 0 OK/1 WARNING/2 CRITICAL/3 UNKNOWN",
+    )
+    parser.add_argument(
+        "--output", choices=["text", "json"], default="text", help="report format of --once"
+    )
+    parser.add_argument(
+        "--target",
+        action="append",
+        metavar="NAME",
+        help="with --once: check only this target (repeatable)",
+    )
+    parser.add_argument(
+        "--url", help="with --once: check this sandbox URL with default settings, no config file"
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="start built-in emulated sandboxes on loopback and export them",
+    )
+    parser.add_argument("--version", action="version", version=f"sandbox-exporter {__version__}")
+    return parser
+
+
+class LogfmtFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            fields["exc"] = self.formatException(record.exc_info)
+        return " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields.items())
+
+
+def _logfmt_value(value: str) -> str:
+    if value and not any(c in value for c in ' ="\n\\'):
+        return value
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {
+            "ts": record.created,
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            fields["exc"] = self.formatException(record.exc_info)
+        return json.dumps(fields)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel({"warn": logging.WARNING}.get(level, level.upper()))
+    # APScheduler logs every job run at INFO; that is noise at our default level.
+    logging.getLogger("apscheduler").setLevel(max(root.level, logging.WARNING))
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(args.config_file or DEFAULT_CONFIG_FILE)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        # Bad arguments are UNKNOWN in the monitoring-plugin convention.
+        return Status.UNKNOWN if exit_.code not in (0, None) else 0
+    setup_logging(args.log_level, args.log_format)
+    try:
+        parse_listen_address(args.listen_address)
+    except ValueError as error:
+        print(f"sandbox-exporter: {error}", file=sys.stderr)
+        return Status.UNKNOWN
+    if args.demo:
+        from .demo import run_demo
+
+        return _exit_now(run_demo(args.listen_address))
+    if args.once:
+        return _once(args)
+    if args.config_check:
+        try:
+            config = _load(args)
+        except ConfigError as error:
+            print(f"config invalid: {error}", file=sys.stderr)
+            return 1
+        print(f"config valid: {len(config.targets)} targets")
+        return 0
+    return _exit_now(_daemon(args))
+
+
+def _exit_now(code: int) -> int:
+    """Leave without joining probe threads still in flight.
+
+    Their results would be thrown away, and each can take up to its deadline
+    (a minute for libraries); a stop must not wait for them.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
+def _once(args: argparse.Namespace) -> int:
+    try:
+        if args.url:
+            defaults = parse_config("targets: []").defaults
+            config = config_for_url(args.url, defaults)
+        else:
+            config = _load(args)
+    except ConfigError as error:
+        print(f"SANDBOX UNKNOWN - bad configuration: {error}")
+        return Status.UNKNOWN
+    if args.target:
+        unknown = sorted(set(args.target) - {t.name for t in config.targets})
+        if unknown:
+            print(f"SANDBOX UNKNOWN - no such target: {', '.join(unknown)}")
+            return Status.UNKNOWN
+    status, verdicts = run_once(config, args.target)
+    print(render_json(verdicts) if args.output == "json" else render_text(verdicts), end="")
+    return int(status)
+
+
+def _daemon(args: argparse.Namespace) -> int:
+    path = Path(args.config_file or DEFAULT_CONFIG_FILE)
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        log.error("cannot start: %s", error)
+        return 1
+    exporter = Exporter(config, path)
+    return serve(exporter, args.listen_address)
+
+
+def serve(exporter: Exporter, listen_address: str, on_started=None) -> int:
+    """Serve until SIGTERM or SIGINT; SIGHUP reloads the configuration."""
+    try:
+        server = WebServer(ExporterApp(exporter), listen_address).start()
+    except OSError as error:
+        log.error("cannot listen on %s: %s", listen_address, error)
+        exporter.stop()
+        return 1
+    log.info(
+        "sandbox-exporter %s listening on %s with %d targets",
+        __version__,
+        server.url,
+        len(exporter.config.targets),
+    )
+    if on_started is not None:
+        on_started(server)
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: object) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    def _reload(signum: int, frame: object) -> None:
+        threading.Thread(target=exporter.reload, name="reload", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGHUP, _reload)
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        server.stop()
+        exporter.stop()
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

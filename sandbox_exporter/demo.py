@@ -1,0 +1,85 @@
+"""`sandbox-exporter --demo`: emulated sandboxes on loopback, exported live.
+
+Three emulators: a healthy 2.x server, a healthy 3.x server and a 3.x server
+whose pool answers every execute with 503 (the overload fault) and which lacks
+an expected compiler, so that failures show up on the pages and in metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+from .config import Config, parse_config
+from .emulator import Emulator, Fault
+from .exporter import Exporter
+
+log = logging.getLogger(__name__)
+
+DEMO_CONFIG = """
+defaults:
+  intervals: {{specifications: 10s, usage: 10s, libraries: 1m, canary: 5s}}
+  expect:
+    languages: {{python3: ">=3.7", gcc: present}}
+    bin: [bash]
+targets:
+  - name: demo-v2
+    url: {v2}
+    labels: {{site: demo, generation: "2"}}
+  - name: demo-v3
+    url: {v3}
+    labels: {{site: demo, generation: "3"}}
+    canaries:
+      - name: shell
+        commands: ["echo $((2+2))"]
+        expect_stdout: "4"
+      - name: python
+        commands: ["python3 -c 'print(6 * 7)'"]
+        expect_stdout: "42"
+  - name: demo-faulty
+    url: {faulty}
+    labels: {{site: demo, generation: "3"}}
+    expect:
+      languages: {{java: ">=17"}}
+"""
+
+
+@contextmanager
+def demo_sandboxes() -> Iterator[dict[str, Emulator]]:
+    with ExitStack() as stack:
+        emulators = {
+            "v2": Emulator(api=2, containers=5),
+            "v3": Emulator(api=3, containers=5),
+            "faulty": Emulator(api=3, containers=2, faults={"execute": Fault(status=503)}),
+        }
+        for emulator in emulators.values():
+            emulator.start()
+            stack.callback(emulator.stop)
+        yield emulators
+
+
+def demo_config(emulators: dict[str, Emulator]) -> Config:
+    urls = {name: json.dumps(emulator.url) for name, emulator in emulators.items()}
+    return parse_config(DEMO_CONFIG.format(**urls), source="<demo>")
+
+
+def run_demo(listen_address: str) -> int:
+    from .cli import serve
+
+    with demo_sandboxes() as emulators:
+        exporter = Exporter(demo_config(emulators))
+
+        def announce(server) -> None:
+            lines = [
+                "sandbox-exporter demo is running (Ctrl-C to stop):",
+                f"  landing page   {server.url}",
+                f"  metrics        {server.url}metrics",
+                f"  probe          {server.url}probe?target=demo-v3&debug=true",
+            ]
+            for name, emulator in emulators.items():
+                lines.append(f"  sandbox {name:<7}{emulator.url}")
+            print("\n".join(lines), flush=True)
+
+        return serve(exporter, listen_address, on_started=announce)

@@ -1,0 +1,200 @@
+"""`sandbox-exporter --once`: probe every target once, judge, report.
+
+Exit codes and output follow the monitoring-plugin convention (Nagios,
+Icinga, Sensu): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; a short first line,
+then `|` and perfdata, then one line per target.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from .config import Config, Target
+from .probes import (
+    CANARY,
+    LIBRARIES,
+    PROBES,
+    SPECIFICATIONS,
+    USAGE,
+    LibrariesReport,
+    Load,
+    ProbeResult,
+    Reason,
+    make_sandbox,
+    run_probe,
+)
+
+
+class Status(enum.IntEnum):
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+def severity(name: str) -> Status:
+    return Status[name.upper()]
+
+
+@dataclass
+class TargetVerdict:
+    target: Target
+    results: dict[str, ProbeResult]
+    status: Status = Status.OK
+    problems: list[str] = field(default_factory=list)
+    load_ratio: float | None = None
+
+    def flag(self, status: Status, problem: str) -> None:
+        self.status = max(self.status, status)
+        self.problems.append(problem)
+
+
+def judge(target: Target, results: dict[str, ProbeResult]) -> TargetVerdict:
+    verdict = TargetVerdict(target, results)
+    spec = results.get(SPECIFICATIONS)
+    if spec is not None and not spec.success:
+        verdict.flag(Status.CRITICAL, f"unreachable ({_why(spec)})")
+    canary = results.get(CANARY)
+    if canary is not None and not canary.success:
+        status = Status.CRITICAL
+        if canary.reason is Reason.OVERLOADED:
+            status = severity(target.severities.overloaded)
+        verdict.flag(status, f"canary failing ({_why(canary)})")
+    usage = results.get(USAGE)
+    if usage is not None and not usage.success:
+        verdict.flag(Status.WARNING, f"usage unavailable ({_why(usage)})")
+    elif usage is not None and isinstance(usage.data, Load):
+        pool = usage.data.containers_max
+        if pool is None and spec is not None and spec.success:
+            pool = spec.data.containers_max
+        if pool:
+            ratio = usage.data.containers_running / pool
+            verdict.load_ratio = ratio
+            thresholds = target.thresholds
+            if thresholds.load_critical is not None and ratio >= thresholds.load_critical:
+                verdict.flag(Status.CRITICAL, f"load {ratio:.0%}")
+            elif ratio >= thresholds.load_warning:
+                verdict.flag(severity(target.severities.overloaded), f"load {ratio:.0%}")
+    libraries = results.get(LIBRARIES)
+    if libraries is not None and not libraries.success:
+        verdict.flag(Status.WARNING, f"libraries unavailable ({_why(libraries)})")
+    elif libraries is not None and isinstance(libraries.data, LibrariesReport):
+        missed = [o for o in libraries.data.outcomes if not o.met]
+        if missed:
+            names = ", ".join(
+                f"{o.kind} {o.name} {o.expected} (found {o.found or 'nothing'})" for o in missed
+            )
+            verdict.flag(severity(target.severities.expectation_missed), f"expected {names}")
+    return verdict
+
+
+def _why(result: ProbeResult) -> str:
+    reason = result.reason.value if result.reason else "failed"
+    return f"{reason}: {result.message}"
+
+
+def probe_all(targets: list[Target]) -> list[TargetVerdict]:
+    """Every probe of every target, all at once; each is bounded by its deadline."""
+    jobs = [(target, kind) for target in targets for kind in PROBES]
+    sandboxes = {target.name: make_sandbox(target) for target in targets}
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(64, len(jobs)))) as pool:
+            futures = {
+                (target.name, kind): pool.submit(run_probe, kind, sandboxes[target.name], target)
+                for target, kind in jobs
+            }
+            outcomes = {key: future.result() for key, future in futures.items()}
+    finally:
+        for sandbox in sandboxes.values():
+            sandbox.close()
+    return [
+        judge(target, {kind: outcomes[(target.name, kind)] for kind in PROBES})
+        for target in targets
+    ]
+
+
+def overall(verdicts: list[TargetVerdict]) -> Status:
+    return max((v.status for v in verdicts), default=Status.UNKNOWN)
+
+
+def _perf_label(text: str) -> str:
+    return "'" + text.replace("'", "") + "'"
+
+
+def render_text(verdicts: list[TargetVerdict]) -> str:
+    status = overall(verdicts)
+    if not verdicts:
+        return "SANDBOX UNKNOWN - no targets to check\n"
+    counts = {s: sum(1 for v in verdicts if v.status == s) for s in Status}
+    summary = ", ".join(f"{counts[s]} {s.name.lower()}" for s in Status if counts[s])
+    bad = [v for v in verdicts if v.status != Status.OK]
+    if bad:
+        summary += ": " + "; ".join(f"{v.target.name}: {v.problems[0]}" for v in bad[:3])
+        if len(bad) > 3:
+            summary += f"; and {len(bad) - 3} more"
+    perfdata = []
+    for v in verdicts:
+        name = v.target.name
+        if v.load_ratio is not None:
+            t = v.target.thresholds
+            critical = "" if t.load_critical is None else f"{t.load_critical:g}"
+            label = _perf_label(f"{name}_load")
+            perfdata.append(f"{label}={v.load_ratio:.3f};{t.load_warning:g};{critical};0;1")
+        canary = v.results.get(CANARY)
+        if canary is not None and isinstance(canary.data, tuple):
+            for c in canary.data:
+                if c.round_trip_seconds is not None:
+                    label = _perf_label(f"{name}_canary_{c.name}")
+                    perfdata.append(f"{label}={c.round_trip_seconds:.4f}s;;;0")
+    lines = [
+        f"SANDBOX {status.name} - {summary}" + (" | " + " ".join(perfdata) if perfdata else "")
+    ]
+    for v in verdicts:
+        detail = "; ".join(v.problems) if v.problems else _healthy_summary(v)
+        lines.append(f"[{v.status.name}] {v.target.name}: {detail}")
+    return "\n".join(lines) + "\n"
+
+
+def _healthy_summary(verdict: TargetVerdict) -> str:
+    parts = [r.message for kind, r in verdict.results.items() if kind in (SPECIFICATIONS, CANARY)]
+    if verdict.load_ratio is not None:
+        parts.append(f"load {verdict.load_ratio:.0%}")
+    return "; ".join(parts)
+
+
+def render_json(verdicts: list[TargetVerdict]) -> str:
+    status = overall(verdicts)
+    document = {
+        "status": status.name,
+        "exit_code": int(status),
+        "targets": [
+            {
+                "name": v.target.name,
+                "status": v.status.name,
+                "problems": v.problems,
+                "load_ratio": v.load_ratio,
+                "probes": {
+                    kind: {
+                        "success": r.success,
+                        "reason": r.reason.value if r.reason else None,
+                        "duration_seconds": round(r.duration_seconds, 6),
+                        "message": r.message,
+                    }
+                    for kind, r in v.results.items()
+                },
+            }
+            for v in verdicts
+        ],
+    }
+    return json.dumps(document, indent=2) + "\n"
+
+
+def run_once(config: Config, names: list[str] | None = None) -> tuple[Status, list[TargetVerdict]]:
+    targets = list(config.targets)
+    if names:
+        targets = [t for t in targets if t.name in set(names)]
+    verdicts = probe_all(targets)
+    return overall(verdicts), verdicts

@@ -1,0 +1,287 @@
+"""HTTP routes of the exporter: one WSGI app on one listener."""
+
+from __future__ import annotations
+
+import html
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from urllib.parse import parse_qs, quote
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import choose_encoder, generate_latest
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from . import __version__
+from .collector import SandboxCollector
+from .exporter import Exporter, UnknownTarget
+from .probes import PROBES
+
+log = logging.getLogger(__name__)
+
+# Prometheus sends its scrape timeout; answer a little before it gives up.
+SCRAPE_TIMEOUT_OFFSET_SECONDS = 0.5
+DEFAULT_PROBE_BUDGET_SECONDS = 10.0
+MAX_QUERY_LENGTH = 4096
+
+StartResponse = Callable[..., Any]
+
+
+def build_registry(exporter: Exporter) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SandboxCollector(exporter.state))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+class ExporterApp:
+    def __init__(self, exporter: Exporter) -> None:
+        self.exporter = exporter
+        self.metrics_app = make_wsgi_app(build_registry(exporter))
+        self.started = time.time()
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        method = environ.get("REQUEST_METHOD", "GET")
+        try:
+            route = _ROUTES.get(path)
+            if route is None:
+                return _text(start_response, "404 Not Found", f"no such page: {path}\n")
+            allowed, handler = route
+            if method not in allowed:
+                return _text(
+                    start_response,
+                    "405 Method Not Allowed",
+                    f"{method} is not allowed here; use {', '.join(allowed)}\n",
+                    [("Allow", ", ".join(allowed))],
+                )
+            return handler(self, environ, start_response)
+        except Exception:
+            log.exception("error serving %s", path)
+            return _text(start_response, "500 Internal Server Error", "internal error\n")
+
+    def metrics(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        return self.metrics_app(environ, start_response)
+
+    def healthy(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        return _text(start_response, "200 OK", "Healthy\n")
+
+    def ready(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        if self.exporter.is_ready():
+            return _text(start_response, "200 OK", "Ready\n")
+        return _text(
+            start_response, "503 Service Unavailable", "Not ready: some targets not probed yet\n"
+        )
+
+    def reload(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        if self.exporter.reload():
+            return _text(start_response, "200 OK", "config reloaded\n")
+        message = self.exporter.state.snapshot().reload.message
+        return _text(start_response, "500 Internal Server Error", f"reload failed: {message}\n")
+
+    def probe(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        query_string = environ.get("QUERY_STRING", "")
+        if len(query_string) > MAX_QUERY_LENGTH:
+            return _text(start_response, "414 URI Too Long", "query string too long\n")
+        query = parse_qs(query_string, keep_blank_values=True)
+        requested = query.get("target", [""])[-1]
+        if not requested:
+            return _text(start_response, "400 Bad Request", "the 'target' parameter is missing\n")
+        debug = query.get("debug", ["false"])[-1].lower() in ("1", "true", "yes")
+        probes = None
+        if "probe" in query:
+            probes = [p for p in query["probe"][-1].split(",") if p]
+            unknown = sorted(set(probes) - set(PROBES))
+            if unknown or not probes:
+                return _text(
+                    start_response,
+                    "400 Bad Request",
+                    f"unknown probe {', '.join(unknown) or '(none)'}; "
+                    f"choose among {', '.join(PROBES)}\n",
+                )
+        budget = DEFAULT_PROBE_BUDGET_SECONDS
+        header = environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS")
+        if header:
+            try:
+                budget = float(header) - SCRAPE_TIMEOUT_OFFSET_SECONDS
+            except ValueError:
+                return _text(
+                    start_response,
+                    "400 Bad Request",
+                    "X-Prometheus-Scrape-Timeout-Seconds must be a number of seconds\n",
+                )
+            if not budget > 0 or budget != budget:
+                return _text(
+                    start_response,
+                    "400 Bad Request",
+                    "X-Prometheus-Scrape-Timeout-Seconds is too small to probe within\n",
+                )
+        try:
+            outcome = self.exporter.probe_now(requested, budget, probes)
+        except UnknownTarget as error:
+            return _text(start_response, f"{error.status} {_REASONS[error.status]}", f"{error}\n")
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(
+            SandboxCollector(
+                outcome.state, targets=lambda: [outcome.target], exporter_metrics=False
+            )
+        )
+        if debug:
+            lines = [f"Probes of target {outcome.target.name} (budget {budget:.1f}s):", ""]
+            for result in outcome.results:
+                status = "ok" if result.success else f"FAILED ({result.reason.value})"
+                lines.append(
+                    f"- {result.probe}: {status} in {result.duration_seconds:.3f}s: "
+                    f"{result.message}"
+                )
+            lines += ["", "Metrics that would have been returned:", ""]
+            body = "\n".join(lines).encode() + b"\n" + generate_latest(registry)
+            return _respond(start_response, "200 OK", body, "text/plain; charset=utf-8")
+        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT"))
+        return _respond(start_response, "200 OK", encoder(registry), content_type)
+
+    def landing(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        snapshot = self.exporter.state.snapshot()
+        config = snapshot.config
+        rows = []
+        for target in config.targets if config else ():
+            cells = []
+            for probe in PROBES:
+                result = snapshot.result(target.name, probe)
+                if result is None:
+                    cells.append('<td class="pending">not run yet</td>')
+                    continue
+                css = "ok" if result.success else "fail"
+                label = "ok" if result.success else result.reason.value
+                age = max(0.0, time.time() - result.started_at)
+                cells.append(
+                    f'<td class="{css}" title="{html.escape(result.message)}">'
+                    f"{html.escape(label)} <small>{age:.0f}s ago</small></td>"
+                )
+            name = html.escape(target.name)
+            probe_link = f"probe?target={quote(target.name)}&amp;debug=true"
+            rows.append(
+                f"<tr><td>{name}</td><td>{html.escape(target.url)}</td>{''.join(cells)}"
+                f'<td><a href="{probe_link}">probe now</a></td></tr>'
+            )
+        reload = snapshot.reload
+        reload_text = "ok" if reload.successful else f"FAILED: {html.escape(reload.message)}"
+        page = _LANDING.format(
+            version=html.escape(__version__),
+            headers="".join(f"<th>{p}</th>" for p in PROBES),
+            rows="\n".join(rows) or '<tr><td colspan="7">no targets configured</td></tr>',
+            reload=reload_text,
+        )
+        return _respond(start_response, "200 OK", page.encode(), "text/html; charset=utf-8")
+
+
+_REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
+
+_ROUTES: dict[str, tuple[tuple[str, ...], Callable]] = {
+    "/": (("GET", "HEAD"), ExporterApp.landing),
+    "/metrics": (("GET", "HEAD"), ExporterApp.metrics),
+    "/probe": (("GET", "HEAD"), ExporterApp.probe),
+    "/-/healthy": (("GET", "HEAD"), ExporterApp.healthy),
+    "/-/ready": (("GET", "HEAD"), ExporterApp.ready),
+    "/-/reload": (("POST", "PUT"), ExporterApp.reload),
+}
+
+_LANDING = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Sandbox Exporter</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em .6em;text-align:left}}
+.ok{{color:#1a7f37}}.fail{{color:#cf222e;font-weight:bold}}.pending{{color:#888}}</style>
+</head><body>
+<h1>Sandbox Exporter</h1>
+<p>Version {version}. Configuration: {reload}.</p>
+<p><a href="metrics">Metrics</a> · <a href="-/healthy">Health</a> ·
+<a href="-/ready">Readiness</a></p>
+<h2>Targets (last result of each probe)</h2>
+<table><tr><th>target</th><th>url</th>{headers}<th></th></tr>
+{rows}
+</table>
+</body></html>
+"""
+
+
+def _respond(
+    start_response: StartResponse,
+    status: str,
+    body: bytes,
+    content_type: str,
+    extra: list[tuple[str, str]] | None = None,
+) -> list[bytes]:
+    headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+    start_response(status, headers + (extra or []))
+    return [body]
+
+
+def _text(
+    start_response: StartResponse,
+    status: str,
+    text: str,
+    extra: list[tuple[str, str]] | None = None,
+) -> list[bytes]:
+    return _respond(start_response, status, text.encode(), "text/plain; charset=utf-8", extra)
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """`[host]:port` as Prometheus' --web.listen-address takes it."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"invalid listen address {address!r}: expected [host]:port")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+class WebServer:
+    """The exporter's listener, served from a background thread."""
+
+    def __init__(self, app: ExporterApp, address: str) -> None:
+        host, port = parse_listen_address(address)
+        server_class = _ThreadingWSGIServer
+        if ":" in host:
+
+            class _V6(_ThreadingWSGIServer):
+                address_family = socket.AF_INET6
+
+            server_class = _V6
+        self.server = make_server(host, port, app, server_class, _QuietHandler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{port}/"
+
+    def start(self) -> WebServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
