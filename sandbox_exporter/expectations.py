@@ -123,7 +123,10 @@ def version_number(version: str) -> tuple[int, ...] | None:
     found = _NUMBER_RUN.search(_EPOCH.sub("", version, count=1))
     if found is None:
         return None
-    return tuple(int(part) for part in found.group().split("."))
+    try:
+        return tuple(int(part) for part in found.group().split("."))
+    except ValueError:  # more digits than int() accepts: not a version anyone uses
+        return None
 
 
 def _padded(left: tuple[int, ...], right: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
@@ -181,12 +184,17 @@ class _Exact:
 _Clause = _Comparison | _Glob | _Exact
 
 
+def _shown(spec: str, limit: int = 60) -> str:
+    """A spec as quoted in messages, cut short when absurdly long."""
+    return repr(spec if len(spec) <= limit else spec[:limit] + "...")
+
+
 def _parse_clause(clause: str, spec: str) -> _Clause:
     if not clause:
-        raise ValueError(f"invalid version spec {spec!r}: empty condition between commas")
+        raise ValueError(f"invalid version spec {_shown(spec)}: empty condition between commas")
     if clause in (PRESENT, "*"):
         raise ValueError(
-            f"invalid version spec {spec!r}: {clause!r} means 'any version' and "
+            f"invalid version spec {_shown(spec)}: {clause!r} means 'any version' and "
             "cannot be combined with other conditions"
         )
     operator_match = _OPERATOR_PATTERN.match(clause)
@@ -195,19 +203,23 @@ def _parse_clause(clause: str, spec: str) -> _Clause:
         operand = clause[operator_match.end() :].strip()
         if not operand:
             raise ValueError(
-                f"invalid version spec {spec!r}: missing version after {symbol!r} "
+                f"invalid version spec {_shown(spec)}: missing version after {symbol!r} "
                 f"(e.g. '{symbol}3.8')"
             )
         if not _NUMBER_RUN.fullmatch(operand):
             raise ValueError(
-                f"invalid version spec {spec!r}: {operand!r} after {symbol!r} must be "
+                f"invalid version spec {_shown(spec)}: {_shown(operand)} after {symbol!r} must be "
                 f"numbers separated by dots (e.g. '{symbol}3.8'); use a glob such as "
                 "'3.8.*' for patterns"
             )
-        return _Comparison(symbol, tuple(int(part) for part in operand.split(".")))
+        try:
+            number = tuple(int(part) for part in operand.split("."))
+        except ValueError:
+            raise ValueError(f"invalid version spec {_shown(spec)}: version too long") from None
+        return _Comparison(symbol, number)
     if _OPERATOR_LIKE.match(clause):
         raise ValueError(
-            f"invalid version spec {spec!r}: unknown operator in {clause!r} "
+            f"invalid version spec {_shown(spec)}: unknown operator in {_shown(clause)} "
             "(use >=, <=, ==, !=, > or <)"
         )
     if _GLOB_CHARACTERS.search(clause):

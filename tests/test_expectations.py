@@ -301,3 +301,12 @@ def test_the_g_plus_plus_spelling_of_the_server_is_found_for_gpp() -> None:
 def test_no_expectations_no_outcomes() -> None:
     doc = load_libraries("v2")
     assert check_expectations(Expectations(), v2_languages(doc), doc["libraries"], doc["bin"]) == []
+
+
+def test_absurdly_long_numbers_are_handled_not_crashed_on() -> None:
+    huge = "9" * 5000
+    assert version_number(huge) is None
+    assert not Matcher(">=1").matches(huge)
+    assert Matcher("*").matches(huge)
+    with pytest.raises(ValueError, match="version too long"):
+        Matcher(">=" + huge)
