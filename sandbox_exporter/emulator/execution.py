@@ -405,7 +405,8 @@ def read_result(workdir: Path, result_path: str, api: int) -> str | int:
     root = workdir.resolve()
     try:
         target = (root / result_path).resolve()
-        if target != root and root not in target.parents:
+        # Only a regular file inside the working directory: reading a FIFO would block.
+        if root not in target.parents or not target.is_file():
             return STATUS_RESULT_NOT_FOUND
         data = target.read_bytes()
     except (OSError, ValueError):

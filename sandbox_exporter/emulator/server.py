@@ -48,6 +48,8 @@ SOCKET_TIMEOUT_SECONDS = 60.0
 # How long stop() lets in-flight requests finish before cutting their connections.
 STOP_GRACE_SECONDS = 2.0
 STOP_JOIN_SECONDS = 10.0
+# serve_forever() notices shutdown() only between polls: short, so stop() and go_down() are quick.
+LISTENER_POLL_SECONDS = 0.02
 
 HTML = "text/html; charset=utf-8"
 JSON = "application/json"
@@ -538,7 +540,7 @@ class Emulator:
         self._bound_host = listener.server_address[0]
         thread = threading.Thread(
             target=listener.serve_forever,
-            kwargs={"poll_interval": 0.1},
+            kwargs={"poll_interval": LISTENER_POLL_SECONDS},
             name="emulator-listener",
             daemon=True,
         )
