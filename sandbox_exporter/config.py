@@ -17,10 +17,18 @@ Merging, one rule for everything: a target's mappings of scalars (``intervals``,
 by key; a target's ``canaries`` list and ``expect`` block replace the defaults'
 as a whole (so a target can drop expectations it does not share: ``expect: {}``;
 YAML anchors ``&name``/``*name`` reuse blocks).
+
+Timeouts, one rule too: a value written that cannot be honoured is an error (a
+timeout longer than the interval beside it, canary timeouts adding up to more
+than the canary probe's deadline); a value nobody wrote shrinks to fit (an
+inherited timeout is cut to a shorter interval, as Prometheus does with
+``scrape_timeout``; a canary without ``timeout`` gets 10 s or the probe
+deadline, whichever is shorter, but at least its longest command timeout).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import difflib
 import hmac
@@ -28,7 +36,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,7 +254,8 @@ class Canary:
     ``commands`` are bash commands, each a string or a mapping ``{"command": str,
     "timeout": seconds}`` (the per-command limit enforced by the server); they
     are sent exactly as stored, never with ``save``. ``timeout`` is the
-    exporter's deadline for the whole request. The run succeeds when the
+    exporter's deadline for the whole request; a target's canaries run one
+    after another within ``Target.timeouts["canary"]``. The run succeeds when the
     response's ``status`` equals ``expect_status`` and :meth:`stdout_matches`.
     """
 
@@ -621,6 +630,61 @@ def _has_control_characters(text: str) -> bool:
     return any(ord(char) < 32 or ord(char) == 127 for char in text)
 
 
+@dataclass(frozen=True)
+class _CanaryEntry:
+    """A canary as written: whether its timeout was written decides whether
+    it must fit as is (an error otherwise) or may shrink to fit."""
+
+    canary: Canary
+    explicit_timeout: bool
+
+    @property
+    def promised(self) -> float:
+        """The time this canary must be allowed, whatever the probe deadline."""
+        if self.explicit_timeout:
+            return self.canary.timeout
+        return _longest_command_timeout(self.canary)
+
+
+def _longest_command_timeout(canary: Canary) -> float:
+    return max(
+        (float(c["timeout"]) for c in canary.commands if not isinstance(c, str) and "timeout" in c),
+        default=0.0,
+    )
+
+
+def _probe_kinds_in(section: object) -> set[str]:
+    """The probe kinds a YAML mapping sets (nothing if it is not a mapping)."""
+    return {key for key in section if key in PROBE_KINDS} if isinstance(section, dict) else set()
+
+
+def _fit_timeouts(
+    intervals: Mapping[str, float], timeouts: Mapping[str, float], written_here: set[str]
+) -> Mapping[str, float]:
+    """Inherited timeouts shrink to fit a shorter interval, the way Prometheus
+    treats scrape_timeout: setting `intervals: {canary: 5s}` alone just works.
+    Timeouts written in the same section are checked instead (check_timings)."""
+    fitted = {
+        kind: (min(timeouts[kind], intervals[kind]) if kind not in written_here else timeouts[kind])
+        for kind in timeouts
+    }
+    return timeouts if fitted == dict(timeouts) else FrozenDict(fitted)
+
+
+def _fit_canaries(entries: Sequence[_CanaryEntry], deadline: float) -> tuple[Canary, ...]:
+    """Canaries whose timeout nobody wrote get the default, or less to fit the
+    probe deadline, but never less than their longest command may take."""
+    fitted = []
+    for entry in entries:
+        canary = entry.canary
+        if not entry.explicit_timeout:
+            timeout = max(min(DEFAULT_CANARY_TIMEOUT, deadline), _longest_command_timeout(canary))
+            if timeout != canary.timeout:
+                canary = dataclasses.replace(canary, timeout=timeout)
+        fitted.append(canary)
+    return tuple(fitted)
+
+
 class _Parser:
     """Walks the YAML document, collecting every error with its key path.
 
@@ -635,6 +699,10 @@ class _Parser:
         self.base_dir = base_dir
         self.environ = environ
         self.errors: list[str] = []
+        # What targets inherit; kept unfitted so that each target fits the
+        # canaries to its own deadline.
+        self.default_canaries: tuple[_CanaryEntry, ...] = (_CanaryEntry(DEFAULT_CANARY, False),)
+        self.defaults_valid = True
 
     def error(self, path: str, message: str) -> None:
         self.errors.append(f"{path}: {message}" if path else message)
@@ -780,19 +848,22 @@ class _Parser:
         if not section:
             return builtin
         errors_before = len(self.errors)
+        timeout_keys = _probe_kinds_in(section.get("timeouts"))
         intervals = self.durations(
             section.get("intervals"), _join(path, "intervals"), builtin.intervals
         )
-        timeouts = self.durations(
-            section.get("timeouts"), _join(path, "timeouts"), builtin.timeouts
+        timeouts = _fit_timeouts(
+            intervals,
+            self.durations(section.get("timeouts"), _join(path, "timeouts"), builtin.timeouts),
+            timeout_keys,
         )
-        canaries = builtin.canaries
-        if section.get("canaries") is not None:
-            canaries = self.canaries(section["canaries"], _join(path, "canaries"))
+        canaries_here = section.get("canaries") is not None
+        if canaries_here:
+            self.default_canaries = self.canaries(section["canaries"], _join(path, "canaries"))
         defaults = Defaults(
             intervals=intervals,
             timeouts=timeouts,
-            canaries=canaries,
+            canaries=_fit_canaries(self.default_canaries, timeouts["canary"]),
             expect=self.expectations(section.get("expect"), _join(path, "expect")),
             thresholds=self.thresholds(
                 section.get("thresholds"), _join(path, "thresholds"), builtin.thresholds
@@ -802,16 +873,19 @@ class _Parser:
             ),
             tls=self.tls(section.get("tls"), _join(path, "tls"), builtin.tls),
         )
-        if len(self.errors) == errors_before:
+        if len(self.errors) != errors_before:
+            # Targets inherit from these: checking their timings against broken
+            # defaults would only repeat the same problems.
+            self.defaults_valid = False
+        else:
             self.check_timings(
                 path,
-                defaults.intervals,
-                defaults.timeouts,
-                PROBE_KINDS,
-                set_here={"canaries"} if section.get("canaries") is not None else set(),
-                canaries=defaults.canaries,
-                interval_keys_set=set((section.get("intervals") or {}).keys()),
-                timeout_keys_set=set((section.get("timeouts") or {}).keys()),
+                intervals,
+                timeouts,
+                timeout_keys,
+                self.default_canaries,
+                canaries_here=canaries_here,
+                check_canaries=True,
             )
         return defaults
 
@@ -844,15 +918,20 @@ class _Parser:
         labels = self.labels(section.get("labels"), _join(path, "labels"))
         auth = self.auth(section.get("auth"), _join(path, "auth"))
         tls = self.tls(section.get("tls"), _join(path, "tls"), defaults.tls)
+        interval_keys = _probe_kinds_in(section.get("intervals"))
+        timeout_keys = _probe_kinds_in(section.get("timeouts"))
         intervals = self.durations(
             section.get("intervals"), _join(path, "intervals"), defaults.intervals
         )
-        timeouts = self.durations(
-            section.get("timeouts"), _join(path, "timeouts"), defaults.timeouts
+        timeouts = _fit_timeouts(
+            intervals,
+            self.durations(section.get("timeouts"), _join(path, "timeouts"), defaults.timeouts),
+            timeout_keys,
         )
-        canaries = defaults.canaries
-        if section.get("canaries") is not None:
-            canaries = self.canaries(section["canaries"], _join(path, "canaries"))
+        canaries_here = section.get("canaries") is not None
+        canary_entries = self.default_canaries
+        if canaries_here:
+            canary_entries = self.canaries(section["canaries"], _join(path, "canaries"))
         expect = defaults.expect
         if section.get("expect") is not None:
             expect = self.expectations(section["expect"], _join(path, "expect"))
@@ -864,18 +943,17 @@ class _Parser:
         )
         if len(self.errors) != errors_before or name is None or url is None:
             return None
-        interval_keys = set((section.get("intervals") or {}).keys())
-        timeout_keys = set((section.get("timeouts") or {}).keys())
-        self.check_timings(
-            path,
-            intervals,
-            timeouts,
-            sorted(interval_keys | timeout_keys, key=PROBE_KINDS.index),
-            set_here={"canaries"} if section.get("canaries") is not None else set(),
-            canaries=canaries,
-            interval_keys_set=interval_keys,
-            timeout_keys_set=timeout_keys,
-        )
+        if self.defaults_valid:
+            self.check_timings(
+                path,
+                intervals,
+                timeouts,
+                timeout_keys,
+                canary_entries,
+                canaries_here=canaries_here,
+                # Otherwise the canary settings are the defaults', checked there.
+                check_canaries=canaries_here or "canary" in timeout_keys | interval_keys,
+            )
         return Target(
             name=name,
             url=url,
@@ -884,7 +962,7 @@ class _Parser:
             tls=tls,
             intervals=intervals,
             timeouts=timeouts,
-            canaries=canaries,
+            canaries=_fit_canaries(canary_entries, timeouts["canary"]),
             expect=expect,
             thresholds=thresholds,
             severities=severities,
@@ -895,55 +973,60 @@ class _Parser:
         path: str,
         intervals: Mapping[str, float],
         timeouts: Mapping[str, float],
-        kinds: Iterable[str],
+        timeout_keys: set[str],
+        canary_entries: Sequence[_CanaryEntry],
         *,
-        set_here: set[str],
-        canaries: Sequence[Canary],
-        interval_keys_set: set[str],
-        timeout_keys_set: set[str],
+        canaries_here: bool,
+        check_canaries: bool,
     ) -> None:
-        """Timeouts that cannot be honoured are errors, reported where they were written.
+        """Report the timeouts written in this section that cannot be honoured.
 
-        A timeout longer than its interval would let probes of one kind pile up
-        on a server that is already slow: an error rather than a warning, since
-        the fix is one edit and the failure mode is load on production.
+        A timeout longer than its interval would let probes of one kind pile
+        up on a server that is already slow: an error rather than a warning,
+        since the fix is one edit and the failure mode is load on production.
+        Timeouts nobody wrote shrink to fit instead (see _fit_timeouts).
         """
-        for kind in kinds:
-            if timeouts[kind] > intervals[kind]:
-                written = (
-                    "intervals"
-                    if kind in interval_keys_set and kind not in timeout_keys_set
-                    else "timeouts"
-                )
+        for kind in PROBE_KINDS:
+            if kind in timeout_keys and timeouts[kind] > intervals[kind]:
                 self.error(
-                    f"{path}.{written}.{kind}",
+                    f"{path}.timeouts.{kind}",
                     f"the {kind} timeout ({format_duration(timeouts[kind])}) is longer than its "
                     f"interval ({format_duration(intervals[kind])}): a probe must end before the "
                     f"next one is due; lower timeouts.{kind} or raise intervals.{kind}",
                 )
-        # The canary probe's deadline must leave room for every canary's own
-        # timeout even when they run one after another (the polite way: one
-        # container at a time), so the sum has to fit.
-        if "canaries" not in set_here and "canary" not in timeout_keys_set:
+        if not check_canaries:
             return
-        total = sum(canary.timeout for canary in canaries)
-        if total <= timeouts["canary"]:
+        # Canaries run one after another (one container at a time), so the
+        # time promised to each must add up within the canary probe's deadline.
+        promised = [(index, entry) for index, entry in enumerate(canary_entries) if entry.promised]
+        total = sum(entry.promised for _, entry in promised)
+        deadline = timeouts["canary"]
+        if total <= deadline:
             return
-        probe_deadline = format_duration(timeouts["canary"])
-        if len(canaries) == 1:
-            where = "canaries[0].timeout" if "canaries" in set_here else "timeouts.canary"
+        limit = (
+            f"more than the whole canary probe may take ({format_duration(deadline)}: "
+            "timeouts.canary, which never exceeds intervals.canary)"
+        )
+        if len(promised) == 1:
+            index, entry = promised[0]
+            what = "timeout" if entry.explicit_timeout else "commands"
+            where = f"canaries[{index}].{what}"
+            reason = "its timeout" if entry.explicit_timeout else "its longest command timeout"
             problem = (
-                f"canary {canaries[0].name!r} has a timeout of {format_duration(total)}, "
-                f"longer than the whole canary probe may take (timeouts.canary = {probe_deadline})"
+                f"canary {entry.canary.name!r} may take {format_duration(total)} ({reason}), "
+                f"{limit}"
             )
         else:
-            where = "canaries" if "canaries" in set_here else "timeouts.canary"
-            each = ", ".join(f"{c.name} {format_duration(c.timeout)}" for c in canaries)
-            problem = (
-                f"the canaries' timeouts add up to {format_duration(total)} ({each}), more than "
-                f"the whole canary probe may take (timeouts.canary = {probe_deadline}); canaries "
-                "may run one after another, so raise timeouts.canary or shorten their timeouts"
+            where = "canaries"
+            each = ", ".join(
+                f"{entry.canary.name} {format_duration(entry.promised)}" for _, entry in promised
             )
+            problem = (
+                f"the canaries may take {format_duration(total)} one after another ({each}), "
+                f"{limit}; raise timeouts.canary or lower their timeouts"
+            )
+        if not canaries_here:
+            where = "timeouts.canary" if "canary" in timeout_keys else "intervals.canary"
         self.error(f"{path}.{where}", problem)
 
     def durations(self, value: object, path: str, base: Mapping[str, float]) -> Mapping[str, float]:
@@ -1174,16 +1257,17 @@ class _Parser:
             insecure = insecure if checked is None else checked
         return TLS(ca_file=ca_file, insecure_skip_verify=insecure)
 
-    def canaries(self, value: object, path: str) -> tuple[Canary, ...]:
+    def canaries(self, value: object, path: str) -> tuple[_CanaryEntry, ...]:
         items = self.sequence(value, path)
         if items is None:
             return ()
-        canaries: list[Canary] = []
+        canaries: list[_CanaryEntry] = []
         first_index: dict[str, int] = {}
         for index, raw in enumerate(items):
-            canary = self.canary(raw, f"{path}[{index}]")
-            if canary is None:
+            entry = self.canary(raw, f"{path}[{index}]")
+            if entry is None:
                 continue
+            canary = entry.canary
             if canary.name in first_index:
                 self.error(
                     f"{path}[{index}].name",
@@ -1192,10 +1276,10 @@ class _Parser:
                 )
                 continue
             first_index[canary.name] = index
-            canaries.append(canary)
+            canaries.append(entry)
         return tuple(canaries)
 
-    def canary(self, value: object, path: str) -> Canary | None:
+    def canary(self, value: object, path: str) -> _CanaryEntry | None:
         section = self.mapping(value, path, _CANARY_KEYS, rejected=_REJECTED_CANARY_KEYS)
         if section is None:
             return None
@@ -1205,10 +1289,13 @@ class _Parser:
             self.error(_join(path, "name"), "missing (canaries are told apart by name in metrics)")
         else:
             name = self.name(section["name"], _join(path, "name"), "canary name")
+        explicit_timeout = "timeout" in section
         timeout = DEFAULT_CANARY_TIMEOUT
-        if "timeout" in section:
+        if explicit_timeout:
             timeout = self.duration(section["timeout"], _join(path, "timeout")) or timeout
-        commands = self.commands(section.get("commands"), _join(path, "commands"), timeout)
+        commands = self.commands(
+            section.get("commands"), _join(path, "commands"), timeout if explicit_timeout else None
+        )
 
         expect_stdout = None
         if section.get("expect_stdout") is not None:
@@ -1239,7 +1326,7 @@ class _Parser:
                 expect_status = raw_status
         if len(self.errors) != errors_before or name is None:
             return None
-        return Canary(
+        canary = Canary(
             name=name,
             commands=commands,
             expect_stdout=expect_stdout,
@@ -1247,9 +1334,10 @@ class _Parser:
             expect_status=expect_status,
             timeout=timeout,
         )
+        return _CanaryEntry(canary, explicit_timeout)
 
     def commands(
-        self, value: object, path: str, canary_timeout: float
+        self, value: object, path: str, canary_timeout: float | None
     ) -> tuple[str | Mapping[str, Any], ...]:
         if value is None:
             self.error(path, "missing (a list of bash commands)")
@@ -1281,7 +1369,7 @@ class _Parser:
                 seconds = self.duration(section["timeout"], _join(item_path, "timeout"))
                 if seconds is None:
                     continue
-                if seconds > canary_timeout:
+                if canary_timeout is not None and seconds > canary_timeout:
                     self.error(
                         _join(item_path, "timeout"),
                         f"{format_duration(seconds)} is longer than the canary's own timeout "

@@ -245,15 +245,15 @@ ERROR_CASES = [
         "the usage timeout (20s) is longer than its interval (15s)",
     ),
     (
-        "interval-under-timeout",
-        target_with("intervals: {specifications: 5s}"),
-        "targets[0].intervals.specifications",
-        "longer than its interval (5s)",
+        "timeout-over-own-interval",
+        target_with("intervals: {specifications: 5s}, timeouts: {specifications: 6s}"),
+        "targets[0].timeouts.specifications",
+        "the specifications timeout (6s) is longer than its interval (5s)",
     ),
     (
         "defaults-timeout-over-interval",
-        "defaults: {intervals: {libraries: 30s}}\n",
-        "defaults.intervals.libraries",
+        "defaults: {intervals: {libraries: 30s}, timeouts: {libraries: 1m}}\n",
+        "defaults.timeouts.libraries",
         "the libraries timeout (1m) is longer than its interval (30s)",
     ),
     ("canaries-not-list", target_with("canaries: {a: 1}"), "targets[0].canaries", "a list"),
@@ -339,27 +339,42 @@ ERROR_CASES = [
         "canary-timeout-over-probe",
         target_with("canaries: [{name: a, commands: [ls], timeout: 25s}]"),
         "targets[0].canaries[0].timeout",
-        "longer than the whole canary probe may take (timeouts.canary = 20s)",
+        "canary 'a' may take 25s (its timeout), more than the whole canary probe may take (20s",
+    ),
+    (
+        "canary-command-over-probe",
+        target_with("canaries: [{name: a, commands: [{command: ls, timeout: 25s}]}]"),
+        "targets[0].canaries[0].commands",
+        "canary 'a' may take 25s (its longest command timeout)",
     ),
     (
         "canary-timeouts-sum",
         target_with(
-            "canaries: [{name: a, commands: [ls]}, {name: b, commands: [ls], timeout: 11s}]"
+            "canaries: [{name: a, commands: [ls], timeout: 10s}, {name: b, commands: [ls]}, "
+            "{name: c, commands: [ls], timeout: 11s}]"
         ),
         "targets[0].canaries",
-        "add up to 21s (a 10s, b 11s)",
+        "the canaries may take 21s one after another (a 10s, c 11s)",
     ),
     (
         "probe-timeout-under-canary",
-        target_with("timeouts: {canary: 5s}"),
+        "defaults: {canaries: [{name: a, commands: [ls], timeout: 10s}]}\n"
+        + target_with("timeouts: {canary: 5s}"),
         "targets[0].timeouts.canary",
-        "canary 'shell' has a timeout of 10s",
+        "canary 'a' may take 10s (its timeout), more than the whole canary probe may take (5s",
+    ),
+    (
+        "probe-interval-under-canary",
+        "defaults: {canaries: [{name: a, commands: [ls], timeout: 10s}]}\n"
+        + target_with("intervals: {canary: 5s}"),
+        "targets[0].intervals.canary",
+        "which never exceeds intervals.canary",
     ),
     (
         "defaults-probe-timeout-under-canary",
-        "defaults: {timeouts: {canary: 5s}}\n",
-        "defaults.timeouts.canary",
-        "canary 'shell' has a timeout of 10s",
+        "defaults: {timeouts: {canary: 5s}, canaries: [{name: a, commands: [ls], timeout: 6s}]}\n",
+        "defaults.canaries[0].timeout",
+        "canary 'a' may take 6s (its timeout)",
     ),
     (
         "expect-status-bool",
@@ -1452,3 +1467,73 @@ def test_random_values_in_real_keys_give_a_config_or_a_config_error(document: ob
         assert all(message and "\n" not in message for message in error.errors)
     else:
         assert len(config.targets) == len(document["targets"])  # type: ignore[index]
+
+
+# --------------------------------------------------------------------------
+# Values nobody wrote shrink to fit; values written that cannot fit are errors
+
+
+def test_an_inherited_timeout_shrinks_to_a_shorter_interval() -> None:
+    config = parse(
+        """\
+        defaults:
+          intervals: {libraries: 30s}
+        targets:
+          - {name: a, url: 'http://a/', intervals: {specifications: 5s, canary: 8s}}
+          - {name: b, url: 'http://b/', timeouts: {usage: 3s}, intervals: {usage: 4s}}
+        """
+    )
+    assert config.defaults.timeouts["libraries"] == 30.0  # built-in 60s, cut to the interval
+    a, b = config.targets
+    assert a.timeouts["specifications"] == 5.0
+    assert a.timeouts["libraries"] == 30.0
+    assert a.timeouts["canary"] == 8.0
+    assert a.timeouts["usage"] == 10.0  # interval 15s: nothing to fit
+    assert b.timeouts["usage"] == 3.0
+    assert all(
+        t.timeouts[kind] <= t.intervals[kind] for t in config.targets for kind in PROBE_KINDS
+    )
+
+
+def test_canary_timeouts_nobody_wrote_shrink_to_the_probe_deadline() -> None:
+    config = parse(
+        """\
+        defaults:
+          canaries:
+            - {name: quick, commands: [ls]}
+            - {name: slow, commands: [{command: make, timeout: 4s}]}
+            - {name: fixed, commands: [ls], timeout: 3s}
+        targets:
+          - {name: a, url: 'http://a/'}
+          - {name: b, url: 'http://b/', intervals: {canary: 7s}}
+          - {name: c, url: 'http://c/', intervals: {canary: 2m}, timeouts: {canary: 1m}}
+        """
+    )
+    timeouts = {t.name: {c.name: c.timeout for c in t.canaries} for t in config.targets}
+    assert timeouts == {
+        "a": {"quick": 10.0, "slow": 10.0, "fixed": 3.0},
+        "b": {"quick": 7.0, "slow": 7.0, "fixed": 3.0},
+        "c": {"quick": 10.0, "slow": 10.0, "fixed": 3.0},
+    }
+    assert {c.name: c.timeout for c in config.defaults.canaries} == timeouts["a"]
+
+
+def test_a_canary_without_timeout_gets_at_least_its_longest_command() -> None:
+    [canary] = (
+        parse(target_with("canaries: [{name: a, commands: [{command: make, timeout: 15s}]}]"))
+        .targets[0]
+        .canaries
+    )
+    assert canary.timeout == 15.0
+
+
+def test_the_default_canary_fits_a_short_canary_interval() -> None:
+    target = parse(
+        "defaults: {intervals: {specifications: 10s, canary: 5s}}\n"
+        "targets: [{name: demo, url: 'http://h/'}]\n"
+    ).targets[0]
+    assert target.timeouts["canary"] == 5.0
+    assert target.canaries == (dataclasses.replace(DEFAULT_CANARY, timeout=5.0),)
+    defaults = parse("defaults: {intervals: {canary: 5s}}").defaults
+    [from_url] = config_for_url("http://h/", defaults).targets
+    assert from_url.canaries[0].timeout == 5.0
