@@ -23,7 +23,15 @@ from prometheus_client.registry import Collector
 from . import __version__
 from .config import Target
 from .documents import Specifications
-from .probes import CANARY, LIBRARIES, SPECIFICATIONS, USAGE, LibrariesReport, Load
+from .probes import (
+    CANARY,
+    LIBRARIES,
+    POSSIBLE_REASONS,
+    SPECIFICATIONS,
+    USAGE,
+    LibrariesReport,
+    Load,
+)
 from .state import CANARY_BUCKETS, Snapshot, State
 
 log = logging.getLogger(__name__)
@@ -338,9 +346,9 @@ def render_target(families: Families, snapshot: Snapshot, target: Target) -> Non
             [name, probe],
             snapshot.last_success.get(key),
         )
-        families.add("sandbox_probe_runs", [name, probe], snapshot.runs.get(key))
-    for (target_name, probe, reason), count in sorted(snapshot.failures.items()):
-        if target_name == name:
+        families.add("sandbox_probe_runs", [name, probe], snapshot.runs.get(key, 0))
+        for reason in POSSIBLE_REASONS[probe]:
+            count = snapshot.failures.get((name, probe, reason), 0)
             families.add("sandbox_probe_failures", [name, probe, reason.value], count)
 
     spec_result = snapshot.results.get((name, SPECIFICATIONS))

@@ -47,6 +47,24 @@ LIBRARIES = "libraries"
 CANARY = "canary"
 PROBES: tuple[str, ...] = (SPECIFICATIONS, USAGE, LIBRARIES, CANARY)
 
+# What each probe can fail with; the collector starts these counters at 0 so
+# that the first failure is a visible increase (Prometheus' advice on missing
+# series), and nothing else is ever exported.
+_TRANSPORT = (
+    Reason.TIMEOUT,
+    Reason.CONNECTION,
+    Reason.TLS,
+    Reason.HTTP_STATUS,
+    Reason.OVERLOADED,
+    Reason.INVALID_RESPONSE,
+)
+POSSIBLE_REASONS: dict[str, tuple[Reason, ...]] = {
+    SPECIFICATIONS: _TRANSPORT,
+    USAGE: _TRANSPORT,
+    LIBRARIES: _TRANSPORT,
+    CANARY: (*_TRANSPORT, Reason.UNEXPECTED_OUTPUT, Reason.EXECUTION_ERROR),
+}
+
 
 @dataclass(frozen=True)
 class Load:

@@ -47,20 +47,20 @@ class Scrape:
     def names(self) -> set[str]:
         return {s.name for s in self.samples}
 
-    def find(self, name: str, **labels: str) -> list[Sample]:
+    def find(self, metric: str, /, **labels: str) -> list[Sample]:
         return [
             s
             for s in self.samples
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+            if s.name == metric and all(s.labels.get(k) == v for k, v in labels.items())
         ]
 
-    def value(self, name: str, **labels: str) -> float:
-        found = self.find(name, **labels)
-        assert len(found) == 1, f"expected one {name}{labels}, found {found}"
+    def value(self, metric: str, /, **labels: str) -> float:
+        found = self.find(metric, **labels)
+        assert len(found) == 1, f"expected one {metric}{labels}, found {found}"
         return found[0].value
 
-    def get(self, name: str, **labels: str) -> float | None:
-        found = self.find(name, **labels)
+    def get(self, metric: str, /, **labels: str) -> float | None:
+        found = self.find(metric, **labels)
         return found[0].value if len(found) == 1 else None
 
 
