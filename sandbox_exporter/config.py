@@ -809,8 +809,15 @@ class _Parser:
             return text
         return None
 
-    def path(self, value: str) -> str:
-        return os.path.normpath(os.path.join(self.base_dir, os.path.expanduser(value)))
+    def file_path(self, value: object, path: str, *, show: bool = True) -> str | None:
+        """A file name from the config, resolved against the config's directory."""
+        name = self.string(value, path, show=show)
+        if name is None:
+            return None
+        if _has_control_characters(name):
+            self.error(path, "a file name must not contain control characters")
+            return None
+        return os.path.normpath(os.path.join(self.base_dir, os.path.expanduser(name)))
 
     # -- sections --------------------------------------------------------------
 
@@ -1165,10 +1172,9 @@ class _Parser:
         return None
 
     def secret_from_file(self, value: object, path: str) -> Secret | None:
-        name = self.string(value, path, show=False)
-        if name is None:
+        file_path = self.file_path(value, path, show=False)
+        if file_path is None:
             return None
-        file_path = self.path(name)
         try:
             with open(file_path, "rb") as handle:
                 data = handle.read(_MAX_SECRET_FILE_BYTES + 1)
@@ -1244,11 +1250,11 @@ class _Parser:
         if "ca_file" in section:
             ca_file = None
             if section["ca_file"] is not None:
-                name = self.string(section["ca_file"], _join(path, "ca_file"))
-                if name is not None:
-                    ca_file = self.path(name)
-                    if not os.path.isfile(ca_file) or not os.access(ca_file, os.R_OK):
-                        self.error(_join(path, "ca_file"), f"{ca_file!r} is not a readable file")
+                ca_file = self.file_path(section["ca_file"], _join(path, "ca_file"))
+                if ca_file is not None and (
+                    not os.path.isfile(ca_file) or not os.access(ca_file, os.R_OK)
+                ):
+                    self.error(_join(path, "ca_file"), f"{ca_file!r} is not a readable file")
         insecure = base.insecure_skip_verify
         if "insecure_skip_verify" in section:
             checked = self.boolean(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sandbox_exporter.config import (
@@ -199,6 +199,18 @@ ERROR_CASES = [
         target_with("tls: {ca_file: nope.pem}"),
         "targets[0].tls.ca_file",
         "nope.pem",
+    ),
+    (
+        "tls-ca-nul",
+        target_with('tls: {ca_file: "a\\0b"}'),
+        "targets[0].tls.ca_file",
+        "control characters",
+    ),
+    (
+        "secret-file-nul",
+        target_with('auth: {bearer_token_file: "a\\0b"}'),
+        "targets[0].auth.bearer_token_file",
+        "control characters",
     ),
     (
         "tls-insecure-int",
@@ -1459,6 +1471,7 @@ _STRUCTURED = st.fixed_dictionaries(
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(document=_STRUCTURED)
+@example(document={"targets": [{"url": "http://h/", "auth": {"password_file": "\x00"}}]})
 def test_random_values_in_real_keys_give_a_config_or_a_config_error(document: object) -> None:
     try:
         config = parse_config(yaml.safe_dump(document))
