@@ -177,6 +177,9 @@ _UNIT_ORDER = tuple(_DURATION_UNITS)
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|y|w|d|h|m|s)")
 _DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|y|w|d|h|m|s))+")
 _BARE_SECONDS = re.compile(r"\d+(?:\.\d+)?")
+# No probe needs to wait longer than this, and the scheduler's datetime
+# arithmetic overflows on absurd values long before infinity.
+MAX_DURATION_SECONDS = 366 * 86_400.0
 
 
 def _invalid_duration(value: object, why: str = "") -> ValueError:
@@ -206,7 +209,7 @@ def parse_duration(value: str | int | float) -> float:
             raise _invalid_duration(value, ": too large") from None
         if not math.isfinite(seconds) or seconds < 0:
             raise _invalid_duration(value, ": must be a finite number of seconds >= 0")
-        return seconds
+        return _bounded(value, seconds)
     if not isinstance(value, str):
         raise _invalid_duration(value)
     text = value.strip()
@@ -225,6 +228,12 @@ def parse_duration(value: str | int | float) -> float:
         raise _invalid_duration(value)
     if not math.isfinite(seconds):
         raise _invalid_duration(value, ": too large")
+    return _bounded(value, seconds)
+
+
+def _bounded(value: object, seconds: float) -> float:
+    if seconds > MAX_DURATION_SECONDS:
+        raise _invalid_duration(value, ": longer than the 366d this exporter accepts")
     return seconds
 
 

@@ -1183,6 +1183,8 @@ def test_parse_duration(value: str | float, seconds: float) -> None:
         float("nan"),
         float("inf"),
         10**400,
+        1.797693134862316e305,
+        "367d",
         None,
         [1],
     ],
@@ -1472,6 +1474,7 @@ _STRUCTURED = st.fixed_dictionaries(
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(document=_STRUCTURED)
 @example(document={"targets": [{"url": "http://h/", "auth": {"password_file": "\x00"}}]})
+@example(document={"targets": [{"url": "http://h/", "timeouts": {"specifications": 1.7e305}}]})
 def test_random_values_in_real_keys_give_a_config_or_a_config_error(document: object) -> None:
     try:
         config = parse_config(yaml.safe_dump(document))
