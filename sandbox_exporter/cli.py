@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"[host]:port to serve metrics and /probe on (default {DEFAULT_LISTEN_ADDRESS})",
     )
     parser.add_argument(
+        "--scheduler",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="probe targets on their intervals (default); with --no-scheduler, probe only "
+        "on /probe requests, e.g. replicas sharing targets through hashmod",
+    )
+    parser.add_argument(
         "--log.level",
         dest="log_level",
         default="info",
@@ -206,7 +213,7 @@ def _daemon(args: argparse.Namespace) -> int:
     except ConfigError as error:
         log.error("cannot start: %s", error)
         return 1
-    exporter = Exporter(config, path)
+    exporter = Exporter(config, path, scheduled=args.scheduler)
     return serve(exporter, args.listen_address)
 
 

@@ -38,8 +38,13 @@ class OnDemandProbe:
 
 
 class Exporter:
-    def __init__(self, config: Config, config_path: Path | None = None) -> None:
+    def __init__(
+        self, config: Config, config_path: Path | None = None, *, scheduled: bool = True
+    ) -> None:
+        """`scheduled=False` probes only on /probe requests: replicas that share
+        targets through Prometheus' hashmod then probe only their own share."""
         self.config_path = config_path
+        self.scheduled = scheduled
         self.state = State()
         self.clients = SandboxClients()
         self.scheduler = ProbeScheduler(self.state, self.clients)
@@ -55,7 +60,8 @@ class Exporter:
 
     def _apply(self, config: Config) -> None:
         self.state.set_config(config)
-        self.scheduler.apply(config)
+        if self.scheduled:
+            self.scheduler.apply(config)
 
     def reload(self) -> bool:
         """Re-read the config file; on error keep the running config."""
@@ -74,6 +80,8 @@ class Exporter:
 
     def is_ready(self) -> bool:
         """Every configured target has been probed at least once."""
+        if not self.scheduled:
+            return True
         probed = self.state.probed_targets()
         return all(t.name in probed for t in self.config.targets)
 

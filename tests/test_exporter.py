@@ -398,3 +398,26 @@ def test_metrics_scrape_does_no_network_io(running, sandboxes):
     m = running.scrape()
     assert m.value("sandbox_up", target="old") == 1
     assert m.value("sandbox_up", target="new") == 1
+
+
+def test_without_scheduler_only_probe_requests_probe(tmp_path, sandboxes):
+    path = write_config(tmp_path / "config.yml", sandboxes)
+    exporter = Exporter(load_config(path), path, scheduled=False)
+    server = WebServer(ExporterApp(exporter), "127.0.0.1:0").start()
+    try:
+        # Ready at once: there is no round of scheduled probes to wait for.
+        assert requests.get(server.url + "-/ready", timeout=10).status_code == 200
+        threading.Event().wait(1.0)  # longer than a scheduled first run would take
+        m = scrape(server.url + "metrics")
+        assert m.value("sandbox_probe_runs_total", target="old", probe="canary") == 0
+        probed = Scrape(
+            requests.get(
+                server.url + "probe", params={"target": "old", "probe": "canary"}, timeout=30
+            ).text
+        )
+        assert probed.value("sandbox_probe_runs_total", target="old", probe="canary") == 1
+        m = scrape(server.url + "metrics")
+        assert m.value("sandbox_probe_runs_total", target="new", probe="canary") == 0
+    finally:
+        server.stop()
+        exporter.stop()
