@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-# Where the shared notes live beside the checkout (also in CI).
-METRICS_MD = Path(__file__).resolve().parents[2] / "shared" / "METRICS.md"
+# The contract as shipped with the repository, and the team's shared original
+# beside the checkout (present in CI) that it must stay equal to.
+METRICS_MD = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
+SHARED_METRICS_MD = Path(__file__).resolve().parents[2] / "shared" / "METRICS.md"
 
 PROBES = ("specifications", "usage", "libraries", "canary")
 FAILURE_REASONS = (
