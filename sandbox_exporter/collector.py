@@ -217,6 +217,14 @@ METRICS: dict[str, MetricSpec] = {
             "canary",
         ),
         _spec(
+            "sandbox_canary_command_duration_seconds",
+            "gauge",
+            _CANARY + "time of each command as the server measured it; step is its 0-based index.",
+            _T,
+            "canary",
+            "step",
+        ),
+        _spec(
             "sandbox_canary_round_trip_seconds",
             "histogram",
             "Every canary round trip, exporter side.",
@@ -378,6 +386,10 @@ def render_target(families: Families, snapshot: Snapshot, target: Target) -> Non
             families.add("sandbox_canary_server_duration_seconds", labels, canary.server_seconds)
             families.add("sandbox_canary_wait_seconds", labels, canary.wait_seconds)
             families.add("sandbox_canary_status", labels, canary.status)
+            for step, seconds in enumerate(canary.command_seconds):
+                families.add(
+                    "sandbox_canary_command_duration_seconds", [*labels, str(step)], seconds
+                )
     for canary in target.canaries:
         histogram = snapshot.canary_histograms.get((name, canary.name))
         if histogram is None:

@@ -134,6 +134,13 @@ def test_values_follow_the_emulators_state(running, sandboxes):
         assert m.value("sandbox_probe_success", target=target, probe="canary") == 1
         assert m.value("sandbox_canary_success", target=target, canary="shell") == 1
         assert m.value("sandbox_canary_status", target=target, canary="shell") == 0
+        steps = m.find("sandbox_canary_command_duration_seconds", target=target, canary="shell")
+        assert [s.labels["step"] for s in steps] == ["0"]
+        assert (
+            0
+            <= steps[0].value
+            <= m.value("sandbox_canary_server_duration_seconds", target=target, canary="shell")
+        )
         assert m.value("sandbox_containers_running", target=target) == 0
         assert m.value("sandbox_load_ratio", target=target) == 0
         assert m.value("sandbox_container_memory_limit_bytes", target=target, kind="ram") == 1e8
