@@ -38,20 +38,10 @@ from sandbox_exporter.client import (
 )
 from sandbox_exporter.emulator import Emulator, Fault
 
+from helpers import wait_until
+
 FIXTURES = Path(__file__).parent / "fixtures"
 UNKNOWN_UUID = "00000000-0000-4000-8000-000000000000"
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> object:
-    """Poll until ``predicate`` is truthy; bounded."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.02)
 
 
 def make_tgz(files: dict[str, bytes]) -> bytes:

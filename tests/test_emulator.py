@@ -30,6 +30,8 @@ from hypothesis import strategies as st
 
 from sandbox_exporter.emulator import Emulator, Fault, default_libraries, parse_fault_spec
 
+from helpers import wait_until
+
 FIXTURES = Path(__file__).parent / "fixtures"
 TIMEOUT = 30  # seconds; bounds every request so a broken emulator fails instead of hanging
 NOT_FOUND_TITLE = "<title>Not Found</title>"
@@ -55,18 +57,6 @@ def execute(
     if environment is not None:
         files["environment"] = ("environment.tgz", environment, "application/gzip")
     return requests.post(emulator.url + "execute/", files=files, timeout=TIMEOUT)
-
-
-def wait_until(predicate, timeout: float = 15.0):
-    """Poll until `predicate()` is truthy; fail (not hang) after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.02)
 
 
 def shape(document: object) -> object:
