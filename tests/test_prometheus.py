@@ -39,7 +39,7 @@ import math
 import re
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -650,3 +650,166 @@ def test_config_reloads_show_on_the_dashboards_and_a_bad_one_fires_its_alert(
     finally:
         config_path.write_text(daemon.config_text)
         assert requests.post(reload_url, timeout=30).status_code == 200
+
+
+# ----------------------------------------- mode (b): /probe?target=NAME
+
+PROBE_JOB = "sandbox-exporter-probe"
+USAGE_LATENCY_SECONDS = 5.0
+# Prometheus gives each /probe scrape this long; the exporter hears it through
+# X-Prometheus-Scrape-Timeout-Seconds and must answer before it.
+PROBE_SCRAPE = ("3s", "2s")
+
+
+def listed_sandboxes(config_name: str) -> list[str]:
+    """The sandbox names a shipped config lists (its first /probe job's)."""
+    config = yaml.safe_load((deploy.CONFIG_DIR / config_name).read_text())
+    job = next(j for j in config["scrape_configs"] if j.get("metrics_path") == "/probe")
+    return [name for static in job["static_configs"] for name in static["targets"]]
+
+
+def exporter_config(urls: Mapping[str, str]) -> str:
+    return yaml.safe_dump({"targets": [{"name": n, "url": u} for n, u in urls.items()]})
+
+
+@pytest.fixture
+def emulators() -> Iterator[Callable[..., Emulator]]:
+    started: list[Emulator] = []
+
+    def start(**options: Any) -> Emulator:
+        emulator = start_emulator(**options)
+        started.append(emulator)
+        return emulator
+
+    yield start
+    for emulator in started:
+        emulator.stop()
+
+
+@pytest.fixture
+def exporters() -> Iterator[Callable[[Path], RunningExporter]]:
+    started: list[RunningExporter] = []
+
+    def start(config_path: Path) -> RunningExporter:
+        exporter = RunningExporter(config_path)
+        started.append(exporter)
+        return exporter
+
+    yield start
+    for exporter in started:
+        exporter.stop()
+
+
+def test_probe_mode_stores_each_sandbox_under_its_name_within_the_scrape_timeout(
+    tmp_path: Path, emulators, exporters
+) -> None:
+    names = listed_sandboxes("prometheus-probe.yml")
+    assert len(names) >= 2
+    slow, healthy = names[0], names[1:]
+    urls = {slow: emulators(api=3, faults={"usages": Fault(latency=USAGE_LATENCY_SECONDS)}).url}
+    for index, name in enumerate(healthy):
+        urls[name] = emulators(api=3 if index % 2 else 2).url
+    config_path = tmp_path / "exporter.yml"
+    config_path.write_text(exporter_config(urls))
+    exporter = exporters(config_path)
+    config = shipped_prometheus_config(
+        "prometheus-probe.yml", {SHIPPED_EXPORTER: exporter.address}, probe_timing=PROBE_SCRAPE
+    )
+    rules = {"alerts.yml": alerts_with_short_for()}
+    with PrometheusServer(config, tmp_path, rule_files=rules) as prometheus:
+
+        def scraped_fine() -> set[str]:
+            return {
+                s["metric"]["instance"] for s in prometheus.query(f'up{{job="{PROBE_JOB}"}} == 1')
+            }
+
+        wait_until(lambda: scraped_fine() == set(names), timeout=SETTLE_TIMEOUT_SECONDS)
+        # The slow sandbox's /usages/ outlasts the scrape timeout: the
+        # exporter gave up on it in time (reason timeout, nothing else
+        # would produce one here) and still answered the scrape.
+        timeouts = (
+            f'sandbox_probe_failures_total{{job="{PROBE_JOB}", probe="usage", reason="timeout"}}'
+            " > 0"
+        )
+        timed_out = wait_until(lambda: prometheus.query(timeouts), timeout=SETTLE_TIMEOUT_SECONDS)
+        assert {s["metric"]["target"] for s in timed_out} == {slow}
+
+        success = prometheus.query(f'sandbox_probe_success{{job="{PROBE_JOB}"}}')
+        assert {s["metric"]["instance"] for s in success} == set(names)
+        mismatched = [
+            s["metric"] for s in success if s["metric"]["instance"] != s["metric"]["target"]
+        ]
+        assert mismatched == []
+        by_probe = {
+            (s["metric"]["target"], s["metric"]["probe"]): float(s["value"][1]) for s in success
+        }
+        for name in names:
+            assert by_probe[(name, "specifications")] == 1, name
+            assert by_probe[(name, "canary")] == 1, name
+        # The exporter's /metrics job keeps only the exporter's own series.
+        stored = prometheus.query(
+            'count by (__name__) ({job="sandbox-exporter", __name__=~"sandbox_.+"})'
+        )
+        names_stored = {s["metric"]["__name__"] for s in stored}
+        assert names_stored and all(n.startswith("sandbox_exporter_") for n in names_stored), (
+            names_stored
+        )
+        # The rules read per-sandbox series keyed by instance here: still fine.
+        assert_every_rule_evaluates(prometheus)
+
+
+# ------------------------------------ mode (c): replicas sharing by hashmod
+
+
+def test_hashmod_gives_each_sandbox_to_exactly_one_replica(
+    tmp_path: Path, emulators, exporters
+) -> None:
+    names = listed_sandboxes("prometheus-hashmod.yml")
+    assert len(names) >= 4
+    generations = [emulators(api=2).url, emulators(api=3).url]
+    config_path = tmp_path / "exporter.yml"
+    config_path.write_text(
+        exporter_config({name: generations[i % 2] for i, name in enumerate(names)})
+    )
+    replicas = [exporters(config_path) for _ in SHIPPED_REPLICAS]
+    config = shipped_prometheus_config(
+        "prometheus-hashmod.yml",
+        {shipped: r.address for shipped, r in zip(SHIPPED_REPLICAS, replicas, strict=True)},
+        probe_timing=PROBE_SCRAPE,
+    )
+    shard_jobs = [
+        j["job_name"] for j in config["scrape_configs"] if j.get("metrics_path") == "/probe"
+    ]
+    assert len(shard_jobs) == len(replicas)
+    rules = {"alerts.yml": alerts_with_short_for()}
+    with PrometheusServer(config, tmp_path, rule_files=rules) as prometheus:
+        shard_selector = f'job=~"{"|".join(shard_jobs)}"'
+
+        def scraped() -> list[dict[str, Any]]:
+            found = prometheus.query(f"sandbox_up{{{shard_selector}}}")
+            return found if {s["metric"]["instance"] for s in found} == set(names) else []
+
+        up = wait_until(scraped, timeout=SETTLE_TIMEOUT_SECONDS)
+        jobs_of: dict[str, set[str]] = {}
+        for series in up:
+            jobs_of.setdefault(series["metric"]["instance"], set()).add(series["metric"]["job"])
+        assert all(len(jobs) == 1 for jobs in jobs_of.values()), jobs_of
+
+        # Relabeling sent each sandbox to its replica's address, and each job
+        # dropped the sandboxes of the other replica.
+        active = [t for t in prometheus.targets() if t["labels"]["job"] in shard_jobs]
+        assert sorted(t["labels"]["instance"] for t in active) == sorted(names)
+        for target in active:
+            replica = replicas[shard_jobs.index(target["labels"]["job"])]
+            assert target["scrapeUrl"].startswith(replica.url + "probe?"), target
+            assert f"target={target['labels']['instance']}" in target["scrapeUrl"], target
+        shares = {
+            job: {t["labels"]["instance"] for t in active if t["labels"]["job"] == job}
+            for job in shard_jobs
+        }
+        assert all(shares.values()), f"one replica got nothing: {shares}"
+        dropped = [
+            t for t in prometheus.targets("dropped") if t["discoveredLabels"]["job"] in shard_jobs
+        ]
+        assert len(dropped) == len(names) * (len(shard_jobs) - 1)
+        assert_every_rule_evaluates(prometheus)
