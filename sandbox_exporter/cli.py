@@ -21,6 +21,7 @@ from .config import Config, ConfigError, config_for_url, load_config, parse_conf
 from .exporter import Exporter
 from .once import Status, render_json, render_text, run_once
 from .web import ExporterApp, WebServer, parse_listen_address
+from .webconfig import WebConfig, WebConfigError, load_web_config
 
 # 9929 is free in Prometheus' default port allocations list (9100-9999 are
 # handed out to exporters); see README "Default port".
@@ -53,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="listen_address",
         default=DEFAULT_LISTEN_ADDRESS,
         help=f"[host]:port to serve metrics and /probe on (default {DEFAULT_LISTEN_ADDRESS})",
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        help="YAML file enabling TLS and/or basic auth on every endpoint, in the format of "
+        "Prometheus' exporter-toolkit (tls_server_config, basic_auth_users)",
     )
     parser.add_argument(
         "--scheduler",
@@ -169,6 +176,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as error:
             print(f"config invalid: {error}", file=sys.stderr)
             return 1
+        if args.web_config_file:
+            try:
+                load_web_config(args.web_config_file)
+            except WebConfigError as error:
+                print(f"web config invalid: {error}", file=sys.stderr)
+                return 1
         print(f"config valid: {len(config.targets)} targets")
         return 0
     return _exit_now(_daemon(args))
@@ -213,14 +226,26 @@ def _daemon(args: argparse.Namespace) -> int:
     except ConfigError as error:
         log.error("cannot start: %s", error)
         return 1
+    web_config = None
+    if args.web_config_file:
+        try:
+            web_config = load_web_config(args.web_config_file)
+        except WebConfigError as error:
+            log.error("cannot start: %s", error)
+            return 1
     exporter = Exporter(config, path, scheduled=args.scheduler)
-    return serve(exporter, args.listen_address)
+    return serve(exporter, args.listen_address, web_config=web_config)
 
 
-def serve(exporter: Exporter, listen_address: str, on_started=None) -> int:
+def serve(
+    exporter: Exporter,
+    listen_address: str,
+    on_started=None,
+    web_config: WebConfig | None = None,
+) -> int:
     """Serve until SIGTERM or SIGINT; SIGHUP reloads the configuration."""
     try:
-        server = WebServer(ExporterApp(exporter), listen_address).start()
+        server = WebServer(ExporterApp(exporter), listen_address, web_config).start()
     except OSError as error:
         log.error("cannot listen on %s: %s", listen_address, error)
         exporter.stop()

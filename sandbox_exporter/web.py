@@ -23,6 +23,7 @@ from . import __version__
 from .collector import SandboxCollector
 from .exporter import Exporter, UnknownTarget
 from .probes import PROBES
+from .webconfig import BasicAuthMiddleware, WebConfig, tls_classes
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +257,7 @@ def parse_listen_address(address: str) -> tuple[str, int]:
 class WebServer:
     """The exporter's listener, served from a background thread."""
 
-    def __init__(self, app: ExporterApp, address: str) -> None:
+    def __init__(self, app: ExporterApp, address: str, web_config: WebConfig | None = None) -> None:
         host, port = parse_listen_address(address)
         server_class = _ThreadingWSGIServer
         if ":" in host:
@@ -265,7 +266,17 @@ class WebServer:
                 address_family = socket.AF_INET6
 
             server_class = _V6
-        self.server = make_server(host, port, app, server_class, _QuietHandler)
+        # --web.config.file: basic auth in front of every route, TLS on the socket.
+        served: Callable[..., Iterable[bytes]] = app
+        handler_class: type[WSGIRequestHandler] = _QuietHandler
+        self.scheme = "http"
+        if web_config is not None and web_config.basic_auth_users:
+            served = BasicAuthMiddleware(app, web_config.basic_auth_users, "sandbox-exporter")
+        if web_config is not None and web_config.tls is not None:
+            context = web_config.tls.ssl_context()
+            server_class, handler_class = tls_classes(server_class, handler_class, context)
+            self.scheme = "https"
+        self.server = make_server(host, port, served, server_class, handler_class)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -275,7 +286,7 @@ class WebServer:
             host = "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{port}/"
+        return f"{self.scheme}://{host}:{port}/"
 
     def start(self) -> WebServer:
         self.thread.start()
