@@ -82,9 +82,9 @@ SHIPPED_REPLICAS = ("sandbox-exporter-0:9929", "sandbox-exporter-1:9929")
 class RunningExporter:
     """An exporter and its web server in this process."""
 
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, *, scheduled: bool = True) -> None:
         self.config_path = config_path
-        self.exporter = Exporter(load_config(config_path), config_path)
+        self.exporter = Exporter(load_config(config_path), config_path, scheduled=scheduled)
         self.server = WebServer(ExporterApp(self.exporter), "127.0.0.1:0").start()
         self.url = self.server.url
         self.address = self.url.removeprefix("http://").rstrip("/")
@@ -679,7 +679,8 @@ def exporters() -> Iterator[Callable[[Path], RunningExporter]]:
     started: list[RunningExporter] = []
 
     def start(config_path: Path) -> RunningExporter:
-        exporter = RunningExporter(config_path)
+        # /probe deployments run with --no-scheduler, as the shipped configs say.
+        exporter = RunningExporter(config_path, scheduled=False)
         started.append(exporter)
         return exporter
 
