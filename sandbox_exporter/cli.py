@@ -27,6 +27,9 @@ from .webconfig import WebConfig, WebConfigError, load_web_config
 # handed out to exporters); see README "Default port".
 DEFAULT_PORT = 9929
 DEFAULT_LISTEN_ADDRESS = f":{DEFAULT_PORT}"
+# The demo's sandboxes run arbitrary commands; its exporter stays on loopback
+# unless told otherwise.
+DEFAULT_DEMO_LISTEN_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
 DEFAULT_CONFIG_FILE = "/etc/sandbox-exporter/config.yml"
 
 log = logging.getLogger("sandbox_exporter")
@@ -52,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--web.listen-address",
         dest="listen_address",
-        default=DEFAULT_LISTEN_ADDRESS,
-        help=f"[host]:port to serve metrics and /probe on (default {DEFAULT_LISTEN_ADDRESS})",
+        help=f"[host]:port to serve metrics and /probe on (default {DEFAULT_LISTEN_ADDRESS}; "
+        f"{DEFAULT_DEMO_LISTEN_ADDRESS} with --demo)",
     )
     parser.add_argument(
         "--web.config.file",
@@ -147,6 +150,12 @@ def setup_logging(level: str, fmt: str) -> None:
     logging.getLogger("apscheduler").setLevel(max(root.level, logging.WARNING))
 
 
+def listen_address_for(args: argparse.Namespace) -> str:
+    if args.listen_address is not None:
+        return args.listen_address
+    return DEFAULT_DEMO_LISTEN_ADDRESS if args.demo else DEFAULT_LISTEN_ADDRESS
+
+
 def _load(args: argparse.Namespace) -> Config:
     return load_config(args.config_file or DEFAULT_CONFIG_FILE)
 
@@ -160,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return Status.UNKNOWN if exit_.code not in (0, None) else 0
     setup_logging(args.log_level, args.log_format)
     try:
+        if args.listen_address is None:
+            args.listen_address = (
+                DEFAULT_DEMO_LISTEN_ADDRESS if args.demo else DEFAULT_LISTEN_ADDRESS
+            )
         parse_listen_address(args.listen_address)
     except ValueError as error:
         print(f"sandbox-exporter: {error}", file=sys.stderr)

@@ -293,3 +293,18 @@ def test_environment_is_not_needed_for_help():
     )
     assert result.returncode == 0
     assert "--web.listen-address" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "address"),
+    [
+        ([], ":9929"),
+        (["--demo"], "127.0.0.1:9929"),
+        (["--demo", "--web.listen-address", ":8080"], ":8080"),
+        (["--web.listen-address", "127.0.0.1:1234"], "127.0.0.1:1234"),
+    ],
+)
+def test_listen_address_defaults_to_loopback_for_the_demo(argv, address):
+    from sandbox_exporter.cli import build_parser, listen_address_for
+
+    assert listen_address_for(build_parser().parse_args(argv)) == address
