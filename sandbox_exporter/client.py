@@ -638,7 +638,10 @@ class Sandbox:
                 )
             except SandboxError:
                 body = b""  # the status is what matters; the page only adds detail
-            excerpt = " ".join(body[:_ERROR_BODY_BYTES].decode("utf-8", "replace").split())
+            # Redact before cutting: a cut through a secret would leave its start.
+            excerpt = self._redact(
+                " ".join(body[:_ERROR_BODY_BYTES].decode("utf-8", "replace").split())
+            )
             message = (
                 f"Sandbox responded with status {_status_text(response.status_code)} "
                 f"to {method} {url}"
@@ -770,7 +773,10 @@ class Sandbox:
         try:
             doc = json.loads(body)
         except (ValueError, RecursionError) as error:
-            excerpt = " ".join(body[:_EXCERPT_CHARS].decode("utf-8", "replace").split())
+            # Redact before cutting: a cut through a secret would leave its start.
+            excerpt = self._redact(
+                " ".join(body[:_ERROR_BODY_BYTES].decode("utf-8", "replace").split())
+            )[:_EXCERPT_CHARS]
             raise self._failure(
                 SandboxInvalidResponse,
                 "GET",
