@@ -1,0 +1,67 @@
+"""Run every benchmark and print one table (Markdown).
+
+    python -m benchmarks            # the full run (about 6 minutes on 2 cores)
+    python -m benchmarks --quick    # a shorter run (about 1.5 minutes)
+    python -m benchmarks --only B1,B3
+
+Ratios are what to read: each comes from measurements taken in the same run,
+interleaved where possible, so load from other processes hits both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from . import cost, fanout, fidelity, scrape
+from .common import Report, machine
+
+BENCHMARKS = {
+    "B1": ("scrape cost against prometheus_client's floor", scrape.run),
+    "B2": ("fan-out over slow targets and concurrent /probe", fanout.run),
+    "B3": ("fidelity of the reported canary round trip", fidelity.run),
+    "B4": ("CPU and memory beside blackbox_exporter", cost.run),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and targets")
+    parser.add_argument(
+        "--only", default="", help="comma-separated benchmarks to run (B1,B2,B3,B4; default all)"
+    )
+    args = parser.parse_args(argv)
+    chosen = [name.strip().upper() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(BENCHMARKS))
+    if unknown:
+        parser.error(
+            f"unknown benchmark {', '.join(unknown)}; choose among {', '.join(BENCHMARKS)}"
+        )
+    report = Report()
+    info = machine()
+    began = time.monotonic()
+    for name, (title, run) in BENCHMARKS.items():
+        if chosen and name not in chosen:
+            continue
+        print(f"{name}: {title} ...", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        run(report, args.quick)
+        print(f"{name}: done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+    command = "python -m benchmarks" + (" --quick" if args.quick else "")
+    if chosen:
+        command += f" --only {','.join(chosen)}"
+    print(f"Command: `{command}` ({time.monotonic() - began:.0f} s)")
+    print("Machine: " + "; ".join(f"{key} {value}" for key, value in info.items()))
+    print()
+    print(report.markdown())
+    for note in report.notes:
+        print(f"\n{note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
