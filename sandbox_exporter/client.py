@@ -353,7 +353,9 @@ class Sandbox:
     or the path of a CA bundle. Answers larger than ``max_response_bytes`` are
     refused while they stream. Proxies, ``.netrc`` and CA variables from the
     environment are ignored: a probe's result must not depend on the
-    exporter's environment.
+    exporter's environment. Credentials are kept out of everything the
+    client gives back: exception messages, and the documents themselves (a
+    server echoing the Authorization header into an answer gets ``***``).
 
     Attributes as in the classic client: specifications (``sandbox_version``,
     ``docker_version``, ``containers``, ``memory``, ``cpu``, ``environ``,
@@ -557,6 +559,47 @@ class Sandbox:
         text = _without_userinfo(text)
         for secret in self._secrets:
             text = text.replace(secret, "***")
+        return text
+
+    def _without_secrets(self, doc: Any) -> Any:
+        """A parsed answer with this client's credentials replaced by ``***``.
+
+        A server (or a proxy) that reflects the Authorization header into a
+        document would otherwise hand our credentials to whatever shows the
+        document's values: parse errors, metric labels, canary output. The
+        document is fresh from ``json.loads``, so it is changed in place; no
+        recursion, whatever the nesting.
+        """
+        if not self._secrets:
+            return doc
+        if isinstance(doc, str):
+            return self._hide_secrets(doc)
+        pending = [doc]
+        while pending:
+            node = pending.pop()
+            if isinstance(node, dict):
+                for key in list(node):
+                    value = node[key]
+                    if isinstance(value, str):
+                        value = self._hide_secrets(value)
+                    elif isinstance(value, dict | list):
+                        pending.append(value)
+                    clean_key = self._hide_secrets(key)
+                    if clean_key != key:
+                        del node[key]
+                    node[clean_key] = value
+            elif isinstance(node, list):
+                for index, value in enumerate(node):
+                    if isinstance(value, str):
+                        node[index] = self._hide_secrets(value)
+                    elif isinstance(value, dict | list):
+                        pending.append(value)
+        return doc
+
+    def _hide_secrets(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
         return text
 
     def _failure(
@@ -792,7 +835,7 @@ class Sandbox:
                 f"answer is JSON but not an object ({type(doc).__name__})",
                 response,
             )
-        return response, doc
+        return response, self._without_secrets(doc)
 
     def _invalid(
         self, path: str, error: InvalidDocument, response: requests.Response
@@ -984,7 +1027,7 @@ class Sandbox:
         response, body = self._request("POST", path, timeout, files=files)
         url = self._base_url + path
         try:
-            doc = json.loads(body)
+            doc = self._without_secrets(json.loads(body))
         except (ValueError, RecursionError) as error:
             raise self._failure(
                 SandboxInvalidResponse, "POST", url, f"answer is not JSON ({error})", response
