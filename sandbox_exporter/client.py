@@ -279,6 +279,7 @@ class _Live(_Cached[T]):
 # ---------------------------------------------------------------- the client
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+_CREDENTIAL_HEADER = re.compile(r"auth|cookie|token|secret|key|pass|session|signature", re.I)
 
 
 def _without_userinfo(text: str) -> str:
@@ -460,8 +461,14 @@ class Sandbox:
             raise TypeError("verify must be True, False or the path of a CA bundle")
 
         # Every secret that could end up in a message, longest first so a
-        # secret containing another is replaced whole.
-        secrets = [value for value in extra_headers.values() if len(value) >= 4]
+        # secret containing another is replaced whole. Only headers named like
+        # credentials count: hiding "https" of X-Forwarded-Proto would garble
+        # every URL and package name that contains it.
+        secrets = [
+            value
+            for name, value in extra_headers.items()
+            if _CREDENTIAL_HEADER.search(name) and len(value) >= 4
+        ]
         if bearer_token:
             secrets.append(bearer_token)
         if auth is not None and auth[1]:
