@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 SCRAPE_TIMEOUT_OFFSET_SECONDS = 0.5
 DEFAULT_PROBE_BUDGET_SECONDS = 10.0
 MAX_QUERY_LENGTH = 4096
+IDLE_CONNECTION_TIMEOUT_SECONDS = 30.0
 
 StartResponse = Callable[..., Any]
 
@@ -241,6 +242,18 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
+    # Without a timeout, a client that connects and never finishes its
+    # request (or sends an HTTP/0.9 line, after which the stdlib waits for
+    # headers) holds its thread forever: a few thousand of them and the
+    # process runs out of threads. Silence this long drops the connection.
+    timeout = IDLE_CONNECTION_TIMEOUT_SECONDS
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (TimeoutError, ConnectionError) as error:
+            log.debug("dropped the connection of %s: %s", self.address_string(), error)
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
