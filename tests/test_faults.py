@@ -77,7 +77,9 @@ class TinyServer:
             scheme = "https"
         port = self.httpd.server_address[1]
         self.url = f"{scheme}://127.0.0.1:{port}/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def stop(self) -> None:
