@@ -581,6 +581,161 @@ def daemon(matrix: Matrix) -> Iterator[Daemon]:
         logging.getLogger().removeHandler(errors)
 
 
+# ----------------------------------------------------------------- reload storm
+# First in the file, so that it runs before the matrix exists: it counts the
+# process's threads.
+
+STORM_RELOADS = 60
+
+
+def _storm_config(emulators: list[Emulator], variant: int) -> str:
+    """Good configs that differ in what reloads really change; bad ones of several kinds."""
+    stay_a, stay_b = (json.dumps(e.url) for e in emulators)
+    if variant % 2:
+        return [
+            "targets:\n  - name: [unclosed\n",
+            f"targets:\n  - name: stay-a\n    url: {stay_a}\n    colour: blue\n",
+            f"targets:\n  - {{name: stay-a, url: {stay_a}}}\n  - {{name: stay-a, url: {stay_b}}}\n",
+            "defaults:\n  intervals: {canary: -1s}\ntargets: []\n",
+        ][(variant // 2) % 4]
+    interval = ["1s", "2s"][(variant // 2) % 2]
+    transient = (variant // 2) % 3 == 0
+    lines = [
+        "defaults:",
+        f"  intervals: {{specifications: {interval}, usage: 1s, libraries: 2s, canary: 1s}}",
+        "  timeouts: {specifications: 1s, usage: 1s, libraries: 1s, canary: 1s}",
+        "targets:",
+        f"  - {{name: stay-a, url: {stay_a}, labels: {{round: '{variant}'}}}}",
+        f"  - {{name: stay-b, url: {stay_b}}}",
+    ]
+    if transient:
+        lines.append(f"  - {{name: transient, url: {stay_a}}}")
+    return "\n".join(lines) + "\n"
+
+
+def _counters(m: Scrape, target: str) -> dict[tuple, float]:
+    """Every counter-like sample of a target, keyed by name and labels."""
+    counted = (
+        "sandbox_probe_runs_total",
+        "sandbox_probe_failures_total",
+        "sandbox_canary_round_trip_seconds_count",
+        "sandbox_canary_round_trip_seconds_bucket",
+    )
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for s in m.samples
+        if s.name in counted and s.labels.get("target") == target
+    }
+
+
+def _process_threads() -> int:
+    return threading.active_count()
+
+
+def test_reload_storm_keeps_counters_threads_and_logs_in_order(tmp_path: Path) -> None:
+    emulators = [Emulator(**FAST_EMULATOR) for _ in range(2)]
+    for emulator in emulators:
+        emulator.start()
+    errors = ErrorLog()
+    logging.getLogger().addHandler(errors)
+    path = tmp_path / "config.yml"
+    path.write_text(_storm_config(emulators, 0))
+    exporter = Exporter(load_config(path), path)
+    server = WebServer(ExporterApp(exporter), "127.0.0.1:0").start()
+    url = server.url
+    scrapes: list[Scrape] = []
+    storm_over = threading.Event()
+
+    probe_statuses: list[int] = []
+
+    def scraper() -> None:
+        while not storm_over.is_set():
+            scrapes.append(scrape(url + "metrics"))
+            storm_over.wait(0.05)
+
+    def prober() -> None:
+        # On-demand probes of a target that stays, in the middle of the storm.
+        while not storm_over.is_set():
+            response = requests.get(
+                url + "probe", params={"target": "stay-a", "probe": "specifications"}, timeout=30
+            )
+            probe_statuses.append(response.status_code)
+
+    try:
+        wait_until(
+            lambda: all(
+                _runs(scrape(url + "metrics"), name, probe) >= 1
+                for name in ("stay-a", "stay-b")
+                for probe in PROBES
+            ),
+            timeout=30,
+        )
+        # Let every config shape run once so the worker pools have their size.
+        for variant in (0, 2, 4):
+            path.write_text(_storm_config(emulators, variant))
+            assert requests.post(url + "-/reload", timeout=10).status_code == 200
+        threads_before = _process_threads()
+        helpers = [threading.Thread(target=f, daemon=True) for f in (scraper, prober)]
+        for thread in helpers:
+            thread.start()
+        statuses = []
+        for variant in range(STORM_RELOADS):
+            path.write_text(_storm_config(emulators, variant))
+            response = requests.post(url + "-/reload", timeout=10)
+            statuses.append(response.status_code)
+            if variant % 2:
+                assert "reload failed: " in response.text
+        # One more good reload, then let the probes run on it for a moment.
+        path.write_text(_storm_config(emulators, 0))
+        assert requests.post(url + "-/reload", timeout=10).status_code == 200
+        last = scrape(url + "metrics")
+        wait_until(
+            lambda: (
+                _runs(scrape(url + "metrics"), "stay-b", "canary") > _runs(last, "stay-b", "canary")
+            ),
+            timeout=30,
+        )
+        storm_over.set()
+        for thread in helpers:
+            thread.join(timeout=30)
+        assert statuses == [500 if v % 2 else 200 for v in range(STORM_RELOADS)]
+        assert probe_statuses and set(probe_statuses) == {200}
+
+        # Counters of targets that stayed never went down, scrape after scrape.
+        assert len(scrapes) >= 3
+        for name in ("stay-a", "stay-b"):
+            previous: dict[tuple, float] = {}
+            for m in scrapes:
+                current = _counters(m, name)
+                went_down = {k: (v, current.get(k)) for k, v in previous.items()
+                             if current.get(k, 0) < v}  # fmt: skip
+                assert went_down == {}, name
+                previous = current
+        final = scrape(url + "metrics")
+        assert final.value("sandbox_exporter_config_last_reload_successful") == 1
+        assert final.value("sandbox_up", target="stay-a") == 1
+        assert final.find("sandbox_target_info", target="stay-a", round="0")
+
+        # Old schedulers and clients are gone: the thread count comes back.
+        wait_until(lambda: _process_threads() <= threads_before + 4, timeout=30)
+    finally:
+        storm_over.set()
+        server.stop()
+        exporter.stop()
+        logging.getLogger().removeHandler(errors)
+        for emulator in emulators:
+            emulator.stop()
+    unexpected = [
+        record.getMessage()
+        for record in errors.records
+        if record.exc_info or not record.getMessage().startswith("config reload failed")
+    ]
+    assert unexpected == []
+    assert sum(r.getMessage().startswith("config reload failed") for r in errors.records) == (
+        STORM_RELOADS // 2
+    )
+
+
 # ------------------------------------------------------------------ daemon mode
 
 
