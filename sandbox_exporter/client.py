@@ -299,6 +299,11 @@ def _check_seconds(name: str, value: object, *, allow_none: bool = True) -> floa
     return float(value)
 
 
+def _seconds_text(value: float | None) -> str:
+    # A deadline computed from what is left of a probe's budget is 0.9999871...
+    return "the time allowed" if value is None else f"{value:.3g} s"
+
+
 def _check_header_text(what: str, value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a string, got {type(value).__name__}")
@@ -654,11 +659,14 @@ class Sandbox:
             ) from None
         except requests.exceptions.ConnectTimeout:
             raise self._failure(
-                SandboxConnectTimeout, method, url, f"could not connect within {connect} s"
+                SandboxConnectTimeout,
+                method,
+                url,
+                f"could not connect within {_seconds_text(connect)}",
             ) from None
         except requests.exceptions.ReadTimeout:
             raise self._failure(
-                SandboxReadTimeout, method, url, f"no answer within {budget} s"
+                SandboxReadTimeout, method, url, f"no answer within {_seconds_text(budget)}"
             ) from None
         except (
             requests.exceptions.ConnectionError,
