@@ -225,8 +225,14 @@ assert "NaN" in NAN_SPEC and "Infinity" in INFINITY_SPEC
 
 CASES = [
     Case("refused", SPECIFICATIONS, "connection", "Connection refused", server="down"),
-    Case("connect-hangs", SPECIFICATIONS, "timeout", "could not connect", server="stuck"),
-    Case("read-timeout", SPECIFICATIONS, "timeout", "no answer within", fault=Fault(latency=4)),
+    Case(
+        "connect-hangs",
+        SPECIFICATIONS,
+        "timeout",
+        "could not connect within 1 s",
+        server="stuck",
+    ),
+    Case("read-timeout", SPECIFICATIONS, "timeout", "no answer within 1 s", fault=Fault(latency=4)),
     Case(
         "slow-drip",
         SPECIFICATIONS,
