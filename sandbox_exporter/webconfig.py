@@ -29,6 +29,7 @@ import binascii
 import collections
 import hashlib
 import hmac
+import json
 import logging
 import os
 import re
@@ -96,6 +97,7 @@ _TOOLKIT_TLS_KEYS = (
 _BCRYPT_HASH = re.compile(r"\$2[abxy]\$(\d\d)\$[./A-Za-z0-9]{53}")
 # bcrypt only ever reads this many bytes of a password (htpasswd too).
 _BCRYPT_MAX_PASSWORD_BYTES = 72
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 # A client that connects and never finishes the handshake gives up its thread then.
 TLS_HANDSHAKE_TIMEOUT_SECONDS = 10.0
 
@@ -189,7 +191,9 @@ def _keys_of(
         errors.append(f"{path}: expected a mapping, got {_kind(value)}")
         return None
     for key in value:
-        where = f"{path}.{key}" if path else str(key)
+        # Odd keys (line breaks, spaces) are quoted so that a message stays one line.
+        shown = key if isinstance(key, str) and _PLAIN_KEY.fullmatch(key) else json.dumps(str(key))
+        where = f"{path}.{shown}" if path else shown
         if key in toolkit_only:
             errors.append(f"{where}: exporter-toolkit option not supported by sandbox-exporter")
         elif key not in allowed:

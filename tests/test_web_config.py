@@ -292,6 +292,7 @@ _DOCUMENTS = st.recursive(
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @example(document={"tls_server_config": {"cert_file": "\x00", "key_file": "server.key"}})
+@example(document={"a\nb": 1, "tls_server_config": {"x\ny": 1, 5: 2}})
 @given(
     document=st.one_of(
         _DOCUMENTS,
