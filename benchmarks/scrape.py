@@ -6,10 +6,11 @@ populated `State` (what `/metrics` does, minus the socket). The floor:
 metric families, built once beforehand, so the text is byte for byte the same
 and the only difference is the work our collector does per scrape.
 
-Two cases for ours: "steady" (nothing changed since the last scrape) and
-"churn" (every probe result replaced since the last scrape, the worst case:
-with the default intervals roughly half of the results change between two
-15 s scrapes).
+Three cases for ours: "steady" (nothing changed since the last scrape, as
+when two Prometheus servers scrape the same exporter), "typical" (what the
+default intervals change between two scrapes 15 s apart: every usage result,
+half of the specifications and canary results) and "churn" (every probe
+result replaced since the last scrape, the worst case).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from prometheus_client.registry import Collector
 from sandbox_exporter.collector import SandboxCollector
 
 from .common import Report, alternate, median, spread
-from .workload import populated_state, refresh_all
+from .workload import populated_state, refresh_all, refresh_typical
 
 SIZES = (10, 100, 1000)
 
@@ -56,12 +57,14 @@ def measure(size: int, repeats: int) -> dict[str, list[float]]:
     # Enough renders per repeat that small sizes are not at the mercy of the timer.
     number = max(1, 400 // size)
 
-    def timed(registry: CollectorRegistry, churn: bool = False):
+    scrapes = iter(range(10**9))
+
+    def timed(registry: CollectorRegistry, change=None):
         def run() -> float:
             total = 0.0
             for _ in range(number):
-                if churn:
-                    refresh_all(state, factory)
+                if change is not None:
+                    change()
                 started = time.perf_counter()
                 generate_latest(registry)
                 total += time.perf_counter() - started
@@ -71,7 +74,12 @@ def measure(size: int, repeats: int) -> dict[str, list[float]]:
 
     generate_latest(ours)  # warm whatever the collector keeps between scrapes
     timings = alternate(
-        {"steady": timed(ours), "churn": timed(ours, churn=True), "floor": timed(floor)},
+        {
+            "steady": timed(ours),
+            "typical": timed(ours, lambda: refresh_typical(state, factory, next(scrapes))),
+            "churn": timed(ours, lambda: refresh_all(state, factory)),
+            "floor": timed(floor),
+        },
         repeats,
     )
     timings["samples"] = [float(sum(len(f.samples) for f in families))]
@@ -87,7 +95,7 @@ def run(report: Report, quick: bool) -> None:
     for size, timings in per_size.items():
         floor = median(timings["floor"])
         samples = int(timings["samples"][0])
-        for case in ("steady", "churn"):
+        for case in ("steady", "typical", "churn"):
             ours = median(timings[case])
             report.add(
                 "B1 scrape",
@@ -99,7 +107,7 @@ def run(report: Report, quick: bool) -> None:
                 f"{timings['bytes'][0] / 1e6:.2f} MB",
             )
     small, large = SIZES[-2], SIZES[-1]
-    for case in ("steady", "churn", "floor"):
+    for case in ("steady", "typical", "churn", "floor"):
         per_target = {size: median(per_size[size][case]) / size * 1e6 for size in (small, large)}
         report.add(
             "B1 scrape",

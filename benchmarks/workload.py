@@ -148,9 +148,30 @@ def populated_state(count: int) -> tuple[State, ResultFactory]:
 
 def refresh_all(state: State, factory: ResultFactory) -> None:
     """Replace every result with a fresh object: the worst case for any cache."""
+    refresh(state, factory, set(PROBES_IN_ORDER), 1)
+
+
+def refresh_typical(state: State, factory: ResultFactory, scrape: int) -> None:
+    """What changes between two scrapes 15 s apart with the default intervals:
+    every usage result (15 s), half of the specifications and canary results
+    (30 s), no libraries result (1 h), no failure."""
+    refresh(state, factory, {USAGE}, 1)
+    refresh(state, factory, {SPECIFICATIONS, CANARY}, 2, offset=scrape % 2)
+
+
+PROBES_IN_ORDER = (SPECIFICATIONS, USAGE, LIBRARIES, CANARY)
+
+
+def refresh(
+    state: State, factory: ResultFactory, probes: set[str], every: int, offset: int = 0
+) -> None:
+    """Record fresh results of `probes` for one target in `every`."""
     config = state.config
     assert config is not None
     now = time.time()
     for index, target in enumerate(config.targets):
+        if (index + offset) % every:
+            continue
         for result in factory.results_for(target, 2 if index % 2 == 0 else 3, now):
-            state.record(result)
+            if result.probe in probes:
+                state.record(result)
