@@ -22,7 +22,7 @@ from prometheus_client.process_collector import ProcessCollector
 from . import __version__
 from .collector import SandboxCollector
 from .exporter import Exporter, UnknownTarget
-from .probes import PROBES
+from .probes import PROBES, LibrariesReport
 from .webconfig import BasicAuthMiddleware, WebConfig, tls_classes
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,10 @@ class ExporterApp:
                     continue
                 css = "ok" if result.success else "fail"
                 label = "ok" if result.success else result.reason.value
+                if isinstance(result.data, LibrariesReport):
+                    missed = sum(1 for outcome in result.data.outcomes if not outcome.met)
+                    if missed:
+                        css, label = "warn", f"{missed} expectation{'s' * (missed > 1)} missed"
                 age = max(0.0, time.time() - result.started_at)
                 cells.append(
                     f'<td class="{css}" title="{html.escape(result.message)}">'
@@ -201,7 +205,7 @@ _ROUTES: dict[str, tuple[tuple[str, ...], Callable]] = {
 _LANDING = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Sandbox Exporter</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em .6em;text-align:left}}
-.ok{{color:#1a7f37}}.fail{{color:#cf222e;font-weight:bold}}.pending{{color:#888}}</style>
+.ok{{color:#1a7f37}}.warn{{color:#9a6700;font-weight:bold}}.fail{{color:#cf222e;font-weight:bold}}.pending{{color:#888}}</style>
 </head><body>
 <h1>Sandbox Exporter</h1>
 <p>Version {version}. Configuration: {reload}.</p>
