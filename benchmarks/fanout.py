@@ -88,12 +88,15 @@ def job_delays() -> Iterator[list[float]]:
         ProbeScheduler._restart = original
 
 
-def one_round(urls: list[str]) -> dict[str, float]:
-    config = parse_config(_targets_yaml(TARGETS, urls), source="<benchmark>")
+def one_round(emulators: list[EmulatorProcess]) -> dict[str, float]:
+    config = parse_config(_targets_yaml(TARGETS, [e.url for e in emulators]), source="<benchmark>")
     wanted = {(t.name, p) for t in config.targets for p in (SPECIFICATIONS, CANARY)}
+    emulator_cpu = sum(e.usage().cpu_seconds for e in emulators)
+    cpu = time.process_time()
     with job_delays() as delays:
         started = time.time()
         exporter = Exporter(config)
+        constructed = time.time() - started
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -101,6 +104,8 @@ def one_round(urls: list[str]) -> dict[str, float]:
             if wanted <= results.keys() or time.monotonic() > deadline:
                 break
             time.sleep(0.02)
+        cpu = time.process_time() - cpu
+        emulator_cpu = sum(e.usage().cpu_seconds for e in emulators) - emulator_cpu
     finally:
         exporter.stop()
     round_results = [results[key] for key in wanted if key in results]
@@ -114,6 +119,9 @@ def one_round(urls: list[str]) -> dict[str, float]:
         "max_duration": max(r.duration_seconds for r in round_results),
         "failed": len(failed),
         "max_delay": max(delays),
+        "construct": constructed,
+        "cpu": cpu,
+        "emulator_cpu": emulator_cpu,
         "median_delay": median(delays),
     }
 
@@ -193,8 +201,7 @@ def probe_throughput(emulators: list[EmulatorProcess], batches: int) -> dict[str
 def run(report: Report, quick: bool) -> None:
     emulators = start_emulators(EMULATORS, containers=TARGETS // EMULATORS)
     try:
-        urls = [e.url for e in emulators]
-        rounds = [one_round(urls) for _ in range(1 if quick else 3)]
+        rounds = [one_round(emulators) for _ in range(1 if quick else 3)]
         throughput = probe_throughput(emulators, batches=3 if quick else 10)
     finally:
         for emulator in emulators:
@@ -208,7 +215,10 @@ def run(report: Report, quick: bool) -> None:
         f"round {median(round_seconds):.2f} s over {len(rounds)} runs ({spread(round_seconds)}); "
         f"includes the scheduler's deliberate spread of first runs (up to 0.5 s); "
         f"last probe started {median([r['last_start'] for r in rounds]):.2f} s after start; "
-        f"failed probes: {sum(r['failed'] for r in rounds)}",
+        f"failed probes: {sum(r['failed'] for r in rounds)}; Exporter() returned after "
+        f"{median([r['construct'] for r in rounds]):.2f} s; CPU until the round was done: "
+        f"exporter {median([r['cpu'] for r in rounds]):.2f} s, "
+        f"emulators {median([r['emulator_cpu'] for r in rounds]):.2f} s (2 cores)",
     )
     report.add(
         "B2 fan-out",

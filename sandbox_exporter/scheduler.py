@@ -84,34 +84,47 @@ class ProbeScheduler:
                 self._restart(workers)
             scheduler = self._scheduler
             assert scheduler is not None
-            existing = {tuple(job.id.split("\0")): job for job in scheduler.get_jobs()}
-            for key, job in existing.items():
-                if key not in wanted:
-                    job.remove()
-            now = datetime.now(timezone.utc)
-            for (name, probe), target in wanted.items():
-                interval = target.intervals[probe]
-                trigger = IntervalTrigger(seconds=interval, jitter=interval * 0.1)
-                job = existing.get((name, probe))
-                if job is not None:
-                    # A reload must not restart the cadence of unchanged jobs.
-                    if job.args[0] != target:
-                        job.modify(args=(target, probe))
-                    if job.trigger.interval.total_seconds() != interval:
-                        job.reschedule(trigger=trigger)
-                    continue
-                # Spread first runs over a short window so the exporter is
-                # ready soon after start without every target firing at once.
-                first = now + timedelta(seconds=random.uniform(0, min(interval, 2.0) * 0.25))
-                scheduler.add_job(
-                    self._run,
-                    trigger=trigger,
-                    args=(target, probe),
-                    id=f"{name}\0{probe}",
-                    name=f"{probe} probe of {name}",
-                    next_run_time=first,
-                )
+            # No job starts while jobs are being added: with hundreds of
+            # targets the first ones would be probing already, competing for
+            # the interpreter with this loop, which then took seconds and
+            # handed the last targets their first run that much later.
+            scheduler.pause()
+            try:
+                self._apply_jobs(scheduler, wanted)
+            finally:
+                scheduler.resume()
             self._clients.retain({t.name for t in config.targets})
+
+    def _apply_jobs(
+        self, scheduler: BackgroundScheduler, wanted: dict[tuple[str, str], Target]
+    ) -> None:
+        existing = {tuple(job.id.split("\0")): job for job in scheduler.get_jobs()}
+        for key, job in existing.items():
+            if key not in wanted:
+                job.remove()
+        now = datetime.now(timezone.utc)
+        for (name, probe), target in wanted.items():
+            interval = target.intervals[probe]
+            trigger = IntervalTrigger(seconds=interval, jitter=interval * 0.1)
+            job = existing.get((name, probe))
+            if job is not None:
+                # A reload must not restart the cadence of unchanged jobs.
+                if job.args[0] != target:
+                    job.modify(args=(target, probe))
+                if job.trigger.interval.total_seconds() != interval:
+                    job.reschedule(trigger=trigger)
+                continue
+            # Spread first runs over a short window so the exporter is
+            # ready soon after start without every target firing at once.
+            first = now + timedelta(seconds=random.uniform(0, min(interval, 2.0) * 0.25))
+            scheduler.add_job(
+                self._run,
+                trigger=trigger,
+                args=(target, probe),
+                id=f"{name}\0{probe}",
+                name=f"{probe} probe of {name}",
+                next_run_time=first,
+            )
 
     def _restart(self, workers: int) -> None:
         old = self._scheduler
