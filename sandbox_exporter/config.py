@@ -343,7 +343,7 @@ class Severities:
     """How ``--once`` rates each kind of problem: ``"warning"`` or ``"critical"``."""
 
     expectation_missed: str = "warning"
-    overloaded: str = "warning"
+    overloaded: str = "critical"
     canary_failed: str = "critical"
 
 

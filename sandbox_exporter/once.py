@@ -59,7 +59,7 @@ def judge(target: Target, results: dict[str, ProbeResult]) -> TargetVerdict:
         verdict.flag(Status.CRITICAL, f"unreachable ({_why(spec)})")
     canary = results.get(CANARY)
     if canary is not None and not canary.success:
-        status = Status.CRITICAL
+        status = severity(target.severities.canary_failed)
         if canary.reason is Reason.OVERLOADED:
             status = severity(target.severities.overloaded)
         verdict.flag(status, f"canary failing ({_why(canary)})")
@@ -77,7 +77,7 @@ def judge(target: Target, results: dict[str, ProbeResult]) -> TargetVerdict:
             if thresholds.load_critical is not None and ratio >= thresholds.load_critical:
                 verdict.flag(Status.CRITICAL, f"load {ratio:.0%}")
             elif ratio >= thresholds.load_warning:
-                verdict.flag(severity(target.severities.overloaded), f"load {ratio:.0%}")
+                verdict.flag(Status.WARNING, f"load {ratio:.0%}")
     libraries = results.get(LIBRARIES)
     if libraries is not None and not libraries.success:
         verdict.flag(Status.WARNING, f"libraries unavailable ({_why(libraries)})")

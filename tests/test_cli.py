@@ -308,3 +308,17 @@ def test_listen_address_defaults_to_loopback_for_the_demo(argv, address):
     from sandbox_exporter.cli import build_parser, listen_address_for
 
     assert listen_address_for(build_parser().parse_args(argv)) == address
+
+
+@pytest.mark.parametrize(
+    ("severities", "expected"),
+    [("{}", 2), ("{canary_failed: warning}", 1), ("{overloaded: warning}", 2)],
+)
+def test_once_canary_severity_is_configurable(tmp_path, make_emulator, severities, expected):
+    emulator = make_emulator(api=3)
+    extra = (
+        "    canaries:\n      - {name: shell, commands: ['echo 5'], expect_stdout: '4'}\n"
+        f"    severities: {severities}\n"
+    )
+    result = run_cli("--once", "-c", config_file(tmp_path, one_target(emulator.url, extra)))
+    assert result.returncode == expected, result.stdout

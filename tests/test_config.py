@@ -866,7 +866,7 @@ def test_built_in_defaults() -> None:
     severities = target.severities
     assert (severities.expectation_missed, severities.overloaded, severities.canary_failed) == (
         "warning",
-        "warning",
+        "critical",
         "critical",
     )
     assert target.labels == {}
@@ -898,7 +898,7 @@ def test_targets_merge_scalar_mappings_and_replace_lists_and_expect() -> None:
             canaries: [{name: only, commands: ['true']}]
             expect: {bin: [java]}
             thresholds: {load_warning: 0.5}
-            severities: {overloaded: critical}
+            severities: {overloaded: warning}
           - name: opts-out
             url: http://c/
             canaries: []
@@ -918,7 +918,7 @@ def test_targets_merge_scalar_mappings_and_replace_lists_and_expect() -> None:
     assert inherits.expect.bin == ("gcc",)
     assert (inherits.thresholds.load_warning, inherits.thresholds.load_critical) == (0.6, 0.9)
     assert inherits.severities.expectation_missed == "critical"
-    assert inherits.severities.overloaded == "warning"
+    assert inherits.severities.overloaded == "critical"
 
     assert overrides.intervals["canary"] == 120.0
     assert overrides.intervals["usage"] == 20.0  # from defaults, merged per key
@@ -929,7 +929,7 @@ def test_targets_merge_scalar_mappings_and_replace_lists_and_expect() -> None:
     assert overrides.expect.languages == {}  # replaced as a whole
     assert (overrides.thresholds.load_warning, overrides.thresholds.load_critical) == (0.5, 0.9)
     assert overrides.severities.expectation_missed == "critical"
-    assert overrides.severities.overloaded == "critical"
+    assert overrides.severities.overloaded == "warning"
 
     assert opts_out.canaries == ()
     assert opts_out.expect.is_empty()

@@ -395,14 +395,14 @@ CASES = [
         "closed connection without response",
         execute_fault=Fault(drop=True),
     ),
-    # A full pool is overload, not an outage: --once rates it by
-    # severities.overloaded, "warning" by default.
+    # A full pool is overload, not an outage (its own reason); --once rates
+    # it by severities.overloaded, "critical" by default: a failing canary.
     Case(
         "canary-overloaded",
         CANARY,
         "overloaded",
         "503 Service Unavailable",
-        once_status="WARNING",
+        once_status="CRITICAL",
         execute_fault=Fault(status=503),
     ),
 ]
