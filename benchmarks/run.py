@@ -1,7 +1,7 @@
 """Run every benchmark and print one table (Markdown).
 
-    python -m benchmarks            # the full run (about 6 minutes on 2 cores)
-    python -m benchmarks --quick    # a shorter run (about 1.5 minutes)
+    python -m benchmarks            # the full run (about 3 minutes on 2 cores)
+    python -m benchmarks --quick    # a shorter run (about 1 minute)
     python -m benchmarks --only B1,B3
 
 Ratios are what to read: each comes from measurements taken in the same run,

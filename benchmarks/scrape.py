@@ -90,7 +90,7 @@ def measure(size: int, repeats: int) -> dict[str, list[float]]:
 def run(report: Report, quick: bool) -> None:
     per_size = {}
     for size in SIZES:
-        repeats = (5 if size < 1000 else 3) if quick else (15 if size < 1000 else 7)
+        repeats = (5 if size < 1000 else 3) if quick else (15 if size < 1000 else 9)
         per_size[size] = measure(size, repeats)
     for size, timings in per_size.items():
         floor = median(timings["floor"])
