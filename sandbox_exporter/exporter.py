@@ -49,7 +49,9 @@ class Exporter:
         self.clients = SandboxClients()
         self.scheduler = ProbeScheduler(self.state, self.clients)
         self._reload_lock = threading.Lock()
-        self._on_demand = ThreadPoolExecutor(max_workers=32, thread_name_prefix="probe")
+        # Up to four probes per /probe request; sized for Prometheus scraping
+        # a few dozen targets at once (benchmarks/: B2, /probe throughput).
+        self._on_demand = ThreadPoolExecutor(max_workers=128, thread_name_prefix="probe")
         self._apply(config)
 
     @property

@@ -44,9 +44,9 @@ targets:
 class Running:
     """An exporter with its web server, for one test."""
 
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, *, scheduled: bool = True) -> None:
         self.config_path = config_path
-        self.exporter = Exporter(load_config(config_path), config_path)
+        self.exporter = Exporter(load_config(config_path), config_path, scheduled=scheduled)
         self.server = WebServer(ExporterApp(self.exporter), "127.0.0.1:0").start()
         self.url = self.server.url
 
@@ -227,15 +227,13 @@ def test_down_target_is_a_connection_failure_and_others_are_unaffected(running, 
 def test_overload_is_reported_as_overloaded_not_down(tmp_path, make_emulator):
     busy = make_emulator(api=3, containers=1, overload_wait=0.2)
     path = tmp_path / "config.yml"
-    path.write_text(
-        "defaults:\n  intervals: {specifications: 1h, usage: 1h, libraries: 1h, canary: 1h}\n"
-        f"targets:\n  - name: busy\n    url: {json.dumps(busy.url)}\n"
-    )
-    instance = Running(path)
+    path.write_text(f"targets:\n  - name: busy\n    url: {json.dumps(busy.url)}\n")
+    # Only /probe runs probes here: a scheduled canary would queue too.
+    instance = Running(path, scheduled=False)
     try:
         # Hold the only container with a long command, then probe.
         holder = threading.Thread(
-            target=lambda: Sandbox(busy.url).execute({"commands": ["sleep 3"]}), daemon=True
+            target=lambda: Sandbox(busy.url).execute({"commands": ["sleep 5"]}), daemon=True
         )
         holder.start()
         wait_until(lambda: busy.busy_containers == 1, timeout=10)
@@ -251,7 +249,7 @@ def test_overload_is_reported_as_overloaded_not_down(tmp_path, make_emulator):
             == 1
         )
         assert m.value("sandbox_load_ratio", target="busy") == 1
-        holder.join(timeout=15)
+        holder.join(timeout=20)
     finally:
         instance.stop()
 
