@@ -205,9 +205,6 @@ def run(report: Report, quick: bool) -> None:
     try:
         rounds = [one_round(emulators) for _ in range(1 if quick else 3)]
         throughput = probe_throughput(emulators, batches=3 if quick else 10)
-        larger_pools = probe_throughput(
-            emulators, batches=3 if quick else 10, module="benchmarks.exporter_variant"
-        )
     finally:
         for emulator in emulators:
             emulator.stop()
@@ -258,13 +255,4 @@ def run(report: Report, quick: bool) -> None:
         f"bare: {CONCURRENT_PROBES / median(throughput['bare_wall']):.0f} req/s; "
         f"batch wall {median(throughput['probe_wall']):.2f} s "
         f"vs {median(throughput['bare_wall']):.2f} s",
-    )
-    what_if = median(larger_pools["probe_mean"]) / median(larger_pools["bare_mean"])
-    report.add(
-        "B2 fan-out",
-        f"what if: {CONCURRENT_PROBES} concurrent /probe with pools of 128",
-        f"{what_if:.2f}x, {CONCURRENT_PROBES / median(larger_pools['probe_wall']):.0f} req/s",
-        "",
-        "benchmarks/exporter_variant.py: web server backlog and on-demand pool raised to 128 "
-        "(web.py and exporter.py keep 5 and 32)",
     )
