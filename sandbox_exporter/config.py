@@ -858,20 +858,34 @@ class _Parser:
             source=source,
         )
 
+    def timings(
+        self,
+        section: Mapping[str, Any],
+        path: str,
+        base_intervals: Mapping[str, float],
+        base_timeouts: Mapping[str, float],
+    ) -> tuple[Mapping[str, float], Mapping[str, float], set[str]]:
+        """Intervals and timeouts of a section over their base; the probe kinds
+        whose timeout was written here (only those must fit, the rest shrink)."""
+        timeout_keys = _probe_kinds_in(section.get("timeouts"))
+        intervals = self.durations(
+            section.get("intervals"), _join(path, "intervals"), base_intervals
+        )
+        timeouts = _fit_timeouts(
+            intervals,
+            self.durations(section.get("timeouts"), _join(path, "timeouts"), base_timeouts),
+            timeout_keys,
+        )
+        return intervals, timeouts, timeout_keys
+
     def defaults(self, value: object, path: str) -> Defaults:
         builtin = Defaults()
         section = self.mapping(value, path, _DEFAULTS_KEYS)
         if not section:
             return builtin
         errors_before = len(self.errors)
-        timeout_keys = _probe_kinds_in(section.get("timeouts"))
-        intervals = self.durations(
-            section.get("intervals"), _join(path, "intervals"), builtin.intervals
-        )
-        timeouts = _fit_timeouts(
-            intervals,
-            self.durations(section.get("timeouts"), _join(path, "timeouts"), builtin.timeouts),
-            timeout_keys,
+        intervals, timeouts, timeout_keys = self.timings(
+            section, path, builtin.intervals, builtin.timeouts
         )
         canaries_here = section.get("canaries") is not None
         if canaries_here:
@@ -935,14 +949,8 @@ class _Parser:
         auth = self.auth(section.get("auth"), _join(path, "auth"))
         tls = self.tls(section.get("tls"), _join(path, "tls"), defaults.tls)
         interval_keys = _probe_kinds_in(section.get("intervals"))
-        timeout_keys = _probe_kinds_in(section.get("timeouts"))
-        intervals = self.durations(
-            section.get("intervals"), _join(path, "intervals"), defaults.intervals
-        )
-        timeouts = _fit_timeouts(
-            intervals,
-            self.durations(section.get("timeouts"), _join(path, "timeouts"), defaults.timeouts),
-            timeout_keys,
+        intervals, timeouts, timeout_keys = self.timings(
+            section, path, defaults.intervals, defaults.timeouts
         )
         canaries_here = section.get("canaries") is not None
         canary_entries = self.default_canaries
