@@ -38,20 +38,10 @@ from sandbox_exporter.client import (
 )
 from sandbox_exporter.emulator import Emulator, Fault
 
-from helpers import wait_until
+from helpers import make_tgz, wait_until
 
 FIXTURES = Path(__file__).parent / "fixtures"
 UNKNOWN_UUID = "00000000-0000-4000-8000-000000000000"
-
-
-def make_tgz(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 # ------------------------------------------------------------------ fixtures

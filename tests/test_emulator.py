@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from sandbox_exporter.emulator import Emulator, Fault, default_libraries, parse_fault_spec
 
-from helpers import wait_until
+from helpers import make_tgz, wait_until
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TIMEOUT = 30  # seconds; bounds every request so a broken emulator fails instead of hanging
@@ -73,16 +73,6 @@ def shape(document: object) -> object:
     if isinstance(document, list):
         return [shape(document[0])] if document else []
     return type(document).__name__
-
-
-def make_tgz(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def raw_exchange(emulator: Emulator, payload: bytes, read_timeout: float = 10.0) -> bytes:

@@ -661,20 +661,6 @@ def exporter_config(urls: Mapping[str, str]) -> str:
 
 
 @pytest.fixture
-def emulators() -> Iterator[Callable[..., Emulator]]:
-    started: list[Emulator] = []
-
-    def start(**options: Any) -> Emulator:
-        emulator = start_emulator(**options)
-        started.append(emulator)
-        return emulator
-
-    yield start
-    for emulator in started:
-        emulator.stop()
-
-
-@pytest.fixture
 def exporters() -> Iterator[Callable[[Path], RunningExporter]]:
     started: list[RunningExporter] = []
 
@@ -690,14 +676,14 @@ def exporters() -> Iterator[Callable[[Path], RunningExporter]]:
 
 
 def test_probe_mode_stores_each_sandbox_under_its_name_within_the_scrape_timeout(
-    tmp_path: Path, emulators, exporters
+    tmp_path: Path, make_emulator, exporters
 ) -> None:
     names = listed_sandboxes("prometheus-probe.yml")
     assert len(names) >= 2
     slow, healthy = names[0], names[1:]
-    urls = {slow: emulators(api=3, faults={"usages": Fault(latency=USAGE_LATENCY_SECONDS)}).url}
+    urls = {slow: make_emulator(api=3, faults={"usages": Fault(latency=USAGE_LATENCY_SECONDS)}).url}
     for index, name in enumerate(healthy):
-        urls[name] = emulators(api=3 if index % 2 else 2).url
+        urls[name] = make_emulator(api=3 if index % 2 else 2).url
     config_path = tmp_path / "exporter.yml"
     config_path.write_text(exporter_config(urls))
     exporter = exporters(config_path)
@@ -751,11 +737,11 @@ def test_probe_mode_stores_each_sandbox_under_its_name_within_the_scrape_timeout
 
 
 def test_hashmod_gives_each_sandbox_to_exactly_one_replica(
-    tmp_path: Path, emulators, exporters
+    tmp_path: Path, make_emulator, exporters
 ) -> None:
     names = listed_sandboxes("prometheus-hashmod.yml")
     assert len(names) >= 4
-    generations = [emulators(api=2).url, emulators(api=3).url]
+    generations = [make_emulator(api=2).url, make_emulator(api=3).url]
     config_path = tmp_path / "exporter.yml"
     config_path.write_text(
         exporter_config({name: generations[i % 2] for i, name in enumerate(names)})
