@@ -39,33 +39,46 @@ def severity(name: str) -> Status:
     return Status[name.upper()]
 
 
+@dataclass(frozen=True)
+class Problem:
+    status: Status
+    summary: str  # a few words, for the report's first line
+    detail: str = ""  # what exactly happened, for the target's own line
+
+    def __str__(self) -> str:
+        return f"{self.summary}: {self.detail}" if self.detail else self.summary
+
+
 @dataclass
 class TargetVerdict:
     target: Target
     results: dict[str, ProbeResult]
     status: Status = Status.OK
-    problems: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     load_ratio: float | None = None
 
-    def flag(self, status: Status, problem: str) -> None:
+    def flag(self, status: Status, summary: str, detail: str = "") -> None:
         self.status = max(self.status, status)
-        self.problems.append(problem)
+        self.problems.append(Problem(status, summary, detail))
 
 
 def judge(target: Target, results: dict[str, ProbeResult]) -> TargetVerdict:
     verdict = TargetVerdict(target, results)
     spec = results.get(SPECIFICATIONS)
     if spec is not None and not spec.success:
-        verdict.flag(Status.CRITICAL, f"unreachable ({_why(spec)})")
+        # Its other probes fail for the same cause; saying so four times
+        # would bury the one line that matters.
+        verdict.flag(Status.CRITICAL, f"unreachable ({_reason(spec)})", spec.message)
+        return verdict
     canary = results.get(CANARY)
     if canary is not None and not canary.success:
         status = severity(target.severities.canary_failed)
         if canary.reason is Reason.OVERLOADED:
             status = severity(target.severities.overloaded)
-        verdict.flag(status, f"canary failing ({_why(canary)})")
+        verdict.flag(status, f"canary failing ({_reason(canary)})", canary.message)
     usage = results.get(USAGE)
     if usage is not None and not usage.success:
-        verdict.flag(Status.WARNING, f"usage unavailable ({_why(usage)})")
+        verdict.flag(Status.WARNING, f"usage unavailable ({_reason(usage)})", usage.message)
     elif usage is not None and isinstance(usage.data, Load):
         pool = usage.data.containers_max
         if pool is None and spec is not None and spec.success:
@@ -74,26 +87,28 @@ def judge(target: Target, results: dict[str, ProbeResult]) -> TargetVerdict:
             ratio = usage.data.containers_running / pool
             verdict.load_ratio = ratio
             thresholds = target.thresholds
+            busy = f"{usage.data.containers_running} of {pool} containers busy"
             if thresholds.load_critical is not None and ratio >= thresholds.load_critical:
-                verdict.flag(Status.CRITICAL, f"load {ratio:.0%}")
+                verdict.flag(Status.CRITICAL, f"load {ratio:.0%}", busy)
             elif ratio >= thresholds.load_warning:
-                verdict.flag(Status.WARNING, f"load {ratio:.0%}")
+                verdict.flag(Status.WARNING, f"load {ratio:.0%}", busy)
     libraries = results.get(LIBRARIES)
     if libraries is not None and not libraries.success:
-        verdict.flag(Status.WARNING, f"libraries unavailable ({_why(libraries)})")
+        summary = f"libraries unavailable ({_reason(libraries)})"
+        verdict.flag(Status.WARNING, summary, libraries.message)
     elif libraries is not None and isinstance(libraries.data, LibrariesReport):
         missed = [o for o in libraries.data.outcomes if not o.met]
         if missed:
             names = ", ".join(
                 f"{o.kind} {o.name} {o.expected} (found {o.found or 'nothing'})" for o in missed
             )
-            verdict.flag(severity(target.severities.expectation_missed), f"expected {names}")
+            summary = f"{len(missed)} expectation{'s' * (len(missed) > 1)} missed"
+            verdict.flag(severity(target.severities.expectation_missed), summary, names)
     return verdict
 
 
-def _why(result: ProbeResult) -> str:
-    reason = result.reason.value if result.reason else "failed"
-    return f"{reason}: {result.message}"
+def _reason(result: ProbeResult) -> str:
+    return result.reason.value if result.reason else "failed"
 
 
 # Two waves, every target at once in each: the canary holds a container, so
@@ -140,10 +155,14 @@ def render_text(verdicts: list[TargetVerdict]) -> str:
     if not verdicts:
         return "SANDBOX UNKNOWN - no targets to check\n"
     counts = {s: sum(1 for v in verdicts if v.status == s) for s in Status}
-    summary = ", ".join(f"{counts[s]} {s.name.lower()}" for s in Status if counts[s])
-    bad = [v for v in verdicts if v.status != Status.OK]
+    worst_first = sorted(Status, reverse=True)
+    summary = ", ".join(f"{counts[s]} {s.name.lower()}" for s in worst_first if counts[s])
+    summary += f" of {len(verdicts)} target{'s' * (len(verdicts) > 1)}"
+    bad = sorted((v for v in verdicts if v.status != Status.OK), key=lambda v: -v.status)
     if bad:
-        summary += ": " + "; ".join(f"{v.target.name}: {v.problems[0]}" for v in bad[:3])
+        summary += ": " + "; ".join(
+            f"{v.target.name} {', '.join(p.summary for p in v.problems)}" for v in bad[:3]
+        )
         if len(bad) > 3:
             summary += f"; and {len(bad) - 3} more"
     perfdata = []
@@ -164,7 +183,7 @@ def render_text(verdicts: list[TargetVerdict]) -> str:
         f"SANDBOX {status.name} - {summary}" + (" | " + " ".join(perfdata) if perfdata else "")
     ]
     for v in verdicts:
-        detail = "; ".join(v.problems) if v.problems else _healthy_summary(v)
+        detail = "; ".join(map(str, v.problems)) if v.problems else _healthy_summary(v)
         lines.append(f"[{v.status.name}] {v.target.name}: {detail}")
     return "\n".join(lines) + "\n"
 
@@ -185,7 +204,7 @@ def render_json(verdicts: list[TargetVerdict]) -> str:
             {
                 "name": v.target.name,
                 "status": v.status.name,
-                "problems": v.problems,
+                "problems": [str(p) for p in v.problems],
                 "load_ratio": v.load_ratio,
                 "probes": {
                     kind: {

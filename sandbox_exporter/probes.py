@@ -145,10 +145,14 @@ def reason_for(error: BaseException) -> Reason:
 
 
 def describe(error: BaseException) -> str:
-    """A one-line account of an error; the client keeps credentials out of it."""
-    if isinstance(error, sandbox_client.SandboxHTTPError):
-        return f"HTTP {error.status_code}: {error}"
-    return f"{type(error).__name__}: {error}"
+    """A one-line account of an error; the client keeps credentials out of it.
+
+    The client's messages already say the method, URL and what happened; a
+    document of the wrong shape is parsed here, so that says where it was.
+    """
+    if isinstance(error, InvalidDocument):
+        return f"unexpected document: {error}"
+    return str(error)
 
 
 class Deadline:

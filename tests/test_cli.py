@@ -322,3 +322,23 @@ def test_once_canary_severity_is_configurable(tmp_path, make_emulator, severitie
     )
     result = run_cli("--once", "-c", config_file(tmp_path, one_target(emulator.url, extra)))
     assert result.returncode == expected, result.stdout
+
+
+def test_once_report_is_short_first_and_detailed_per_target(tmp_path, make_emulator):
+    healthy, gone = make_emulator(api=3), make_emulator(api=2)
+    gone.go_down()
+    body = FAST + (
+        f"targets:\n  - name: healthy\n    url: {json.dumps(healthy.url)}\n"
+        f"  - name: gone\n    url: {json.dumps(gone.url)}\n"
+    )
+    result = run_cli("--once", "-c", config_file(tmp_path, body))
+    first, *per_target = result.stdout.splitlines()
+    summary, perfdata = first.split(" | ")
+    assert (
+        summary == "SANDBOX CRITICAL - 1 critical, 1 ok of 2 targets: gone unreachable (connection)"
+    )
+    assert perfdata.startswith("'healthy_load'=0.000;0.8;;0;1 'healthy_canary_shell'=")
+    assert per_target[0].startswith("[OK] healthy: sandbox 3.0.3")
+    # An unreachable sandbox is one problem, with its detail, not four.
+    assert per_target[1].startswith("[CRITICAL] gone: unreachable (connection): GET http")
+    assert per_target[1].count("connection") == 2  # the reason, and the error's own words
