@@ -460,12 +460,6 @@ def render_exporter(families: Families, snapshot: Snapshot) -> None:
     families.add("sandbox_exporter_targets", [], count)
 
 
-def render_target(families: Families, snapshot: Snapshot, target: Target) -> None:
-    """Every series of one target, part after part."""
-    for render, inputs in target_parts(snapshot, target):
-        render(families, *inputs)
-
-
 Part = tuple[Callable[..., None], tuple]
 
 

@@ -102,7 +102,7 @@ class Exporter:
                 "(probe_endpoint.allow_unlisted_targets)",
                 403,
             )
-        if not any(pattern.fullmatch(requested) for pattern in endpoint.allowed_urls):
+        if not endpoint.allows(requested):
             raise UnknownTarget("URL not allowed by probe_endpoint.allowed_urls", 403)
         try:
             return config_for_url(requested, config.defaults).targets[0], False

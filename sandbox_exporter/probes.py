@@ -211,7 +211,7 @@ def run_canary(sandbox: sandbox_client.Sandbox, canary: Canary, deadline: Deadli
         return CanaryResult(canary.name, False, failure.reason, str(failure))
     started = time.perf_counter()
     try:
-        raw = sandbox.execute({"commands": list(canary.commands)}, timeout=timeout)
+        raw = sandbox.execute(canary.request_config(), timeout=timeout)
         round_trip = time.perf_counter() - started
         response = parse_execute_response(raw)
     except (sandbox_client.SandboxError, InvalidDocument) as error:
