@@ -664,8 +664,10 @@ def test_a_slow_drip_cannot_stretch_the_deadline(emulator):
         with pytest.raises(SandboxReadTimeout, match="bytes read") as caught:
             sandbox.fetch_specifications()
         elapsed = time.monotonic() - started
+    # No upper bound asserted: without the deadline the drip would deliver
+    # the whole document (no exception at all), after more than the 30 s
+    # this test is allowed to run.
     assert elapsed >= deadline
-    assert elapsed < 10 * deadline  # hang guard only, not a timing claim
     assert caught.value.response is not None  # headers did arrive
 
 
