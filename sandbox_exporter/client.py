@@ -300,8 +300,11 @@ def _check_seconds(name: str, value: object, *, allow_none: bool = True) -> floa
 
 
 def _seconds_text(value: float | None) -> str:
-    # A deadline computed from what is left of a probe's budget is 0.9999871...
-    return "the time allowed" if value is None else f"{value:.3g} s"
+    # A deadline computed from what is left of a probe's budget is 0.9999871...:
+    # two significant digits say it, and whole seconds from 10 s up.
+    if value is None:
+        return "the time allowed"
+    return f"{value:.0f} s" if value >= 10 else f"{value:.2g} s"
 
 
 def _check_header_text(what: str, value: object) -> str:
