@@ -260,7 +260,7 @@ class BlackboxProcess(Child):
 class ExporterProcess(Child):
     """The exporter daemon (`sandbox-exporter -c FILE`) in its own process."""
 
-    def __init__(self, config_text: str, module: str = "sandbox_exporter.cli") -> None:
+    def __init__(self, config_text: str) -> None:
         self.directory = tempfile.TemporaryDirectory(prefix="bench-exporter-")
         config = Path(self.directory.name) / "config.yml"
         config.write_text(config_text)
@@ -270,7 +270,7 @@ class ExporterProcess(Child):
             [
                 sys.executable,
                 "-m",
-                module,
+                "sandbox_exporter.cli",
                 "-c",
                 str(config),
                 f"--web.listen-address=127.0.0.1:{self.port}",

@@ -166,11 +166,9 @@ class _Execute(_Get):
         return self.session.post(url, files=self.body, timeout=30)
 
 
-def probe_throughput(
-    emulators: list[EmulatorProcess], batches: int, module: str = "sandbox_exporter.cli"
-) -> dict[str, list[float]]:
+def probe_throughput(emulators: list[EmulatorProcess], batches: int) -> dict[str, list[float]]:
     urls = [e.url for e in emulators]
-    exporter = ExporterProcess(_targets_yaml(CONCURRENT_PROBES, urls), module)
+    exporter = ExporterProcess(_targets_yaml(CONCURRENT_PROBES, urls))
     try:
         wait_for_http(exporter.url + "-/ready")
         deadline = time.monotonic() + 30
