@@ -25,8 +25,8 @@ from apscheduler.events import EVENT_JOB_EXECUTED
 
 from sandbox_exporter.config import parse_config
 from sandbox_exporter.exporter import Exporter
-from sandbox_exporter.probes import CANARY, SPECIFICATIONS
 from sandbox_exporter.scheduler import ProbeScheduler
+from sandbox_exporter.vocabulary import CANARY, SPECIFICATIONS
 
 from .common import EmulatorProcess, ExporterProcess, Report, median, spread, wait_for_http
 

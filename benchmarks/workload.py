@@ -20,18 +20,9 @@ from sandbox_exporter.documents import (
     parse_usage,
 )
 from sandbox_exporter.expectations import check_expectations
-from sandbox_exporter.probes import (
-    CANARY,
-    LIBRARIES,
-    SPECIFICATIONS,
-    USAGE,
-    CanaryResult,
-    LibrariesReport,
-    Load,
-    ProbeResult,
-    Reason,
-)
+from sandbox_exporter.probes import CanaryResult, LibrariesReport, Load, ProbeResult
 from sandbox_exporter.state import State
+from sandbox_exporter.vocabulary import CANARY, LIBRARIES, SPECIFICATIONS, USAGE, Reason
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 

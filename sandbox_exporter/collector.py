@@ -27,17 +27,9 @@ from prometheus_client.samples import Sample
 from . import __version__
 from .config import Target
 from .documents import Specifications
-from .probes import (
-    CANARY,
-    LIBRARIES,
-    POSSIBLE_REASONS,
-    SPECIFICATIONS,
-    USAGE,
-    LibrariesReport,
-    Load,
-    ProbeResult,
-)
+from .probes import LibrariesReport, Load, ProbeResult
 from .state import CANARY_BUCKETS, HistogramData, Snapshot, State
+from .vocabulary import CANARY, LIBRARIES, POSSIBLE_REASONS, SPECIFICATIONS, USAGE
 
 log = logging.getLogger(__name__)
 

@@ -44,20 +44,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
-from .expectations import (
-    LANGUAGE_ALIASES,
-    LANGUAGE_NAMES,
-    PACKAGE_KINDS,
-    Expectations,
-    FrozenDict,
-    Matcher,
-)
+from .expectations import Expectations, FrozenDict, Matcher
+from .vocabulary import LANGUAGE_ALIASES, LANGUAGES, PACKAGE_KINDS, PROBES
 
 __all__ = [
     "DEFAULT_CANARY",
     "DEFAULT_INTERVALS",
     "DEFAULT_TIMEOUTS",
-    "PROBE_KINDS",
     "RESERVED_LABEL_NAMES",
     "SEVERITY_LEVELS",
     "TLS",
@@ -79,7 +72,6 @@ __all__ = [
     "parse_duration",
 ]
 
-PROBE_KINDS = ("specifications", "usage", "libraries", "canary")
 SEVERITY_LEVELS = ("warning", "critical")
 
 # `target` and `url` are labels of sandbox_target_info already; Prometheus
@@ -390,7 +382,7 @@ class Target:
 
     ``url`` is the base URL, always ending with ``/`` and never holding
     credentials. ``intervals`` and ``timeouts`` map every probe kind of
-    :data:`PROBE_KINDS` to seconds; ``timeouts`` are hard deadlines. An empty
+    :data:`PROBES` to seconds; ``timeouts`` are hard deadlines. An empty
     ``canaries`` means the target runs no canary probe.
     """
 
@@ -664,7 +656,7 @@ def _longest_command_timeout(canary: Canary) -> float:
 
 def _probe_kinds_in(section: object) -> set[str]:
     """The probe kinds a YAML mapping sets (nothing if it is not a mapping)."""
-    return {key for key in section if key in PROBE_KINDS} if isinstance(section, dict) else set()
+    return {key for key in section if key in PROBES} if isinstance(section, dict) else set()
 
 
 def _fit_timeouts(
@@ -1010,7 +1002,7 @@ class _Parser:
         since the fix is one edit and the failure mode is load on production.
         Timeouts nobody wrote shrink to fit instead (see _fit_timeouts).
         """
-        for kind in PROBE_KINDS:
+        for kind in PROBES:
             if kind in timeout_keys and timeouts[kind] > intervals[kind]:
                 self.error(
                     f"{path}.timeouts.{kind}",
@@ -1054,7 +1046,7 @@ class _Parser:
         self.error(f"{path}.{where}", problem)
 
     def durations(self, value: object, path: str, base: Mapping[str, float]) -> Mapping[str, float]:
-        section = self.mapping(value, path, PROBE_KINDS)
+        section = self.mapping(value, path, PROBES)
         if not section:
             return base
         merged = dict(base)
@@ -1433,12 +1425,12 @@ class _Parser:
             return Expectations()
         languages: dict[str, Matcher] = {}
         languages_path = _join(path, "languages")
-        known_names = (*LANGUAGE_NAMES, *LANGUAGE_ALIASES)
+        known_names = (*LANGUAGES, *LANGUAGE_ALIASES)
         for language, spec in (
             self.mapping(section.get("languages"), languages_path, None) or {}
         ).items():
             canonical = LANGUAGE_ALIASES.get(language, language)
-            if canonical not in LANGUAGE_NAMES:
+            if canonical not in LANGUAGES:
                 self.unknown_key(languages_path, language, known_names, what="language")
             elif canonical in languages:
                 self.error(_join(languages_path, language), f"{canonical!r} is expected twice")

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from .vocabulary import PACKAGE_KINDS
+
 __all__ = [
-    "LANGUAGES",
     "MEMORY_KINDS",
-    "PACKAGE_KINDS",
     "CommandExecution",
     "ExecuteResponse",
     "HostSpecs",
@@ -39,10 +39,6 @@ __all__ = [
     "parse_usage",
 ]
 
-#: Language keys of :attr:`Libraries.languages`, in the classic client's order.
-LANGUAGES = ("python3", "python2", "java", "gcc", "gpp", "perl", "postgres")
-#: Keys of :attr:`Libraries.packages`.
-PACKAGE_KINDS = ("system", "python", "perl", "c")
 #: Keys of :attr:`Specifications.container_memory_limits`.
 MEMORY_KINDS = ("ram", "swap", "storage")
 

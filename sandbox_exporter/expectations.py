@@ -38,11 +38,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from .vocabulary import LANGUAGE_ALIASES
+
 __all__ = [
-    "LANGUAGE_ALIASES",
-    "LANGUAGE_NAMES",
-    "OUTCOME_KINDS",
-    "PACKAGE_KINDS",
     "ExpectationOutcome",
     "Expectations",
     "FrozenDict",
@@ -52,13 +50,6 @@ __all__ = [
     "version_number",
 ]
 
-# The language versions a server reports (2.x top level, 3.x derived from dpkg),
-# named as documents.Libraries.languages names them.
-LANGUAGE_NAMES = ("python3", "python2", "java", "gcc", "gpp", "perl", "postgres")
-# The server itself spells the C++ compiler "g++"; accept that spelling too.
-LANGUAGE_ALIASES = {"g++": "gpp"}
-PACKAGE_KINDS = ("system", "python", "perl", "c")
-OUTCOME_KINDS = ("language", *PACKAGE_KINDS, "bin")
 
 PRESENT = "present"
 _PRESENCE_SPECS = ("", PRESENT, "*")
@@ -278,7 +269,7 @@ def parse_matcher(spec: str | None) -> Matcher:
 class Expectations:
     """What a target is expected to provide.
 
-    ``languages``: language name (one of :data:`LANGUAGE_NAMES`) -> matcher;
+    ``languages``: language name (one of :data:`LANGUAGES`) -> matcher;
     ``packages``: kind (one of :data:`PACKAGE_KINDS`) -> package name -> matcher;
     ``bin``: executables expected on the ``PATH`` of a container.
     """
@@ -299,7 +290,7 @@ class Expectations:
 class ExpectationOutcome:
     """One expectation checked against what the server reported.
 
-    ``kind`` is one of :data:`OUTCOME_KINDS`; ``expected`` is the spec as
+    ``kind`` is one of "language", a package kind or "bin"; ``expected`` is the spec as
     written (``"present"`` for bin); ``found`` is the reported version
     (``"present"`` for a bin found), ``None`` when the server did not list it.
     """

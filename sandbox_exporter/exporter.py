@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config, ConfigError, Target, config_for_url, load_config
-from .probes import LIBRARIES, PROBES, ProbeResult, make_sandbox, run_probe
+from .probes import ProbeResult, make_sandbox, run_probe
 from .scheduler import ProbeScheduler, SandboxClients
 from .state import State
+from .vocabulary import LIBRARIES, PROBES
 
 log = logging.getLogger(__name__)
 

@@ -13,19 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .config import Config, Target
-from .probes import (
-    CANARY,
-    LIBRARIES,
-    PROBES,
-    SPECIFICATIONS,
-    USAGE,
-    LibrariesReport,
-    Load,
-    ProbeResult,
-    Reason,
-    make_sandbox,
-    run_probe,
-)
+from .probes import LibrariesReport, Load, ProbeResult, make_sandbox, run_probe
+from .vocabulary import CANARY, LIBRARIES, PROBES, SPECIFICATIONS, USAGE, Reason
 
 
 class Status(enum.IntEnum):

@@ -8,7 +8,6 @@ only, never a label.
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,44 +25,7 @@ from .documents import (
     parse_usage,
 )
 from .expectations import ExpectationOutcome, check_expectations
-
-
-class Reason(str, enum.Enum):
-    """Why a probe failed: the `reason` label of `sandbox_probe_failures_total`."""
-
-    TIMEOUT = "timeout"
-    CONNECTION = "connection"
-    TLS = "tls"
-    HTTP_STATUS = "http_status"
-    OVERLOADED = "overloaded"
-    INVALID_RESPONSE = "invalid_response"
-    UNEXPECTED_OUTPUT = "unexpected_output"
-    EXECUTION_ERROR = "execution_error"
-
-
-SPECIFICATIONS = "specifications"
-USAGE = "usage"
-LIBRARIES = "libraries"
-CANARY = "canary"
-PROBES: tuple[str, ...] = (SPECIFICATIONS, USAGE, LIBRARIES, CANARY)
-
-# What each probe can fail with; the collector starts these counters at 0 so
-# that the first failure is a visible increase (Prometheus' advice on missing
-# series), and nothing else is ever exported.
-_TRANSPORT = (
-    Reason.TIMEOUT,
-    Reason.CONNECTION,
-    Reason.TLS,
-    Reason.HTTP_STATUS,
-    Reason.OVERLOADED,
-    Reason.INVALID_RESPONSE,
-)
-POSSIBLE_REASONS: dict[str, tuple[Reason, ...]] = {
-    SPECIFICATIONS: _TRANSPORT,
-    USAGE: _TRANSPORT,
-    LIBRARIES: _TRANSPORT,
-    CANARY: (*_TRANSPORT, Reason.UNEXPECTED_OUTPUT, Reason.EXECUTION_ERROR),
-}
+from .vocabulary import CANARY, LIBRARIES, SPECIFICATIONS, USAGE, Reason
 
 
 @dataclass(frozen=True)

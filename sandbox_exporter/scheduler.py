@@ -19,8 +19,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from .client import Sandbox
 from .config import Config, Target
-from .probes import PROBES, make_sandbox, run_probe
+from .probes import make_sandbox, run_probe
 from .state import State
+from .vocabulary import PROBES
 
 log = logging.getLogger(__name__)
 

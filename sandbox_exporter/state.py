@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .config import Config
-from .probes import CanaryResult, ProbeResult, Reason
+from .probes import CanaryResult, ProbeResult
+from .vocabulary import Reason
 
 # Round trips of a healthy sandbox sit between 10 ms and a second; the tail up
 # to the 10 s EXECUTE_TIMEOUT is where queueing for a container shows up.

@@ -22,7 +22,8 @@ from prometheus_client.process_collector import ProcessCollector
 from . import __version__
 from .collector import SandboxCollector
 from .exporter import Exporter, UnknownTarget
-from .probes import PROBES, LibrariesReport
+from .probes import LibrariesReport
+from .vocabulary import PROBES
 from .webconfig import BasicAuthMiddleware, WebConfig, tls_classes
 
 log = logging.getLogger(__name__)

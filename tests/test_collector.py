@@ -13,8 +13,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from sandbox_exporter.collector import SandboxCollector
 from sandbox_exporter.config import parse_config
 from sandbox_exporter.documents import parse_specifications
-from sandbox_exporter.probes import SPECIFICATIONS, ProbeResult
+from sandbox_exporter.probes import ProbeResult
 from sandbox_exporter.state import State
+from sandbox_exporter.vocabulary import SPECIFICATIONS
 
 from helpers import Scrape
 

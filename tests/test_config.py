@@ -19,7 +19,6 @@ from sandbox_exporter.config import (
     DEFAULT_CANARY,
     DEFAULT_INTERVALS,
     DEFAULT_TIMEOUTS,
-    PROBE_KINDS,
     TLS,
     Canary,
     Config,
@@ -35,6 +34,7 @@ from sandbox_exporter.config import (
     parse_duration,
 )
 from sandbox_exporter.expectations import Matcher
+from sandbox_exporter.vocabulary import PROBES
 
 REPO = Path(__file__).resolve().parent.parent
 MARKER = "S3CR3T-MARKER"
@@ -855,7 +855,7 @@ def test_built_in_defaults() -> None:
         "libraries": 60.0,
         "canary": 20.0,
     }
-    assert set(target.intervals) == set(target.timeouts) == set(PROBE_KINDS)
+    assert set(target.intervals) == set(target.timeouts) == set(PROBES)
     assert target.canaries == (DEFAULT_CANARY,)
     assert DEFAULT_CANARY.commands == ("echo $((2+2))",)
     assert DEFAULT_CANARY.expect_stdout == "4"
@@ -1357,7 +1357,7 @@ _KEYS = [
     *("command", "timeout", "expect_stdout", "expect_stdout_regex", "expect_status", "save"),
     *("languages", "packages", "bin", "load_warning", "load_critical", "expectation_missed"),
     *("overloaded", "canary_failed", "allow_unlisted_targets", "allowed_urls"),
-    *PROBE_KINDS,
+    *PROBES,
     *("python3", "g++", "gpp", "system", "python", "perl", "c", "__x", "site"),
 ]
 _SCALARS = st.one_of(
@@ -1440,7 +1440,7 @@ _EXPECT = _section(
         st.dictionaries(st.sampled_from(_KEYS), st.one_of(_SCALARS, _DOCUMENTS), max_size=3),
     ),
 )
-_PER_KIND = st.one_of(_SCALARS, _section(list(PROBE_KINDS), _SCALARS))
+_PER_KIND = st.one_of(_SCALARS, _section(list(PROBES), _SCALARS))
 _TARGET = st.fixed_dictionaries(
     {"url": st.sampled_from(["http://h/", "https://sandbox.example.org:8443/x"])},
     optional={
@@ -1506,9 +1506,7 @@ def test_an_inherited_timeout_shrinks_to_a_shorter_interval() -> None:
     assert a.timeouts["canary"] == 8.0
     assert a.timeouts["usage"] == 10.0  # interval 15s: nothing to fit
     assert b.timeouts["usage"] == 3.0
-    assert all(
-        t.timeouts[kind] <= t.intervals[kind] for t in config.targets for kind in PROBE_KINDS
-    )
+    assert all(t.timeouts[kind] <= t.intervals[kind] for t in config.targets for kind in PROBES)
 
 
 def test_canary_timeouts_nobody_wrote_shrink_to_the_probe_deadline() -> None:

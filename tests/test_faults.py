@@ -34,7 +34,7 @@ from sandbox_exporter.client import DEFAULT_MAX_RESPONSE_BYTES
 from sandbox_exporter.config import load_config
 from sandbox_exporter.emulator import Emulator, Fault
 from sandbox_exporter.exporter import Exporter
-from sandbox_exporter.probes import CANARY, PROBES, SPECIFICATIONS
+from sandbox_exporter.vocabulary import CANARY, PROBES, SPECIFICATIONS
 from sandbox_exporter.web import ExporterApp, WebServer
 
 from helpers import Scrape, scrape, wait_until

@@ -1,0 +1,57 @@
+"""The project's closed vocabularies, each defined once and imported everywhere.
+
+Probe kinds, failure reasons, the languages a server reports and the kinds of
+package lists: config validation, probes, state, collector, pages and `--once`
+all speak these words, so they live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import enum
+
+SPECIFICATIONS = "specifications"
+USAGE = "usage"
+LIBRARIES = "libraries"
+CANARY = "canary"
+#: Every probe kind, in the order pages and reports show them.
+PROBES: tuple[str, ...] = (SPECIFICATIONS, USAGE, LIBRARIES, CANARY)
+
+
+class Reason(str, enum.Enum):
+    """Why a probe failed: the `reason` label of `sandbox_probe_failures_total`."""
+
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    TLS = "tls"
+    HTTP_STATUS = "http_status"
+    OVERLOADED = "overloaded"
+    INVALID_RESPONSE = "invalid_response"
+    UNEXPECTED_OUTPUT = "unexpected_output"
+    EXECUTION_ERROR = "execution_error"
+
+
+# What each probe can fail with; the collector starts these counters at 0 so
+# that the first failure is a visible increase (Prometheus' advice on missing
+# series), and nothing else is ever exported.
+_TRANSPORT = (
+    Reason.TIMEOUT,
+    Reason.CONNECTION,
+    Reason.TLS,
+    Reason.HTTP_STATUS,
+    Reason.OVERLOADED,
+    Reason.INVALID_RESPONSE,
+)
+POSSIBLE_REASONS: dict[str, tuple[Reason, ...]] = {
+    SPECIFICATIONS: _TRANSPORT,
+    USAGE: _TRANSPORT,
+    LIBRARIES: _TRANSPORT,
+    CANARY: (*_TRANSPORT, Reason.UNEXPECTED_OUTPUT, Reason.EXECUTION_ERROR),
+}
+
+#: Language keys a server reports (2.x top level, 3.x derived from dpkg), in
+#: the classic client's order.
+LANGUAGES: tuple[str, ...] = ("python3", "python2", "java", "gcc", "gpp", "perl", "postgres")
+#: The server itself spells the C++ compiler "g++"; configuration accepts that too.
+LANGUAGE_ALIASES = {"g++": "gpp"}
+#: Kinds of package list in a libraries document.
+PACKAGE_KINDS: tuple[str, ...] = ("system", "python", "perl", "c")
