@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from sandbox_exporter.documents import (
-    LANGUAGES,
     InvalidDocument,
     detect_api,
     dpkg_upstream_version,
@@ -23,6 +22,7 @@ from sandbox_exporter.documents import (
     parse_specifications,
     parse_usage,
 )
+from sandbox_exporter.vocabulary import LANGUAGES
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
