@@ -13,26 +13,21 @@ all under :class:`SandboxError`.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import enum
 import http
 import http.client
 import io
 import json
-import math
 import os
-import re
 import socket
 import time
 from collections.abc import Iterable, Mapping
 from typing import IO, Any, Generic, TypeVar, overload
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import requests
 import urllib3.exceptions
 
-from . import __version__
 from .documents import (
     InvalidDocument,
     Libraries,
@@ -43,31 +38,38 @@ from .documents import (
     parse_specifications,
     parse_usage,
 )
+from .errors import *  # noqa: F403 -- the classic module exports every Sandbox<code>
+from .errors import (
+    SandboxConnectionError,
+    SandboxConnectTimeout,
+    SandboxError,
+    SandboxInvalidResponse,
+    SandboxReadTimeout,
+    SandboxResponseTooLarge,
+    SandboxTLSError,
+    error_class_for_status,
+)
+from .errors import __all__ as _error_names
+from .protocol import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    ERROR_BODY_BYTES,
+    EXCERPT_CHARS,
+    USER_AGENT,
+    Secrets,
+    check_seconds,
+    environment_path,
+    execute_config_text,
+    parse_base_url,
+    request_headers,
+    seconds_text,
+)
 
-__all__ = [
-    "Sandbox",
-    "SandboxConnectTimeout",
-    "SandboxConnectionError",
-    "SandboxErrCode",
-    "SandboxError",
-    "SandboxHTTPError",
-    "SandboxInvalidResponse",
-    "SandboxReadTimeout",
-    "SandboxResponseTooLarge",
-    "SandboxTLSError",
-    "SandboxTimeout",
-    "status_exceptions",
-    "validate",
-]
+__all__ = ["Sandbox", "SandboxErrCode", "validate", *_error_names]
 
-DEFAULT_MAX_RESPONSE_BYTES = 16 * 2**20
 
 # Bodies are read in pieces so the deadline and the size cap are checked
 # between socket reads instead of after the whole body arrived.
 _READ_SIZE = 64 * 1024
-# An error page only feeds the exception message; no need to read more.
-_ERROR_BODY_BYTES = 64 * 1024
-_EXCERPT_CHARS = 200
 
 
 class SandboxErrCode(enum.IntEnum):
@@ -77,106 +79,6 @@ class SandboxErrCode(enum.IntEnum):
     TIMEOUT = -2
     RESULT_NOT_FOUND = -3
     RESULT_NOT_UTF8 = -4
-
-
-# ---------------------------------------------------------------- exceptions
-
-
-class SandboxError(Exception):
-    """Base of everything this client raises about a sandbox.
-
-    ``response`` is the :class:`requests.Response` when one arrived, else None.
-    """
-
-    def __init__(self, message: str = "", response: requests.Response | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.response = response
-
-
-class SandboxConnectionError(SandboxError):
-    """No connection, or the connection broke: refused, DNS, reset, closed mid-response."""
-
-
-class SandboxTimeout(SandboxError):
-    """The request's deadline passed."""
-
-
-class SandboxConnectTimeout(SandboxTimeout):
-    """No connection could be made before the deadline."""
-
-
-class SandboxReadTimeout(SandboxTimeout):
-    """Connected, but the whole answer did not arrive before the deadline."""
-
-
-class SandboxTLSError(SandboxError):
-    """TLS handshake or certificate verification failed."""
-
-
-class SandboxInvalidResponse(SandboxError):
-    """The answer is not what the API promises: not JSON, not an object, wrong shape."""
-
-
-class SandboxResponseTooLarge(SandboxInvalidResponse):
-    """The answer is larger than ``max_response_bytes``; reading stopped there."""
-
-
-class SandboxHTTPError(SandboxError):
-    """The server answered with a status >= 300 (redirects are never followed).
-
-    One subclass per status known to :class:`http.HTTPStatus`: ``Sandbox404``,
-    ``Sandbox503``, ...
-    """
-
-    status: http.HTTPStatus | None = None
-
-    def __init__(self, response: requests.Response, message: str | None = None) -> None:
-        self.status_code: int = response.status_code
-        if message is None:
-            message = f"Sandbox responded with status {_status_text(self.status_code)}"
-        super().__init__(message, response)
-
-
-def _status_text(code: int) -> str:
-    try:
-        return f"{code} {http.HTTPStatus(code).phrase}"
-    except ValueError:
-        return str(code)
-
-
-def _make_status_exceptions() -> dict[int, type[SandboxHTTPError]]:
-    classes = {}
-    for status in http.HTTPStatus:
-        if status.value < 300:
-            continue
-        name = f"Sandbox{status.value}"
-        classes[status.value] = type(
-            name,
-            (SandboxHTTPError,),
-            {
-                "__doc__": f"The sandbox answered {status.value} {status.phrase}.",
-                "__module__": __name__,
-                "__qualname__": name,
-                "status": status,
-            },
-        )
-    return classes
-
-
-_STATUS_EXCEPTIONS = _make_status_exceptions()
-for _code, _class in _STATUS_EXCEPTIONS.items():
-    globals()[_class.__name__] = _class
-    __all__.append(_class.__name__)
-del _code, _class
-
-
-def status_exceptions(response: requests.Response) -> SandboxHTTPError:
-    """The exception matching ``response.status_code`` (``Sandbox404`` for 404...).
-
-    A status unknown to :class:`http.HTTPStatus` gets a plain :class:`SandboxHTTPError`.
-    """
-    return _STATUS_EXCEPTIONS.get(response.status_code, SandboxHTTPError)(response)
 
 
 # ------------------------------------------------------------ config checks
@@ -277,42 +179,6 @@ class _Live(_Cached[T]):
 
 
 # ---------------------------------------------------------------- the client
-
-_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
-_CREDENTIAL_HEADER = re.compile(r"auth|cookie|token|secret|key|pass|session|signature", re.I)
-
-
-def _without_userinfo(text: str) -> str:
-    return _USERINFO.sub("", text)
-
-
-def _check_seconds(name: str, value: object, *, allow_none: bool = True) -> float | None:
-    if value is None and allow_none:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)
-
-
-def _seconds_text(value: float | None) -> str:
-    # A deadline computed from what is left of a probe's budget is 0.9999871...:
-    # two significant digits say it, and whole seconds from 10 s up.
-    if value is None:
-        return "the time allowed"
-    return f"{value:.0f} s" if value >= 10 else f"{value:.2g} s"
-
-
-def _check_header_text(what: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be a string, got {type(value).__name__}")
-    if "\r" in value or "\n" in value:
-        raise ValueError(f"{what} must not contain line breaks")
-    return value
 
 
 def _socket_of(raw: urllib3.HTTPResponse) -> socket.socket | None:
@@ -419,9 +285,9 @@ class Sandbox:
         verify: bool | str | os.PathLike[str] = True,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        self._base_url, url_auth = self._parse_url(url)
-        self._timeout = _check_seconds("timeout", timeout)
-        self._connect_timeout = _check_seconds("connect_timeout", connect_timeout)
+        self._base_url, url_auth = parse_base_url(url)
+        self._timeout = check_seconds("timeout", timeout)
+        self._connect_timeout = check_seconds("connect_timeout", connect_timeout)
         if (
             isinstance(max_response_bytes, bool)
             or not isinstance(max_response_bytes, int)
@@ -433,32 +299,12 @@ class Sandbox:
         self._max_response_bytes = max_response_bytes
         self._api_version: int | None = None
         self._values: dict[str, Any] = {}
-        self._secrets: tuple[str, ...] = ()
 
         if auth is not None and url_auth is not None:
             raise ValueError("give credentials either in the URL or as auth=, not both")
         auth = auth if auth is not None else url_auth
-        if auth is not None:
-            if not (isinstance(auth, tuple) and len(auth) == 2):
-                raise TypeError("auth must be a (username, password) tuple")
-            _check_header_text("auth username", auth[0])
-            _check_header_text("auth password", auth[1])
-        if auth is not None and bearer_token is not None:
-            raise ValueError("give either auth= (basic) or bearer_token=, not both")
+        extra_headers = request_headers(headers, auth, bearer_token)
         self._auth = auth
-
-        extra_headers: dict[str, str] = {}
-        for name, value in (headers or {}).items():
-            extra_headers[_check_header_text("header name", name)] = _check_header_text(
-                f"header {name!r}", value
-            )
-        if bearer_token is not None:
-            _check_header_text("bearer_token", bearer_token)
-            if not bearer_token.strip():
-                raise ValueError("bearer_token must not be empty")
-            if any(name.lower() == "authorization" for name in extra_headers):
-                raise ValueError("give either an Authorization header or bearer_token=, not both")
-            extra_headers["Authorization"] = f"Bearer {bearer_token}"
 
         if isinstance(verify, os.PathLike):
             verify = os.fspath(verify)
@@ -467,61 +313,17 @@ class Sandbox:
                 raise ValueError(f"verify: CA bundle {verify!r} does not exist")
         elif not isinstance(verify, bool):
             raise TypeError("verify must be True, False or the path of a CA bundle")
-
-        # Every secret that could end up in a message, longest first so a
-        # secret containing another is replaced whole. Only headers named like
-        # credentials count: hiding "https" of X-Forwarded-Proto would garble
-        # every URL and package name that contains it.
-        secrets = [
-            value
-            for name, value in extra_headers.items()
-            if _CREDENTIAL_HEADER.search(name) and len(value) >= 4
-        ]
-        if bearer_token:
-            secrets.append(bearer_token)
-        if auth is not None and auth[1]:
-            secrets.append(auth[1])
-            # A server echoing headers back would show the encoded pair.
-            for encoding in ("latin-1", "utf-8"):
-                with contextlib.suppress(UnicodeEncodeError):
-                    pair = f"{auth[0]}:{auth[1]}".encode(encoding)
-                    secrets.append(base64.b64encode(pair).decode("ascii"))
-        self._secrets = tuple(sorted(set(secrets), key=len, reverse=True))
+        self._secrets = Secrets(extra_headers, auth)
 
         session = requests.Session()
         session.trust_env = False
-        session.headers["User-Agent"] = f"sandbox-exporter/{__version__}"
+        session.headers["User-Agent"] = USER_AGENT
         # The size cap counts bytes on the wire: no compressed bombs.
         session.headers["Accept-Encoding"] = "identity"
         session.headers.update(extra_headers)
         session.auth = auth
         session.verify = verify
         self._session = session
-
-    @staticmethod
-    def _parse_url(url: str) -> tuple[str, tuple[str, str] | None]:
-        if not isinstance(url, str):
-            raise TypeError(f"url must be a string, got {type(url).__name__}")
-        shown = _without_userinfo(url)
-        try:
-            parts = urlsplit(url.strip())
-            port = parts.port
-        except ValueError as error:
-            raise ValueError(f"invalid sandbox URL {shown!r}: {error}") from None
-        if parts.scheme.lower() not in ("http", "https"):
-            raise ValueError(f"sandbox URL must start with http:// or https://, got {shown!r}")
-        if not parts.hostname:
-            raise ValueError(f"sandbox URL has no host: {shown!r}")
-        if parts.query or parts.fragment:
-            raise ValueError(f"sandbox URL must not have a query or a fragment: {shown!r}")
-        userinfo, _, hostport = parts.netloc.rpartition("@")
-        url_auth = None
-        if userinfo:
-            user, _, password = userinfo.partition(":")
-            url_auth = (unquote(user), unquote(password))
-        del port  # parsed only to reject a bad one
-        path = parts.path if parts.path.endswith("/") else parts.path + "/"
-        return urlunsplit((parts.scheme.lower(), hostport, path, "", "")), url_auth
 
     # ------------------------------------------------------------- basics
 
@@ -537,7 +339,7 @@ class Sandbox:
 
     @timeout.setter
     def timeout(self, value: float | None) -> None:
-        self._timeout = _check_seconds("timeout", value)
+        self._timeout = check_seconds("timeout", value)
 
     @property
     def max_response_bytes(self) -> int:
@@ -571,51 +373,7 @@ class Sandbox:
     # ---------------------------------------------------------- transport
 
     def _redact(self, text: str) -> str:
-        text = _without_userinfo(text)
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def _without_secrets(self, doc: Any) -> Any:
-        """A parsed answer with this client's credentials replaced by ``***``.
-
-        A server (or a proxy) that reflects the Authorization header into a
-        document would otherwise hand our credentials to whatever shows the
-        document's values: parse errors, metric labels, canary output. The
-        document is fresh from ``json.loads``, so it is changed in place; no
-        recursion, whatever the nesting.
-        """
-        if not self._secrets:
-            return doc
-        if isinstance(doc, str):
-            return self._hide_secrets(doc)
-        pending = [doc]
-        while pending:
-            node = pending.pop()
-            if isinstance(node, dict):
-                for key in list(node):
-                    value = node[key]
-                    if isinstance(value, str):
-                        value = self._hide_secrets(value)
-                    elif isinstance(value, dict | list):
-                        pending.append(value)
-                    clean_key = self._hide_secrets(key)
-                    if clean_key != key:
-                        del node[key]
-                    node[clean_key] = value
-            elif isinstance(node, list):
-                for index, value in enumerate(node):
-                    if isinstance(value, str):
-                        node[index] = self._hide_secrets(value)
-                    elif isinstance(value, dict | list):
-                        pending.append(value)
-        return doc
-
-    def _hide_secrets(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        return text
+        return self._secrets.redact(text)
 
     def _failure(
         self,
@@ -625,12 +383,12 @@ class Sandbox:
         what: str,
         response: requests.Response | None = None,
     ) -> SandboxError:
-        return kind(self._redact(f"{method} {url}: {what}"), response)
+        return self._secrets.failure(kind, method, url, what, response)
 
     def _cause(self, error: BaseException) -> str:
         cause = _innermost(error)
         text = str(cause) or type(cause).__name__
-        return self._redact(text)[:_EXCERPT_CHARS]
+        return self._redact(text)[:EXCERPT_CHARS]
 
     def _request(
         self,
@@ -641,7 +399,7 @@ class Sandbox:
         files: Mapping[str, Any] | None = None,
     ) -> tuple[requests.Response, bytes]:
         """One exchange within its deadline: (response, body) for a status < 300."""
-        budget = self._timeout if timeout is None else _check_seconds("timeout", timeout)
+        budget = self._timeout if timeout is None else check_seconds("timeout", timeout)
         deadline = None if budget is None else time.monotonic() + budget
         connect = self._connect_timeout or budget
         if connect is not None and budget is not None:
@@ -665,11 +423,11 @@ class Sandbox:
                 SandboxConnectTimeout,
                 method,
                 url,
-                f"could not connect within {_seconds_text(connect)}",
+                f"could not connect within {seconds_text(connect)}",
             ) from None
         except requests.exceptions.ReadTimeout:
             raise self._failure(
-                SandboxReadTimeout, method, url, f"no answer within {_seconds_text(budget)}"
+                SandboxReadTimeout, method, url, f"no answer within {seconds_text(budget)}"
             ) from None
         except (
             requests.exceptions.ConnectionError,
@@ -695,22 +453,11 @@ class Sandbox:
         if response.status_code >= 300:
             try:
                 body = self._read_body(
-                    response, method, url, deadline, _ERROR_BODY_BYTES, truncate=True
+                    response, method, url, deadline, ERROR_BODY_BYTES, truncate=True
                 )
             except SandboxError:
                 body = b""  # the status is what matters; the page only adds detail
-            # Redact before cutting: a cut through a secret would leave its start.
-            excerpt = self._redact(
-                " ".join(body[:_ERROR_BODY_BYTES].decode("utf-8", "replace").split())
-            )
-            message = (
-                f"Sandbox responded with status {_status_text(response.status_code)} "
-                f"to {method} {url}"
-            )
-            if excerpt:
-                message += f": {excerpt[:_EXCERPT_CHARS]}"
-            kind = _STATUS_EXCEPTIONS.get(response.status_code, SandboxHTTPError)
-            raise kind(response, self._redact(message))
+            raise self._secrets.status_error(method, url, response.status_code, body, response)
         body = self._read_body(response, method, url, deadline, self._max_response_bytes)
         return response, body
 
@@ -830,30 +577,7 @@ class Sandbox:
         self, path: str, timeout: float | None
     ) -> tuple[requests.Response, dict[str, Any]]:
         response, body = self._request("GET", path, timeout)
-        url = self._base_url + path
-        try:
-            doc = json.loads(body)
-        except (ValueError, RecursionError) as error:
-            # Redact before cutting: a cut through a secret would leave its start.
-            excerpt = self._redact(
-                " ".join(body[:_ERROR_BODY_BYTES].decode("utf-8", "replace").split())
-            )[:_EXCERPT_CHARS]
-            raise self._failure(
-                SandboxInvalidResponse,
-                "GET",
-                url,
-                f"answer is not JSON ({error}): {excerpt!r}",
-                response,
-            ) from None
-        if not isinstance(doc, dict):
-            raise self._failure(
-                SandboxInvalidResponse,
-                "GET",
-                url,
-                f"answer is JSON but not an object ({type(doc).__name__})",
-                response,
-            )
-        return response, self._without_secrets(doc)
+        return response, self._secrets.json_object(body, "GET", self._base_url + path, response)
 
     def _invalid(
         self, path: str, error: InvalidDocument, response: requests.Response
@@ -977,27 +701,17 @@ class Sandbox:
 
     # ------------------------------------------------ environments, execute
 
-    @staticmethod
-    def _environment_path(uuid: str, path: str | None) -> str:
-        if not isinstance(uuid, str) or not uuid:
-            raise TypeError(f"uuid must be a non-empty string, got {uuid!r}")
-        if path is None:
-            return f"environments/{quote(uuid, safe='')}/"
-        if not isinstance(path, str) or not path:
-            raise TypeError(f"path must be a non-empty string, got {path!r}")
-        return f"files/{quote(uuid, safe='')}/{quote(path.strip('/'), safe='/')}/"
-
     def download(self, uuid: str, path: str | None = None) -> io.BytesIO:
         """An environment (a .tgz) or, with ``path``, one file inside it."""
-        _, body = self._request("GET", self._environment_path(uuid, path), None)
+        _, body = self._request("GET", environment_path(uuid, path), None)
         return io.BytesIO(body)
 
     def check(self, uuid: str, path: str | None = None) -> int:
         """Size in bytes of an environment or of a file inside it, 0 if it does not exist."""
-        location = self._environment_path(uuid, path)
+        location = environment_path(uuid, path)
         try:
             response, _ = self._request("HEAD", location, None)
-        except _STATUS_EXCEPTIONS[404]:
+        except error_class_for_status(404):
             return 0
         length = response.headers.get("Content-Length")
         if length is None:
@@ -1023,10 +737,7 @@ class Sandbox:
         ``environ`` is a .tgz (bytes or a binary file object at its start)
         uploaded as the execution's environment.
         """
-        try:
-            config_text = json.dumps(config)
-        except (TypeError, ValueError) as error:
-            raise TypeError(f"config is not JSON serializable: {error}") from None
+        config_text = execute_config_text(config)
         # (None, text) makes requests send a plain form field, and giving
         # `files` at all makes the body multipart/form-data as the server expects.
         files: dict[str, Any] = {"config": (None, config_text, "application/json")}
@@ -1045,7 +756,7 @@ class Sandbox:
         response, body = self._request("POST", path, timeout, files=files)
         url = self._base_url + path
         try:
-            doc = self._without_secrets(json.loads(body))
+            doc = self._secrets.scrub(json.loads(body))
         except (ValueError, RecursionError) as error:
             raise self._failure(
                 SandboxInvalidResponse, "POST", url, f"answer is not JSON ({error})", response

@@ -1,0 +1,133 @@
+"""Everything the client and the probes' transport raise about a sandbox.
+
+One class per kind of failure, all under :class:`SandboxError`, and one
+``Sandbox<code>`` per HTTP status >= 300 (``Sandbox404``, ``Sandbox503``...),
+as the classic ``sandbox-api`` package has them. Both transports (the
+classic client on requests, the probes on aiohttp) raise these, so the
+probes map failures to reasons in one place.
+"""
+
+from __future__ import annotations
+
+import http
+from typing import Any
+
+__all__ = [
+    "SandboxConnectTimeout",
+    "SandboxConnectionError",
+    "SandboxError",
+    "SandboxHTTPError",
+    "SandboxInvalidResponse",
+    "SandboxReadTimeout",
+    "SandboxResponseTooLarge",
+    "SandboxTLSError",
+    "SandboxTimeout",
+    "error_class_for_status",
+    "status_exceptions",
+    "status_text",
+]
+
+
+class SandboxError(Exception):
+    """Base of everything raised about a sandbox.
+
+    ``response`` is the HTTP response when one arrived (a
+    :class:`requests.Response` from the classic client), else None.
+    """
+
+    def __init__(self, message: str = "", response: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.response = response
+
+
+class SandboxConnectionError(SandboxError):
+    """No connection, or the connection broke: refused, DNS, reset, closed mid-response."""
+
+
+class SandboxTimeout(SandboxError):
+    """The request's deadline passed."""
+
+
+class SandboxConnectTimeout(SandboxTimeout):
+    """No connection could be made before the deadline."""
+
+
+class SandboxReadTimeout(SandboxTimeout):
+    """Connected, but the whole answer did not arrive before the deadline."""
+
+
+class SandboxTLSError(SandboxError):
+    """TLS handshake or certificate verification failed."""
+
+
+class SandboxInvalidResponse(SandboxError):
+    """The answer is not what the API promises: not JSON, not an object, wrong shape."""
+
+
+class SandboxResponseTooLarge(SandboxInvalidResponse):
+    """The answer is larger than the size cap; reading stopped there."""
+
+
+class SandboxHTTPError(SandboxError):
+    """The server answered with a status >= 300 (redirects are never followed).
+
+    One subclass per status known to :class:`http.HTTPStatus`: ``Sandbox404``,
+    ``Sandbox503``, ...
+    """
+
+    status: http.HTTPStatus | None = None
+
+    def __init__(
+        self, response: Any, message: str | None = None, *, status_code: int | None = None
+    ) -> None:
+        # requests calls it status_code, aiohttp status; a caller without a
+        # response object (or with another library's) names the code itself.
+        if status_code is None:
+            status_code = response.status_code
+        self.status_code: int = status_code
+        if message is None:
+            message = f"Sandbox responded with status {status_text(self.status_code)}"
+        super().__init__(message, response)
+
+
+def status_text(code: int) -> str:
+    """`404 Not Found`, or the bare number for a status unknown to HTTPStatus."""
+    try:
+        return f"{code} {http.HTTPStatus(code).phrase}"
+    except ValueError:
+        return str(code)
+
+
+def _make_status_exceptions() -> dict[int, type[SandboxHTTPError]]:
+    classes = {}
+    for status in http.HTTPStatus:
+        if status.value < 300:
+            continue
+        name = f"Sandbox{status.value}"
+        classes[status.value] = type(
+            name,
+            (SandboxHTTPError,),
+            {
+                "__doc__": f"The sandbox answered {status.value} {status.phrase}.",
+                "__module__": __name__,
+                "__qualname__": name,
+                "status": status,
+            },
+        )
+    return classes
+
+
+_STATUS_EXCEPTIONS = _make_status_exceptions()
+globals().update({cls.__name__: cls for cls in _STATUS_EXCEPTIONS.values()})
+__all__ += [cls.__name__ for cls in _STATUS_EXCEPTIONS.values()]
+
+
+def error_class_for_status(code: int) -> type[SandboxHTTPError]:
+    """``Sandbox404`` for 404...; a plain :class:`SandboxHTTPError` for an unknown status."""
+    return _STATUS_EXCEPTIONS.get(code, SandboxHTTPError)
+
+
+def status_exceptions(response: Any) -> SandboxHTTPError:
+    """The exception matching ``response.status_code`` (``Sandbox404`` for 404...)."""
+    return error_class_for_status(response.status_code)(response)
