@@ -9,19 +9,18 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
 from .config import Config, ConfigError, config_for_url, load_config, parse_config
+from .daemon import serve
 from .exporter import Exporter
-from .once import Status, render_json, render_text, run_once
-from .web import ExporterApp, WebServer, parse_listen_address
-from .webconfig import WebConfig, WebConfigError, load_web_config
+from .once import DEFAULT_TIMEOUT_SECONDS, Status, render_json, render_text, run_once
+from .web import parse_listen_address
+from .webconfig import WebConfigError, load_web_config
 
 # 9929 is free in Prometheus' default port allocations list (9100-9999 are
 # handed out to exporters); see README "Default port".
@@ -98,12 +97,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", help="with --once: check this sandbox URL with default settings, no config file"
     )
     parser.add_argument(
+        "-t",
+        "--timeout",
+        type=_positive_seconds,
+        default=DEFAULT_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help="with --once: report and exit within this many seconds, whatever the sandboxes do; "
+        "probes still running then are reported as timed out "
+        f"(default {DEFAULT_TIMEOUT_SECONDS:g})",
+    )
+    parser.add_argument(
         "--demo",
         action="store_true",
         help="start built-in emulated sandboxes on loopback and export them",
     )
     parser.add_argument("--version", action="version", version=f"sandbox-exporter {__version__}")
     return parser
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    # `not >` also refuses NaN.
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return value
 
 
 class LogfmtFormatter(logging.Formatter):
@@ -169,10 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return Status.UNKNOWN if exit_.code not in (0, None) else 0
     setup_logging(args.log_level, args.log_format)
     try:
-        if args.listen_address is None:
-            args.listen_address = (
-                DEFAULT_DEMO_LISTEN_ADDRESS if args.demo else DEFAULT_LISTEN_ADDRESS
-            )
+        args.listen_address = listen_address_for(args)
         parse_listen_address(args.listen_address)
     except ValueError as error:
         print(f"sandbox-exporter: {error}", file=sys.stderr)
@@ -182,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return _exit_now(run_demo(args.listen_address))
     if args.once:
-        return _once(args)
+        return _exit_now(_once(args))
     if args.config_check:
         try:
             config = _load(args)
@@ -201,10 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _exit_now(code: int) -> int:
-    """Leave without joining probe threads still in flight.
+    """Leave without waiting for worker threads.
 
-    Their results would be thrown away, and each can take up to its deadline
-    (a minute for libraries); a stop must not wait for them.
+    A name lookup stuck in the resolver's thread would hold the process
+    past its promised stop; nothing it could still produce is wanted.
     """
     sys.stdout.flush()
     sys.stderr.flush()
@@ -227,7 +244,7 @@ def _once(args: argparse.Namespace) -> int:
         if unknown:
             print(f"SANDBOX UNKNOWN - no such target: {', '.join(unknown)}")
             return Status.UNKNOWN
-    status, verdicts = run_once(config, args.target)
+    status, verdicts = run_once(config, args.target, args.timeout)
     print(render_json(verdicts) if args.output == "json" else render_text(verdicts), end="")
     return int(status)
 
@@ -248,49 +265,6 @@ def _daemon(args: argparse.Namespace) -> int:
             return 1
     exporter = Exporter(config, path, scheduled=args.scheduler)
     return serve(exporter, args.listen_address, web_config=web_config)
-
-
-def serve(
-    exporter: Exporter,
-    listen_address: str,
-    on_started=None,
-    web_config: WebConfig | None = None,
-) -> int:
-    """Serve until SIGTERM or SIGINT; SIGHUP reloads the configuration."""
-    try:
-        server = WebServer(ExporterApp(exporter), listen_address, web_config).start()
-    except OSError as error:
-        log.error("cannot listen on %s: %s", listen_address, error)
-        exporter.stop()
-        return 1
-    log.info(
-        "sandbox-exporter %s listening on %s with %d targets",
-        __version__,
-        server.url,
-        len(exporter.config.targets),
-    )
-    if on_started is not None:
-        on_started(server)
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: object) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
-
-    def _reload(signum: int, frame: object) -> None:
-        threading.Thread(target=exporter.reload, name="reload", daemon=True).start()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGHUP, _reload)
-    try:
-        while not stop.wait(1.0):
-            pass
-    finally:
-        server.stop()
-        exporter.stop()
-    log.info("stopped")
-    return 0
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def demo_config(emulators: dict[str, Emulator]) -> Config:
 
 
 def run_demo(listen_address: str) -> int:
-    from .cli import serve
+    from .daemon import serve
 
     with demo_sandboxes() as emulators:
         exporter = Exporter(demo_config(emulators))

@@ -1,19 +1,24 @@
-"""The running exporter: config loading and reloads, the scheduler, on-demand probes."""
+"""The running exporter: config loading and reloads, the scheduler, on-demand probes.
+
+Everything here runs on one asyncio event loop; probes are coroutines, so
+neither targets nor clients cost threads.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import logging
-import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config, ConfigError, Target, config_for_url, load_config
-from .probes import ProbeResult, make_sandbox, run_probe
-from .scheduler import ProbeScheduler, SandboxClients
+from .probes import ProbeResult, run_probe
+from .scheduler import ProbeScheduler
 from .state import State
+from .transport import Transports, open_session
 from .vocabulary import LIBRARIES, PROBES
 
 log = logging.getLogger(__name__)
@@ -23,12 +28,20 @@ log = logging.getLogger(__name__)
 ON_DEMAND_PROBES = tuple(p for p in PROBES if p != LIBRARIES)
 
 
+class Refusal(enum.Enum):
+    """Why `/probe` may not probe what it was asked for; the web layer picks the status."""
+
+    NOT_CONFIGURED = "not configured"
+    FORBIDDEN = "forbidden"
+    INVALID = "invalid"
+
+
 class UnknownTarget(LookupError):
     """`/probe` was asked for a target it may not probe."""
 
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, refusal: Refusal) -> None:
         super().__init__(message)
-        self.status = status
+        self.refusal = refusal
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,8 @@ class OnDemandProbe:
 
 
 class Exporter:
+    """Create with a config, then ``await start()`` on the loop that will run it."""
+
     def __init__(
         self, config: Config, config_path: Path | None = None, *, scheduled: bool = True
     ) -> None:
@@ -47,13 +62,19 @@ class Exporter:
         self.config_path = config_path
         self.scheduled = scheduled
         self.state = State()
-        self.clients = SandboxClients()
-        self.scheduler = ProbeScheduler(self.state, self.clients)
-        self._reload_lock = threading.Lock()
-        # Up to four probes per /probe request; sized for Prometheus scraping
-        # a few dozen targets at once (benchmarks/: B2, /probe throughput).
-        self._on_demand = ThreadPoolExecutor(max_workers=128, thread_name_prefix="probe")
-        self._apply(config)
+        self.state.set_config(config)
+        self._reload_lock: asyncio.Lock | None = None
+        self.scheduler: ProbeScheduler | None = None
+        self._transports: Transports | None = None
+        self._session = None
+
+    async def start(self) -> None:
+        self._reload_lock = asyncio.Lock()
+        self._session = open_session()
+        self._transports = Transports(self._session)
+        if self.scheduled:
+            self.scheduler = ProbeScheduler(self.state, self._transports)
+            self.scheduler.apply(self.config)
 
     @property
     def config(self) -> Config:
@@ -61,23 +82,21 @@ class Exporter:
         assert config is not None
         return config
 
-    def _apply(self, config: Config) -> None:
-        self.state.set_config(config)
-        if self.scheduled:
-            self.scheduler.apply(config)
-
-    def reload(self) -> bool:
+    async def reload(self) -> bool:
         """Re-read the config file; on error keep the running config."""
-        if self.config_path is None:
+        if self.config_path is None or self._reload_lock is None:
             return True
-        with self._reload_lock:
+        async with self._reload_lock:
             try:
-                config = load_config(self.config_path)
+                # Reading files (the config, secret files) must not stall the loop.
+                config = await asyncio.to_thread(load_config, self.config_path)
             except ConfigError as error:
                 log.error("config reload failed, keeping the running config: %s", error)
                 self.state.reload_failed(str(error))
                 return False
-            self._apply(config)
+            self.state.set_config(config)
+            if self.scheduler is not None:
+                self.scheduler.apply(config)
             log.info("config reloaded: %d targets", len(config.targets))
             return True
 
@@ -95,49 +114,44 @@ class Exporter:
         if target is not None:
             return target, True
         if "://" not in requested:
-            raise UnknownTarget(f"unknown target {requested!r}: not in the configuration", 404)
+            raise UnknownTarget(
+                f"unknown target {requested!r}: not in the configuration", Refusal.NOT_CONFIGURED
+            )
         endpoint = config.probe_endpoint
         if not endpoint.allow_unlisted_targets:
             raise UnknownTarget(
                 "probing URLs that are not configured targets is disabled "
                 "(probe_endpoint.allow_unlisted_targets)",
-                403,
+                Refusal.FORBIDDEN,
             )
         if not endpoint.allows(requested):
-            raise UnknownTarget("URL not allowed by probe_endpoint.allowed_urls", 403)
+            raise UnknownTarget("URL not allowed by probe_endpoint.allowed_urls", Refusal.FORBIDDEN)
         try:
             return config_for_url(requested, config.defaults).targets[0], False
         except ConfigError as error:
-            raise UnknownTarget(f"invalid target URL: {error}", 400) from error
+            raise UnknownTarget(f"invalid target URL: {error}", Refusal.INVALID) from error
 
-    def probe_now(
+    async def probe_now(
         self, requested: str, budget: float, probes: Iterable[str] | None = None
     ) -> OnDemandProbe:
+        assert self._transports is not None, "start() first"
         target, listed = self.resolve_target(requested)
         state = self.state if listed else State()
         if probes is None:
             probes = list(ON_DEMAND_PROBES)
             last = self.state.snapshot().last_success.get((target.name, LIBRARIES))
-            if listed and (last is None or _age(last) >= target.intervals[LIBRARIES]):
+            if listed and (last is None or time.time() - last >= target.intervals[LIBRARIES]):
                 probes.append(LIBRARIES)
-        # Unlisted URLs get a throw-away client: nothing about them is kept.
-        sandbox = self.clients.get(target) if listed else make_sandbox(target)
-        try:
-            futures = [
-                self._on_demand.submit(run_probe, kind, sandbox, target, budget) for kind in probes
-            ]
-            results = tuple(future.result() for future in futures)
-        finally:
-            if not listed:
-                sandbox.close()
+        transport = self._transports.get(target) if listed else self._transports.unlisted(target)
+        results = tuple(
+            await asyncio.gather(*(run_probe(kind, transport, target, budget) for kind in probes))
+        )
         for result in results:
             state.record(result)
         return OnDemandProbe(target, state, results)
 
-    def stop(self) -> None:
-        self.scheduler.shutdown()
-        self._on_demand.shutdown(wait=False, cancel_futures=True)
-
-
-def _age(timestamp: float) -> float:
-    return time.time() - timestamp
+    async def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
+        if self._session is not None:
+            await self._session.close()

@@ -7,13 +7,16 @@ then `|` and perfdata, then one line per target.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
-from concurrent.futures import ThreadPoolExecutor
+import time
 from dataclasses import dataclass, field
 
 from .config import Config, Target
-from .probes import LibrariesReport, Load, ProbeResult, make_sandbox, run_probe
+from .probes import LibrariesReport, Load, ProbeResult, run_probe
+from .protocol import seconds_text
+from .transport import ProbeTransport, open_session
 from .vocabulary import CANARY, LIBRARIES, PROBES, SPECIFICATIONS, USAGE, Reason
 
 
@@ -100,35 +103,71 @@ def _reason(result: ProbeResult) -> str:
     return result.reason.value if result.reason else "failed"
 
 
-# Two waves, every target at once in each: the canary holds a container, so
-# it runs after the usage probe has counted the busy ones; otherwise the
-# check would see its own canary as load.
-WAVES: tuple[tuple[str, ...], ...] = ((SPECIFICATIONS, USAGE), (LIBRARIES, CANARY))
+# Each target's probes in steps: first its specifications (a target that
+# fails them is not probed again: its other probes would fail for the same
+# cause and burn the check's budget), then its usage, then its libraries and
+# canaries together: a canary holds a container, so it runs after the usage
+# probe has counted the busy ones, or the check would see its own canary as
+# load. Targets are probed side by side.
+STEPS: tuple[tuple[str, ...], ...] = ((SPECIFICATIONS,), (USAGE,), (LIBRARIES, CANARY))
+DEFAULT_TIMEOUT_SECONDS = 30.0
+# Kept from the budget for judging and printing the report.
+REPORT_SECONDS = 0.3
 
 
-def probe_all(targets: list[Target]) -> list[TargetVerdict]:
-    """Every probe of every target, each bounded by its deadline."""
-    sandboxes = {target.name: make_sandbox(target) for target in targets}
-    outcomes: dict[tuple[str, str], ProbeResult] = {}
-    try:
-        workers = max(1, min(64, 2 * len(targets)))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for wave in WAVES:
-                futures = {
-                    (target.name, kind): pool.submit(
-                        run_probe, kind, sandboxes[target.name], target
-                    )
-                    for target in targets
-                    for kind in wave
-                }
-                outcomes.update((key, future.result()) for key, future in futures.items())
-    finally:
-        for sandbox in sandboxes.values():
-            sandbox.close()
-    return [
-        judge(target, {kind: outcomes[(target.name, kind)] for kind in PROBES})
-        for target in targets
-    ]
+async def _probe_target(
+    target: Target, transport: ProbeTransport, end: float, results: dict[str, ProbeResult]
+) -> None:
+    loop = asyncio.get_running_loop()
+    for step in STEPS:
+        remaining = end - loop.time()
+        if remaining <= 0:
+            return
+        outcomes = await asyncio.gather(
+            *(run_probe(kind, transport, target, remaining) for kind in step)
+        )
+        results.update((r.probe, r) for r in outcomes)
+        if step == (SPECIFICATIONS,) and not outcomes[0].success:
+            return
+
+
+async def probe_all(targets: list[Target], timeout: float) -> list[TargetVerdict]:
+    """Every probe of every target, all of it within ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + max(timeout - REPORT_SECONDS, 0.0)
+    results: dict[str, dict[str, ProbeResult]] = {t.name: {} for t in targets}
+    async with open_session() as session:
+        tasks = [
+            asyncio.create_task(_probe_target(t, ProbeTransport(t, session), end, results[t.name]))
+            for t in targets
+        ]
+        if tasks:
+            # Each probe's deadline already ends by `end`; this is the net under it.
+            await asyncio.wait(tasks, timeout=max(end - loop.time(), 0.0) + 0.2)
+        for task in tasks:
+            task.cancel()
+    verdicts = []
+    for target in targets:
+        done = results[target.name]
+        unreachable = SPECIFICATIONS in done and not done[SPECIFICATIONS].success
+        if not unreachable:
+            for kind in PROBES:
+                if kind not in done:
+                    done[kind] = _not_finished(target, kind, timeout)
+        verdicts.append(judge(target, {k: done[k] for k in PROBES if k in done}))
+    return verdicts
+
+
+def _not_finished(target: Target, kind: str, timeout: float) -> ProbeResult:
+    return ProbeResult(
+        target=target.name,
+        probe=kind,
+        success=False,
+        reason=Reason.TIMEOUT,
+        started_at=time.time(),
+        duration_seconds=0.0,
+        message=f"not finished within the check's timeout of {seconds_text(timeout)} (-t)",
+    )
 
 
 def overall(verdicts: list[TargetVerdict]) -> Status:
@@ -211,9 +250,13 @@ def render_json(verdicts: list[TargetVerdict]) -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
-def run_once(config: Config, names: list[str] | None = None) -> tuple[Status, list[TargetVerdict]]:
+def run_once(
+    config: Config, names: list[str] | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS
+) -> tuple[Status, list[TargetVerdict]]:
+    """Probe, judge; the caller ends the process right after (see cli._exit_now)."""
     targets = list(config.targets)
     if names:
         targets = [t for t in targets if t.name in set(names)]
-    verdicts = probe_all(targets)
+    loop = asyncio.new_event_loop()
+    verdicts = loop.run_until_complete(probe_all(targets, timeout))
     return overall(verdicts), verdicts

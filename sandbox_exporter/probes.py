@@ -8,23 +8,28 @@ only, never a label.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from . import client as sandbox_client
+from . import errors
 from .config import Canary, Target
 from .documents import (
     InvalidDocument,
     Libraries,
     Specifications,
     Usage,
+    detect_api,
     parse_execute_response,
     parse_libraries,
     parse_specifications,
     parse_usage,
 )
 from .expectations import ExpectationOutcome, check_expectations
+from .protocol import LIBRARIES_PATH, SPECIFICATIONS_PATH, USAGES_PATH, seconds_text
+from .transport import ProbeTransport
 from .vocabulary import CANARY, LIBRARIES, SPECIFICATIONS, USAGE, Reason
 
 
@@ -87,29 +92,27 @@ class ProbeFailure(Exception):
 
 
 def reason_for(error: BaseException) -> Reason:
-    """Map anything the client raises to the bounded reason set."""
+    """Map anything a transport raises to the bounded reason set."""
     if isinstance(error, ProbeFailure):
         return error.reason
-    if isinstance(error, sandbox_client.SandboxTimeout):
+    if isinstance(error, errors.SandboxTimeout):
         return Reason.TIMEOUT
-    if isinstance(error, sandbox_client.SandboxTLSError):
+    if isinstance(error, errors.SandboxTLSError):
         return Reason.TLS
-    if isinstance(error, sandbox_client.SandboxConnectionError):
+    if isinstance(error, errors.SandboxConnectionError):
         return Reason.CONNECTION
-    if isinstance(error, sandbox_client.SandboxHTTPError):
+    if isinstance(error, errors.SandboxHTTPError):
         # The pool answers 503 when no container frees up within 2 s.
         if error.status_code == 503:
             return Reason.OVERLOADED
         return Reason.HTTP_STATUS
-    if isinstance(error, (sandbox_client.SandboxInvalidResponse, InvalidDocument)):
-        return Reason.INVALID_RESPONSE
     return Reason.INVALID_RESPONSE
 
 
 def describe(error: BaseException) -> str:
-    """A one-line account of an error; the client keeps credentials out of it.
+    """A one-line account of an error; the transport keeps credentials out of it.
 
-    The client's messages already say the method, URL and what happened; a
+    The transport's messages already say the method, URL and what happened; a
     document of the wrong shape is parsed here, so that says where it was.
     """
     if isinstance(error, InvalidDocument):
@@ -117,42 +120,32 @@ def describe(error: BaseException) -> str:
     return str(error)
 
 
-class Deadline:
-    """A hard deadline shared by every request a probe makes."""
-
-    def __init__(self, seconds: float) -> None:
-        self._end = time.monotonic() + seconds
-
-    def remaining(self) -> float:
-        remaining = self._end - time.monotonic()
-        if remaining <= 0:
-            raise ProbeFailure(Reason.TIMEOUT, "probe deadline reached")
-        return remaining
-
-
-def probe_specifications(sandbox: sandbox_client.Sandbox, target: Target, deadline: Deadline):
-    spec = parse_specifications(sandbox.fetch_specifications(timeout=deadline.remaining()))
+async def probe_specifications(transport: ProbeTransport, target: Target, deadline: float):
+    spec = parse_specifications(await transport.get_object(SPECIFICATIONS_PATH, deadline))
+    transport.api_version = spec.api
     return (
         spec,
         f"sandbox {spec.sandbox_version} (api {spec.api}), {spec.containers_max} containers",
     )
 
 
-def probe_usage(sandbox: sandbox_client.Sandbox, target: Target, deadline: Deadline):
-    # `known_api_version` does no I/O: a fetch for detection would escape the deadline.
-    if sandbox.known_api_version != 3:
+async def probe_usage(transport: ProbeTransport, target: Target, deadline: float):
+    if transport.api_version != 3:
         # 2.x has no /usages/ route; its live counts are part of /specifications/.
-        spec = parse_specifications(sandbox.fetch_specifications(timeout=deadline.remaining()))
+        doc = await transport.get_object(SPECIFICATIONS_PATH, deadline)
+        with contextlib.suppress(InvalidDocument):
+            transport.api_version = detect_api(doc)
+        spec = parse_specifications(doc)
         if spec.containers_running is not None:
             load = Load(spec.containers_running, spec.containers_max, usage=None)
             return load, f"{load.containers_running} of {spec.containers_max} containers busy"
-    usage = parse_usage(sandbox.fetch_usages(timeout=deadline.remaining()))
+    usage = parse_usage(await transport.get_object(USAGES_PATH, deadline))
     load = Load(containers_running=usage.containers_running, containers_max=None, usage=usage)
     return load, f"{load.containers_running} containers busy"
 
 
-def probe_libraries(sandbox: sandbox_client.Sandbox, target: Target, deadline: Deadline):
-    libraries = parse_libraries(sandbox.fetch_libraries(timeout=deadline.remaining()))
+async def probe_libraries(transport: ProbeTransport, target: Target, deadline: float):
+    libraries = parse_libraries(await transport.get_object(LIBRARIES_PATH, deadline))
     outcomes = tuple(
         check_expectations(target.expect, libraries.languages, libraries.packages, libraries.bin)
     )
@@ -165,18 +158,18 @@ def probe_libraries(sandbox: sandbox_client.Sandbox, target: Target, deadline: D
     return LibrariesReport(libraries=libraries, outcomes=outcomes), summary
 
 
-def run_canary(sandbox: sandbox_client.Sandbox, canary: Canary, deadline: Deadline) -> CanaryResult:
+async def run_canary(transport: ProbeTransport, canary: Canary, deadline: float) -> CanaryResult:
     """One canary: one `/execute/` request, never with `save`."""
-    try:
-        timeout = min(canary.timeout, deadline.remaining())
-    except ProbeFailure as failure:
-        return CanaryResult(canary.name, False, failure.reason, str(failure))
+    loop = asyncio.get_running_loop()
+    canary_deadline = min(loop.time() + canary.timeout, deadline)
+    if canary_deadline <= loop.time():
+        return CanaryResult(canary.name, False, Reason.TIMEOUT, "probe deadline reached")
     started = time.perf_counter()
     try:
-        raw = sandbox.execute(canary.request_config(), timeout=timeout)
+        raw = await transport.execute(canary.request_config(), canary_deadline)
         round_trip = time.perf_counter() - started
         response = parse_execute_response(raw)
-    except (sandbox_client.SandboxError, InvalidDocument) as error:
+    except (errors.SandboxError, InvalidDocument) as error:
         return CanaryResult(canary.name, False, reason_for(error), describe(error))
     stdout = response.execution[-1].stdout if response.execution else ""
     common = {
@@ -197,13 +190,18 @@ def run_canary(sandbox: sandbox_client.Sandbox, canary: Canary, deadline: Deadli
     return CanaryResult(canary.name, True, None, f"ok in {round_trip:.3f}s", **common)
 
 
-def probe_canary(sandbox: sandbox_client.Sandbox, target: Target, deadline: Deadline):
-    results = tuple(run_canary(sandbox, canary, deadline) for canary in target.canaries)
+async def probe_canary(transport: ProbeTransport, target: Target, deadline: float):
+    # One after the other: each holds a container, and a sandbox's pool is small.
+    results = []
+    for canary in target.canaries:
+        results.append(await run_canary(transport, canary, deadline))
     failed = [r for r in results if not r.success]
     summary = "; ".join(f"{r.name}: {r.message}" for r in results)
     if failed:
-        raise _CanaryProbeFailed(failed[0].reason or Reason.EXECUTION_ERROR, summary, results)
-    return results, summary
+        raise _CanaryProbeFailed(
+            failed[0].reason or Reason.EXECUTION_ERROR, summary, tuple(results)
+        )
+    return tuple(results), summary
 
 
 class _CanaryProbeFailed(ProbeFailure):
@@ -219,24 +217,34 @@ _PROBE_FUNCTIONS: Mapping[str, Callable] = {
     CANARY: probe_canary,
 }
 
+# Parsing a large document after the last byte arrived takes a moment of CPU;
+# the safety net around a whole probe allows for it, and the promise (a probe
+# ends within its deadline plus 0.5 s) still holds.
+_PARSE_ALLOWANCE_SECONDS = 0.25
 
-def run_probe(
-    kind: str, sandbox: sandbox_client.Sandbox, target: Target, timeout: float | None = None
+
+async def run_probe(
+    kind: str, transport: ProbeTransport, target: Target, timeout: float | None = None
 ) -> ProbeResult:
     """Run one probe within its hard deadline; never raises for a sandbox's fault."""
     budget = target.timeouts[kind] if timeout is None else min(timeout, target.timeouts[kind])
-    deadline = Deadline(budget)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget
     started_at = time.time()
     started = time.perf_counter()
     data: ProbeData = None
     try:
-        data, message = _PROBE_FUNCTIONS[kind](sandbox, target, deadline)
+        async with asyncio.timeout_at(deadline + _PARSE_ALLOWANCE_SECONDS):
+            data, message = await _PROBE_FUNCTIONS[kind](transport, target, deadline)
         success, reason = True, None
     except _CanaryProbeFailed as failure:
         # Failed canaries still carry timings worth exporting.
         success, reason, message, data = False, failure.reason, str(failure), failure.results
-    except (sandbox_client.SandboxError, InvalidDocument, ProbeFailure) as error:
+    except (errors.SandboxError, InvalidDocument, ProbeFailure) as error:
         success, reason, message = False, reason_for(error), describe(error)
+    except TimeoutError:
+        success, reason = False, Reason.TIMEOUT
+        message = f"{kind} probe did not finish within {seconds_text(budget)}"
     return ProbeResult(
         target=target.name,
         probe=kind,
@@ -246,26 +254,4 @@ def run_probe(
         duration_seconds=time.perf_counter() - started,
         message=message,
         data=data,
-    )
-
-
-def make_sandbox(target: Target) -> sandbox_client.Sandbox:
-    """A client for one target, with its credentials and TLS settings."""
-    auth = None
-    if target.auth.username is not None:
-        password = target.auth.password.value() if target.auth.password else ""
-        auth = (target.auth.username, password)
-    bearer = target.auth.bearer_token.value() if target.auth.bearer_token else None
-    verify: bool | str = True
-    if target.tls.insecure_skip_verify:
-        verify = False
-    elif target.tls.ca_file:
-        verify = target.tls.ca_file
-    return sandbox_client.Sandbox(
-        target.url,
-        timeout=max(target.timeouts.values()),
-        headers=dict(target.auth.headers),
-        auth=auth,
-        bearer_token=bearer,
-        verify=verify,
     )

@@ -1,155 +1,108 @@
-"""APScheduler jobs: one per (target, probe), feeding the state.
+"""Probes on their intervals: one APScheduler job per (target, probe), on the event loop.
 
-Each job runs its probe on its own interval, jittered so that targets do not
-fire together, and never overlaps itself (`max_instances=1`). The worker pool
-is sized from the number of jobs so that a hanging target (bounded by its
-probe deadline anyway) never holds up another target's probes.
+One scheduler lives as long as the exporter; a reload adds, removes and
+reschedules jobs in it, so an unchanged (target, probe) keeps its cadence.
+Jobs are coroutines run by APScheduler's asyncio executor, so the number of
+threads does not grow with the number of targets. Two runs of the same
+(target, probe) never overlap: a run still in flight makes the next one
+skip, and a reload that changes or removes a target cancels its runs in
+flight (their results would describe a target that no longer exists).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
-import threading
 from datetime import datetime, timedelta, timezone
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from .client import Sandbox
 from .config import Config, Target
-from .probes import make_sandbox, run_probe
+from .probes import run_probe
 from .state import State
+from .transport import Transports
 from .vocabulary import PROBES
 
 log = logging.getLogger(__name__)
 
-# Enough threads for every job to run at once up to this many; beyond it,
-# jobs queue for a free worker (they are short and bounded by deadlines).
-MAX_WORKERS = 512
-MIN_WORKERS = 4
+Key = tuple[str, str]  # (target name, probe kind)
 
-
-def workers_for(job_count: int) -> int:
-    return max(MIN_WORKERS, min(MAX_WORKERS, job_count))
-
-
-class SandboxClients:
-    """One client (one connection pool) per target, rebuilt when its settings change."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._clients: dict[str, tuple[Target, Sandbox]] = {}
-
-    def get(self, target: Target) -> Sandbox:
-        with self._lock:
-            known = self._clients.get(target.name)
-            if known is not None and _same_connection(known[0], target):
-                return known[1]
-            sandbox = make_sandbox(target)
-            self._clients[target.name] = (target, sandbox)
-        if known is not None:
-            known[1].close()
-        return sandbox
-
-    def retain(self, names: set[str]) -> None:
-        with self._lock:
-            gone = [name for name in self._clients if name not in names]
-            closing = [self._clients.pop(name)[1] for name in gone]
-        for sandbox in closing:
-            sandbox.close()
-
-    def close(self) -> None:
-        self.retain(set())
-
-
-def _same_connection(old: Target, new: Target) -> bool:
-    return (old.url, old.auth, old.tls, old.timeouts) == (new.url, new.auth, new.tls, new.timeouts)
+# A target's first runs are spread over this share of min(interval, 2 s), so
+# the exporter is ready soon after start without every target firing at once.
+START_SPREAD = 0.25
+JITTER = 0.1
 
 
 class ProbeScheduler:
-    def __init__(self, state: State, clients: SandboxClients | None = None) -> None:
+    def __init__(self, state: State, transports: Transports) -> None:
         self._state = state
-        self._clients = clients or SandboxClients()
-        self._scheduler: BackgroundScheduler | None = None
-        self._workers = 0
-        self._lock = threading.Lock()
-
-    def apply(self, config: Config) -> None:
-        """Make the running jobs match `config`: add, reschedule and remove jobs."""
-        with self._lock:
-            wanted = {(t.name, probe): t for t in config.targets for probe in PROBES}
-            workers = workers_for(len(wanted))
-            if self._scheduler is None or workers > self._workers:
-                self._restart(workers)
-            scheduler = self._scheduler
-            assert scheduler is not None
-            # No job starts while jobs are being added: with hundreds of
-            # targets the first ones would be probing already, competing for
-            # the interpreter with this loop, which then took seconds and
-            # handed the last targets their first run that much later.
-            scheduler.pause()
-            try:
-                self._apply_jobs(scheduler, wanted)
-            finally:
-                scheduler.resume()
-            self._clients.retain({t.name for t in config.targets})
-
-    def _apply_jobs(
-        self, scheduler: BackgroundScheduler, wanted: dict[tuple[str, str], Target]
-    ) -> None:
-        existing = {tuple(job.id.split("\0")): job for job in scheduler.get_jobs()}
-        for key, job in existing.items():
-            if key not in wanted:
-                job.remove()
-        now = datetime.now(timezone.utc)
-        for (name, probe), target in wanted.items():
-            interval = target.intervals[probe]
-            trigger = IntervalTrigger(seconds=interval, jitter=interval * 0.1)
-            job = existing.get((name, probe))
-            if job is not None:
-                # A reload must not restart the cadence of unchanged jobs.
-                if job.args[0] != target:
-                    job.modify(args=(target, probe))
-                if job.trigger.interval.total_seconds() != interval:
-                    job.reschedule(trigger=trigger)
-                continue
-            # Spread first runs over a short window so the exporter is
-            # ready soon after start without every target firing at once.
-            first = now + timedelta(seconds=random.uniform(0, min(interval, 2.0) * 0.25))
-            scheduler.add_job(
-                self._run,
-                trigger=trigger,
-                args=(target, probe),
-                id=f"{name}\0{probe}",
-                name=f"{probe} probe of {name}",
-                next_run_time=first,
-            )
-
-    def _restart(self, workers: int) -> None:
-        old = self._scheduler
-        scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max_workers=workers)},
+        self._transports = transports
+        self._targets: dict[str, Target] = {}
+        self._running: dict[Key, asyncio.Task] = {}
+        self._scheduler = AsyncIOScheduler(
+            event_loop=asyncio.get_running_loop(),
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=timezone.utc,
         )
-        scheduler.start()
-        self._scheduler, self._workers = scheduler, workers
-        if old is not None:
-            old.shutdown(wait=False)
+        self._scheduler.start()
 
-    def _run(self, target: Target, probe: str) -> None:
+    def apply(self, config: Config) -> None:
+        """Make the jobs match ``config``. Runs on the loop: no job starts meanwhile."""
+        old = self._targets
+        self._targets = {t.name: t for t in config.targets}
+        for key, task in list(self._running.items()):
+            if self._targets.get(key[0]) != old.get(key[0]):
+                task.cancel()
+        existing = {tuple(job.id.split("\0")): job for job in self._scheduler.get_jobs()}
+        for key, job in existing.items():
+            if key[0] not in self._targets:
+                job.remove()
+        now = datetime.now(timezone.utc)
+        for target in config.targets:
+            for probe in PROBES:
+                interval = target.intervals[probe]
+                trigger = IntervalTrigger(seconds=interval, jitter=interval * JITTER)
+                job = existing.get((target.name, probe))
+                if job is not None:
+                    if job.trigger.interval.total_seconds() != interval:
+                        job.reschedule(trigger=trigger)
+                    continue
+                spread = random.uniform(0, min(interval, 2.0) * START_SPREAD)
+                self._scheduler.add_job(
+                    self._run,
+                    trigger=trigger,
+                    args=(target.name, probe),
+                    id=f"{target.name}\0{probe}",
+                    name=f"{probe} probe of {target.name}",
+                    next_run_time=now + timedelta(seconds=spread),
+                )
+        self._transports.retain(set(self._targets))
+
+    async def _run(self, name: str, probe: str) -> None:
+        key = (name, probe)
+        target = self._targets.get(name)
+        if target is None:
+            return
+        if key in self._running:
+            log.debug("skipped %s probe of %s: the previous run is still going", probe, name)
+            return
+        self._running[key] = asyncio.current_task()  # type: ignore[assignment]
         try:
-            result = run_probe(probe, self._clients.get(target), target)
+            result = await run_probe(probe, self._transports.get(target), target)
+        except asyncio.CancelledError:
+            return  # a reload changed or removed the target, or we are stopping
         except Exception:
             # A bug must cost one probe run, never the job.
-            log.exception("probe %s of target %s crashed", probe, target.name)
+            log.exception("probe %s of target %s crashed", probe, name)
             return
+        finally:
+            self._running.pop(key, None)
         if not result.success:
             log.debug(
                 "probe failed target=%s probe=%s reason=%s: %s",
-                target.name,
+                name,
                 probe,
                 result.reason.value if result.reason else "",
                 result.message,
@@ -157,16 +110,11 @@ class ProbeScheduler:
         self._state.record(result)
 
     @property
-    def clients(self) -> SandboxClients:
-        return self._clients
-
-    @property
-    def workers(self) -> int:
-        return self._workers
+    def in_flight(self) -> int:
+        return len(self._running)
 
     def shutdown(self) -> None:
-        with self._lock:
-            if self._scheduler is not None:
-                self._scheduler.shutdown(wait=False)
-                self._scheduler = None
-        self._clients.close()
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        for task in self._running.values():
+            task.cancel()

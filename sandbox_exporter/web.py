@@ -1,30 +1,39 @@
-"""HTTP routes of the exporter: one WSGI app on one listener."""
+"""HTTP routes of the exporter, served by aiohttp on the event loop.
+
+Connections cost no thread: thousands of clients holding half-sent requests
+cost memory only, and a connection that has not sent a complete request
+within ``HEADER_DEADLINE_SECONDS`` (or a TLS client that has not finished
+its handshake within ``TLS_HANDSHAKE_SECONDS``) is closed. Rendering
+``/metrics`` is CPU work, done on one worker thread so the loop keeps
+serving meanwhile; bcrypt checks of ``--web.config.file`` users run on
+another. HTTP status codes live here and nowhere else.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import html
 import logging
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterable
-from socketserver import ThreadingMixIn
-from typing import Any
-from urllib.parse import parse_qs, quote
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from aiohttp import web
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from . import __version__
+from .basic_auth import PasswordCheck, basic_credentials
 from .collector import SandboxCollector
-from .exporter import Exporter, UnknownTarget
+from .exporter import Exporter, Refusal, UnknownTarget
 from .probes import LibrariesReport
 from .vocabulary import PROBES
-from .webconfig import BasicAuthMiddleware, WebConfig, tls_classes
+from .webconfig import WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +41,24 @@ log = logging.getLogger(__name__)
 SCRAPE_TIMEOUT_OFFSET_SECONDS = 0.5
 DEFAULT_PROBE_BUDGET_SECONDS = 10.0
 MAX_QUERY_LENGTH = 4096
-IDLE_CONNECTION_TIMEOUT_SECONDS = 30.0
+# A client must send its whole request (line and headers) this soon after
+# connecting, or after its previous answer on a kept-alive connection.
+HEADER_DEADLINE_SECONDS = 5.0
+TLS_HANDSHAKE_SECONDS = 5.0
+# Prometheus opens many connections at once when it scrapes /probe targets.
+LISTEN_BACKLOG = 1024
 
-StartResponse = Callable[..., Any]
+_REFUSAL_STATUS = {
+    Refusal.NOT_CONFIGURED: web.HTTPNotFound,
+    Refusal.FORBIDDEN: web.HTTPForbidden,
+    Refusal.INVALID: web.HTTPBadRequest,
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _text(status: int, text: str, **headers: str) -> web.Response:
+    return web.Response(status=status, text=text, content_type="text/plain", headers=headers)
 
 
 def build_registry(exporter: Exporter) -> CollectorRegistry:
@@ -46,162 +70,142 @@ def build_registry(exporter: Exporter) -> CollectorRegistry:
     return registry
 
 
-class ExporterApp:
+class Routes:
     def __init__(self, exporter: Exporter) -> None:
         self.exporter = exporter
-        self.metrics_app = make_wsgi_app(build_registry(exporter))
-        self.started = time.time()
+        self.registry = build_registry(exporter)
+        # One thread renders: scrapes queue for it instead of taking every core.
+        self.renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
 
-    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "/")
-        method = environ.get("REQUEST_METHOD", "GET")
-        try:
-            route = _ROUTES.get(path)
-            if route is None:
-                return _text(start_response, "404 Not Found", f"no such page: {path}\n")
-            allowed, handler = route
-            if method not in allowed:
-                return _text(
-                    start_response,
-                    "405 Method Not Allowed",
-                    f"{method} is not allowed here; use {', '.join(allowed)}\n",
-                    [("Allow", ", ".join(allowed))],
-                )
-            return handler(self, environ, start_response)
-        except Exception:
-            log.exception("error serving %s", path)
-            return _text(start_response, "500 Internal Server Error", "internal error\n")
+    async def _render(self, request: web.Request, registry: CollectorRegistry) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept"))
+        zipped = "gzip" in request.headers.get("Accept-Encoding", "")
 
-    def metrics(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-        return self.metrics_app(environ, start_response)
+        def render() -> bytes:
+            body = encoder(registry)
+            return gzip.compress(body, compresslevel=1) if zipped else body
 
-    def healthy(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-        return _text(start_response, "200 OK", "Healthy\n")
+        body = await asyncio.get_running_loop().run_in_executor(self.renderer, render)
+        response = web.Response(body=body, headers={"Content-Type": content_type})
+        if zipped:
+            response.headers["Content-Encoding"] = "gzip"
+        return response
 
-    def ready(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        return await self._render(request, self.registry)
+
+    async def healthy(self, request: web.Request) -> web.StreamResponse:
+        return _text(200, "Healthy\n")
+
+    async def ready(self, request: web.Request) -> web.StreamResponse:
         if self.exporter.is_ready():
-            return _text(start_response, "200 OK", "Ready\n")
-        return _text(
-            start_response, "503 Service Unavailable", "Not ready: some targets not probed yet\n"
-        )
+            return _text(200, "Ready\n")
+        return _text(503, "Not ready: some targets not probed yet\n")
 
-    def reload(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-        if self.exporter.reload():
-            return _text(start_response, "200 OK", "config reloaded\n")
+    async def reload(self, request: web.Request) -> web.StreamResponse:
+        if await self.exporter.reload():
+            return _text(200, "config reloaded\n")
         message = self.exporter.state.snapshot().reload.message
-        return _text(start_response, "500 Internal Server Error", f"reload failed: {message}\n")
+        return _text(500, f"reload failed: {message}\n")
 
-    def probe(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-        query_string = environ.get("QUERY_STRING", "")
-        if len(query_string) > MAX_QUERY_LENGTH:
-            return _text(start_response, "414 URI Too Long", "query string too long\n")
-        query = parse_qs(query_string, keep_blank_values=True)
-        requested = query.get("target", [""])[-1]
+    async def probe(self, request: web.Request) -> web.StreamResponse:
+        if len(request.query_string) > MAX_QUERY_LENGTH:
+            return _text(414, "query string too long\n")
+        query = request.query
+        requested = query.getall("target", [""])[-1]
         if not requested:
-            return _text(start_response, "400 Bad Request", "the 'target' parameter is missing\n")
-        debug = query.get("debug", ["false"])[-1].lower() in ("1", "true", "yes")
+            return _text(400, "the 'target' parameter is missing\n")
+        debug = query.getall("debug", ["false"])[-1].lower() in ("1", "true", "yes")
         probes = None
         if "probe" in query:
-            probes = [p for p in query["probe"][-1].split(",") if p]
+            probes = [p for p in query.getall("probe")[-1].split(",") if p]
             unknown = sorted(set(probes) - set(PROBES))
             if unknown or not probes:
                 return _text(
-                    start_response,
-                    "400 Bad Request",
+                    400,
                     f"unknown probe {', '.join(unknown) or '(none)'}; "
                     f"choose among {', '.join(PROBES)}\n",
                 )
         budget = DEFAULT_PROBE_BUDGET_SECONDS
-        header = environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS")
+        header = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
         if header:
             try:
                 budget = float(header) - SCRAPE_TIMEOUT_OFFSET_SECONDS
             except ValueError:
                 return _text(
-                    start_response,
-                    "400 Bad Request",
-                    "X-Prometheus-Scrape-Timeout-Seconds must be a number of seconds\n",
+                    400, "X-Prometheus-Scrape-Timeout-Seconds must be a number of seconds\n"
                 )
-            if not budget > 0 or budget != budget:
+            # `not >` also refuses NaN.
+            if not budget > 0:
                 return _text(
-                    start_response,
-                    "400 Bad Request",
-                    "X-Prometheus-Scrape-Timeout-Seconds is too small to probe within\n",
+                    400, "X-Prometheus-Scrape-Timeout-Seconds is too small to probe within\n"
                 )
+            budget = min(budget, 24 * 3600.0)
         try:
-            outcome = self.exporter.probe_now(requested, budget, probes)
+            outcome = await self.exporter.probe_now(requested, budget, probes)
         except UnknownTarget as error:
-            return _text(start_response, f"{error.status} {_REASONS[error.status]}", f"{error}\n")
-
+            raise _REFUSAL_STATUS[error.refusal](
+                text=f"{error}\n", content_type="text/plain"
+            ) from None
         registry = CollectorRegistry(auto_describe=False)
         registry.register(
             SandboxCollector(
                 outcome.state, targets=lambda: [outcome.target], exporter_metrics=False
             )
         )
-        if debug:
-            lines = [f"Probes of target {outcome.target.name} (budget {budget:.1f}s):", ""]
-            for result in outcome.results:
-                status = "ok" if result.success else f"FAILED ({result.reason.value})"
-                lines.append(
-                    f"- {result.probe}: {status} in {result.duration_seconds:.3f}s: "
-                    f"{result.message}"
-                )
-            lines += ["", "Metrics that would have been returned:", ""]
-            body = "\n".join(lines).encode() + b"\n" + generate_latest(registry)
-            return _respond(start_response, "200 OK", body, "text/plain; charset=utf-8")
-        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT"))
-        return _respond(start_response, "200 OK", encoder(registry), content_type)
-
-    def landing(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-        snapshot = self.exporter.state.snapshot()
-        config = snapshot.config
-        rows = []
-        for target in config.targets if config else ():
-            cells = []
-            for probe in PROBES:
-                result = snapshot.result(target.name, probe)
-                if result is None:
-                    cells.append('<td class="pending">not run yet</td>')
-                    continue
-                css = "ok" if result.success else "fail"
-                label = "ok" if result.success else result.reason.value
-                if isinstance(result.data, LibrariesReport):
-                    missed = sum(1 for outcome in result.data.outcomes if not outcome.met)
-                    if missed:
-                        css, label = "warn", f"{missed} expectation{'s' * (missed > 1)} missed"
-                age = max(0.0, time.time() - result.started_at)
-                cells.append(
-                    f'<td class="{css}" title="{html.escape(result.message)}">'
-                    f"{html.escape(label)} <small>{age:.0f}s ago</small></td>"
-                )
-            name = html.escape(target.name)
-            probe_link = f"probe?target={quote(target.name)}&amp;debug=true"
-            rows.append(
-                f"<tr><td>{name}</td><td>{html.escape(target.url)}</td>{''.join(cells)}"
-                f'<td><a href="{probe_link}">probe now</a></td></tr>'
+        if not debug:
+            return await self._render(request, registry)
+        lines = [f"Probes of target {outcome.target.name} (budget {budget:.1f}s):", ""]
+        for result in outcome.results:
+            status = "ok" if result.success else f"FAILED ({result.reason.value})"
+            lines.append(
+                f"- {result.probe}: {status} in {result.duration_seconds:.3f}s: {result.message}"
             )
-        reload = snapshot.reload
-        reload_text = "ok" if reload.successful else f"FAILED: {html.escape(reload.message)}"
-        page = _LANDING.format(
-            version=html.escape(__version__),
-            headers="".join(f"<th>{p}</th>" for p in PROBES),
-            rows="\n".join(rows) or '<tr><td colspan="7">no targets configured</td></tr>',
-            reload=reload_text,
+        lines += ["", "Metrics that would have been returned:", ""]
+        body = "\n".join(lines).encode() + b"\n" + generate_latest(registry)
+        return web.Response(body=body, content_type="text/plain", charset="utf-8")
+
+    async def landing(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text=landing_page(self.exporter), content_type="text/html")
+
+
+def landing_page(exporter: Exporter) -> str:
+    snapshot = exporter.state.snapshot()
+    config = snapshot.config
+    rows = []
+    for target in config.targets if config else ():
+        cells = []
+        for probe in PROBES:
+            result = snapshot.result(target.name, probe)
+            if result is None:
+                cells.append('<td class="pending">not run yet</td>')
+                continue
+            css = "ok" if result.success else "fail"
+            label = "ok" if result.success else result.reason.value
+            if isinstance(result.data, LibrariesReport):
+                missed = sum(1 for outcome in result.data.outcomes if not outcome.met)
+                if missed:
+                    css, label = "warn", f"{missed} expectation{'s' * (missed > 1)} missed"
+            age = max(0.0, time.time() - result.started_at)
+            cells.append(
+                f'<td class="{css}" title="{html.escape(result.message)}">'
+                f"{html.escape(label)} <small>{age:.0f}s ago</small></td>"
+            )
+        name = html.escape(target.name)
+        probe_link = f"probe?target={quote(target.name)}&amp;debug=true"
+        rows.append(
+            f"<tr><td>{name}</td><td>{html.escape(target.url)}</td>{''.join(cells)}"
+            f'<td><a href="{probe_link}">probe now</a></td></tr>'
         )
-        return _respond(start_response, "200 OK", page.encode(), "text/html; charset=utf-8")
+    reload = snapshot.reload
+    reload_text = "ok" if reload.successful else f"FAILED: {html.escape(reload.message)}"
+    return _LANDING.format(
+        version=html.escape(__version__),
+        headers="".join(f"<th>{p}</th>" for p in PROBES),
+        rows="\n".join(rows) or '<tr><td colspan="7">no targets configured</td></tr>',
+        reload=reload_text,
+    )
 
-
-_REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
-
-_ROUTES: dict[str, tuple[tuple[str, ...], Callable]] = {
-    "/": (("GET", "HEAD"), ExporterApp.landing),
-    "/metrics": (("GET", "HEAD"), ExporterApp.metrics),
-    "/probe": (("GET", "HEAD"), ExporterApp.probe),
-    "/-/healthy": (("GET", "HEAD"), ExporterApp.healthy),
-    "/-/ready": (("GET", "HEAD"), ExporterApp.ready),
-    "/-/reload": (("POST", "PUT"), ExporterApp.reload),
-}
 
 _LANDING = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Sandbox Exporter</title>
@@ -220,50 +224,62 @@ _LANDING = """<!DOCTYPE html>
 """
 
 
-def _respond(
-    start_response: StartResponse,
-    status: str,
-    body: bytes,
-    content_type: str,
-    extra: list[tuple[str, str]] | None = None,
-) -> list[bytes]:
-    headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
-    start_response(status, headers + (extra or []))
-    return [body]
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Our own plain-text answers for aiohttp's errors, and no traceback to clients."""
+    try:
+        return await handler(request)
+    except web.HTTPMethodNotAllowed as error:
+        allowed = ", ".join(sorted(error.allowed_methods))
+        return _text(405, f"{request.method} is not allowed here; use {allowed}\n", Allow=allowed)
+    except web.HTTPNotFound as error:
+        if error.text and not error.text.startswith("404: Not Found"):
+            raise
+        return _text(404, f"no such page: {request.path}\n")
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("error serving %s", request.path)
+        return _text(500, "internal error\n")
 
 
-def _text(
-    start_response: StartResponse,
-    status: str,
-    text: str,
-    extra: list[tuple[str, str]] | None = None,
-) -> list[bytes]:
-    return _respond(start_response, status, text.encode(), "text/plain; charset=utf-8", extra)
+def _basic_auth(check: PasswordCheck, worker: ThreadPoolExecutor):
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        credentials = basic_credentials(request.headers.get("Authorization", ""))
+        accepted = False
+        if credentials is not None:
+            accepted = check.known(*credentials)
+            if accepted is None:
+                loop = asyncio.get_running_loop()
+                accepted = await loop.run_in_executor(worker, check.check, *credentials)
+        if accepted:
+            return await handler(request)
+        log.debug("refused %s %s: missing or wrong credentials", request.method, request.path)
+        return _text(
+            401,
+            "Unauthorized\n",
+            **{"WWW-Authenticate": 'Basic realm="sandbox-exporter", charset="UTF-8"'},
+        )
+
+    return guard
 
 
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    # Prometheus scrapes many /probe targets at the same moment; the default
-    # backlog of 5 made the kernel drop SYNs, costing clients 1 s retries.
-    request_queue_size = 128
-
-
-class _QuietHandler(WSGIRequestHandler):
-    # Without a timeout, a client that connects and never finishes its
-    # request (or sends an HTTP/0.9 line, after which the stdlib waits for
-    # headers) holds its thread forever: a few thousand of them and the
-    # process runs out of threads. Silence this long drops the connection.
-    timeout = IDLE_CONNECTION_TIMEOUT_SECONDS
-
-    def handle(self) -> None:
-        try:
-            super().handle()
-        except (TimeoutError, ConnectionError) as error:
-            log.debug("dropped the connection of %s: %s", self.address_string(), error)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
+def build_app(routes: Routes, web_config: WebConfig | None = None) -> web.Application:
+    middlewares = [_errors]
+    if web_config is not None and web_config.basic_auth_users:
+        # bcrypt on one thread: a burst of bad passwords cannot take every core.
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bcrypt")
+        middlewares.append(_basic_auth(PasswordCheck(web_config.basic_auth_users), worker))
+    app = web.Application(middlewares=middlewares, client_max_size=64 * 1024)
+    app.router.add_get("/", routes.landing)
+    app.router.add_get("/metrics", routes.metrics)
+    app.router.add_get("/probe", routes.probe)
+    app.router.add_get("/-/healthy", routes.healthy)
+    app.router.add_get("/-/ready", routes.ready)
+    app.router.add_post("/-/reload", routes.reload)
+    app.router.add_put("/-/reload", routes.reload)
+    return app
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -276,44 +292,56 @@ def parse_listen_address(address: str) -> tuple[str, int]:
 
 
 class WebServer:
-    """The exporter's listener, served from a background thread."""
+    """The exporter's listener on the running loop."""
 
-    def __init__(self, app: ExporterApp, address: str, web_config: WebConfig | None = None) -> None:
-        host, port = parse_listen_address(address)
-        server_class = _ThreadingWSGIServer
-        if ":" in host:
+    def __init__(
+        self, exporter: Exporter, address: str, web_config: WebConfig | None = None
+    ) -> None:
+        self.host, self.port = parse_listen_address(address)
+        self.routes = Routes(exporter)
+        self.app = build_app(self.routes, web_config)
+        self.tls = web_config.tls.ssl_context() if web_config and web_config.tls else None
+        self.scheme = "https" if self.tls is not None else "http"
+        self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
 
-            class _V6(_ThreadingWSGIServer):
-                address_family = socket.AF_INET6
-
-            server_class = _V6
-        # --web.config.file: basic auth in front of every route, TLS on the socket.
-        served: Callable[..., Iterable[bytes]] = app
-        handler_class: type[WSGIRequestHandler] = _QuietHandler
-        self.scheme = "http"
-        if web_config is not None and web_config.basic_auth_users:
-            served = BasicAuthMiddleware(app, web_config.basic_auth_users, "sandbox-exporter")
-        if web_config is not None and web_config.tls is not None:
-            context = web_config.tls.ssl_context()
-            server_class, handler_class = tls_classes(server_class, handler_class, context)
-            self.scheme = "https"
-        self.server = make_server(host, port, served, server_class, handler_class)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    async def start(self) -> WebServer:
+        self._runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            # aiohttp closes a connection whose request is not complete when
+            # this passes, at the start and between kept-alive requests.
+            keepalive_timeout=HEADER_DEADLINE_SECONDS,
+            shutdown_timeout=0.5,
+        )
+        await self._runner.setup()
+        # aiohttp's low-level server is a protocol factory; creating the
+        # listener ourselves lets us bound the TLS handshake as well.
+        self._server = await asyncio.get_running_loop().create_server(
+            self._runner.server,
+            self.host,
+            self.port,
+            ssl=self.tls,
+            ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS if self.tls else None,
+            backlog=LISTEN_BACKLOG,
+            reuse_address=True,
+        )
+        return self
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
+        assert self._server is not None
+        host, port = self._server.sockets[0].getsockname()[:2]
         if host in ("0.0.0.0", "::"):
             host = "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
         return f"{self.scheme}://{host}:{port}/"
 
-    def start(self) -> WebServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self.routes.renderer.shutdown(wait=False, cancel_futures=True)

@@ -24,36 +24,25 @@ them.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import collections
-import hashlib
-import hmac
 import json
 import logging
 import os
 import re
-import socket
 import ssl
-import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import bcrypt
 
 from .config import ConfigError, _load_yaml
 
 __all__ = [
     "CLIENT_AUTH_TYPES",
-    "BasicAuthMiddleware",
     "TLSServerConfig",
     "WebConfig",
     "WebConfigError",
     "load_web_config",
     "parse_web_config",
-    "tls_classes",
 ]
 
 log = logging.getLogger(__name__)
@@ -95,11 +84,7 @@ _TOOLKIT_TLS_KEYS = (
 )
 # $2a$, $2b$, $2x$ or $2y$, a two-digit cost, 22 characters of salt and 31 of hash.
 _BCRYPT_HASH = re.compile(r"\$2[abxy]\$(\d\d)\$[./A-Za-z0-9]{53}")
-# bcrypt only ever reads this many bytes of a password (htpasswd too).
-_BCRYPT_MAX_PASSWORD_BYTES = 72
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
-# A client that connects and never finishes the handshake gives up its thread then.
-TLS_HANDSHAKE_TIMEOUT_SECONDS = 10.0
 
 
 class WebConfigError(ConfigError):
@@ -340,141 +325,3 @@ def _users(value: object, errors: list[str]) -> dict[str, str]:
             continue
         users[user] = hashed.strip()
     return users
-
-
-# --------------------------------------------------------------- basic auth
-
-StartResponse = Callable[..., Any]
-
-
-class BasicAuthMiddleware:
-    """WSGI middleware: every request needs one of ``users``' name and password.
-
-    bcrypt is slow on purpose (tens of milliseconds a check): each
-    (user, hash, password) outcome is remembered under a SHA-256 of the three,
-    so a scrape every few seconds costs one check, not one per scrape, and
-    no password is kept in memory in the clear. Checks run one at a time so a
-    burst of bad passwords cannot take every core.
-    """
-
-    CACHE_SIZE = 256
-
-    def __init__(
-        self, app: Callable[..., Iterable[bytes]], users: Mapping[str, str], realm: str
-    ) -> None:
-        self.app = app
-        self._users = [(name.encode(), hashed.encode()) for name, hashed in users.items()]
-        self._realm = realm.replace('"', "")
-        # Checked when the user is unknown, so that an unknown name takes as
-        # long as a wrong password and user names cannot be guessed by timing.
-        cost = min((int(h.decode()[4:6]) for _, h in self._users), default=4)
-        self._decoy = bcrypt.hashpw(os.urandom(16), bcrypt.gensalt(cost))
-        self._cache: collections.OrderedDict[bytes, bool] = collections.OrderedDict()
-        self._cache_lock = threading.Lock()
-        self._bcrypt_lock = threading.Lock()
-
-    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-        credentials = _basic_credentials(environ.get("HTTP_AUTHORIZATION", ""))
-        if credentials is not None and self._accepts(*credentials):
-            return self.app(environ, start_response)
-        log.debug(
-            "refused %s %s: missing or wrong credentials",
-            environ.get("REQUEST_METHOD"),
-            environ.get("PATH_INFO"),
-        )
-        body = b"Unauthorized\n"
-        start_response(
-            "401 Unauthorized",
-            [
-                ("Content-Type", "text/plain; charset=utf-8"),
-                ("Content-Length", str(len(body))),
-                ("WWW-Authenticate", f'Basic realm="{self._realm}", charset="UTF-8"'),
-            ],
-        )
-        return [body]
-
-    def _hash_of(self, user: bytes) -> bytes | None:
-        # Compare against every name, without stopping at a match, so the
-        # time taken does not depend on which name (if any) matched.
-        found = None
-        for name, hashed in self._users:
-            if hmac.compare_digest(name, user):
-                found = hashed
-        return found
-
-    def _accepts(self, user: bytes, password: bytes) -> bool:
-        hashed = self._hash_of(user)
-        checked = hashed if hashed is not None else self._decoy
-        key = hashlib.sha256(b"\0".join((user, checked, password))).digest()
-        with self._cache_lock:
-            known = self._cache.get(key)
-            if known is not None:
-                self._cache.move_to_end(key)
-                return known
-        with self._bcrypt_lock:
-            try:
-                matches = bcrypt.checkpw(password[:_BCRYPT_MAX_PASSWORD_BYTES], checked)
-            except ValueError:
-                matches = False
-        accepted = matches and hashed is not None
-        with self._cache_lock:
-            self._cache[key] = accepted
-            while len(self._cache) > self.CACHE_SIZE:
-                self._cache.popitem(last=False)
-        return accepted
-
-
-def _basic_credentials(header: str) -> tuple[bytes, bytes] | None:
-    scheme, _, encoded = header.strip().partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    user, colon, password = decoded.partition(b":")
-    if not colon:
-        return None
-    return user, password
-
-
-# --------------------------------------------------------------------- TLS
-
-
-def tls_classes(
-    server_class: type, handler_class: type, context: ssl.SSLContext
-) -> tuple[type, type]:
-    """Subclasses of a socketserver server and its handler that speak TLS.
-
-    The handshake happens in the connection's own thread, not in the accept
-    loop: a client that connects and says nothing must not stall everyone.
-    """
-
-    class TLSServer(server_class):  # type: ignore[misc, valid-type]
-        def get_request(self) -> tuple[socket.socket, Any]:
-            sock, address = super().get_request()
-            wrapped = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-            return wrapped, address
-
-    class TLSHandler(handler_class):  # type: ignore[misc, valid-type]
-        def handle(self) -> None:
-            connection = self.connection
-            previous = connection.gettimeout()
-            try:
-                connection.settimeout(TLS_HANDSHAKE_TIMEOUT_SECONDS)
-                connection.do_handshake()
-                connection.settimeout(previous)
-            except (ssl.SSLError, OSError) as error:
-                # Port scanners, plain HTTP on the TLS port, a refused client certificate.
-                log.debug("TLS handshake with %s failed: %s", self.client_address[0], error)
-                return
-            super().handle()
-
-        def get_environ(self) -> dict[str, Any]:
-            environ = super().get_environ()
-            environ["HTTPS"] = "on"  # so wsgiref reports wsgi.url_scheme "https"
-            return environ
-
-    TLSServer.__name__ = TLSServer.__qualname__ = f"TLS{server_class.__name__}"
-    TLSHandler.__name__ = TLSHandler.__qualname__ = f"TLS{handler_class.__name__}"
-    return TLSServer, TLSHandler

@@ -9,13 +9,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from harness import RunningExporter
 
 from sandbox_exporter.client import Sandbox
-from sandbox_exporter.config import load_config
 from sandbox_exporter.emulator import Fault
-from sandbox_exporter.exporter import Exporter
 from sandbox_exporter.vocabulary import PROBES
-from sandbox_exporter.web import ExporterApp, WebServer
 
 from helpers import Scrape, scrape, wait_until
 
@@ -41,14 +39,12 @@ targets:
 """
 
 
-class Running:
+class Running(RunningExporter):
     """An exporter with its web server, for one test."""
 
     def __init__(self, config_path: Path, *, scheduled: bool = True) -> None:
+        super().__init__(config_path, scheduled=scheduled)
         self.config_path = config_path
-        self.exporter = Exporter(load_config(config_path), config_path, scheduled=scheduled)
-        self.server = WebServer(ExporterApp(self.exporter), "127.0.0.1:0").start()
-        self.url = self.server.url
 
     def scrape(self, **kwargs) -> Scrape:
         return scrape(self.url + "metrics", **kwargs)
@@ -64,10 +60,6 @@ class Running:
             return all((t.name, p) in snapshot.results for t in config.targets for p in PROBES)
 
         wait_until(done, timeout=30)
-
-    def stop(self) -> None:
-        self.server.stop()
-        self.exporter.stop()
 
 
 @pytest.fixture
@@ -401,7 +393,7 @@ def test_not_ready_until_every_target_was_probed(tmp_path, make_emulator):
 
 def test_metrics_scrape_does_no_network_io(running, sandboxes):
     running.wait_for_all_probes()
-    running.exporter.scheduler.shutdown()
+    running.loop.call_soon_threadsafe(running.exporter.scheduler.shutdown)
     for emulator in sandboxes.values():
         emulator.go_down()
     # With every sandbox unreachable and no scheduler, scrapes still render
@@ -413,8 +405,7 @@ def test_metrics_scrape_does_no_network_io(running, sandboxes):
 
 def test_without_scheduler_only_probe_requests_probe(tmp_path, sandboxes):
     path = write_config(tmp_path / "config.yml", sandboxes)
-    exporter = Exporter(load_config(path), path, scheduled=False)
-    server = WebServer(ExporterApp(exporter), "127.0.0.1:0").start()
+    server = RunningExporter(path, scheduled=False)
     try:
         # Ready at once: there is no round of scheduled probes to wait for.
         assert requests.get(server.url + "-/ready", timeout=10).status_code == 200
@@ -431,4 +422,3 @@ def test_without_scheduler_only_probe_requests_probe(tmp_path, sandboxes):
         assert m.value("sandbox_probe_runs_total", target="new", probe="canary") == 0
     finally:
         server.stop()
-        exporter.stop()

@@ -29,13 +29,12 @@ from pathlib import Path
 
 import pytest
 import requests
+from harness import RunningExporter
 
 from sandbox_exporter.client import DEFAULT_MAX_RESPONSE_BYTES
-from sandbox_exporter.config import load_config
 from sandbox_exporter.emulator import Emulator, Fault
 from sandbox_exporter.exporter import Exporter
 from sandbox_exporter.vocabulary import CANARY, PROBES, SPECIFICATIONS
-from sandbox_exporter.web import ExporterApp, WebServer
 
 from helpers import Scrape, scrape, wait_until
 
@@ -542,7 +541,7 @@ class Daemon:
     """The exporter serving the matrix, and what it said over time."""
 
     exporter: Exporter
-    server: WebServer
+    server: RunningExporter
     errors: ErrorLog
     first: Scrape | None = None
     second: Scrape | None = None
@@ -563,8 +562,8 @@ def _runs(m: Scrape, target: str, probe: str) -> float:
 def daemon(matrix: Matrix) -> Iterator[Daemon]:
     errors = ErrorLog()
     logging.getLogger().addHandler(errors)
-    exporter = Exporter(load_config(matrix.config_path), matrix.config_path)
-    server = WebServer(ExporterApp(exporter), "127.0.0.1:0").start()
+    server = RunningExporter(matrix.config_path)
+    exporter = server.exporter
     running = Daemon(exporter, server, errors)
     try:
         # Two scrapes, each after every faulty probe has run (again): the
@@ -593,7 +592,6 @@ def daemon(matrix: Matrix) -> Iterator[Daemon]:
         yield running
     finally:
         server.stop()
-        exporter.stop()
         logging.getLogger().removeHandler(errors)
 
 
@@ -661,8 +659,8 @@ def test_reload_storm_keeps_counters_threads_and_logs_in_order(tmp_path: Path) -
     logging.getLogger().addHandler(errors)
     path = tmp_path / "config.yml"
     path.write_text(_storm_config(emulators, 0))
-    exporter = Exporter(load_config(path), path)
-    server = WebServer(ExporterApp(exporter), "127.0.0.1:0").start()
+    server = RunningExporter(path)
+    exporter = server.exporter
     url = server.url
     scrapes: list[Scrape] = []
     storm_over = threading.Event()
@@ -748,7 +746,6 @@ def test_reload_storm_keeps_counters_threads_and_logs_in_order(tmp_path: Path) -
     finally:
         storm_over.set()
         server.stop()
-        exporter.stop()
         logging.getLogger().removeHandler(errors)
         for emulator in emulators:
             emulator.stop()

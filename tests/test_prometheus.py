@@ -50,12 +50,10 @@ import requests
 import test_deploy_files as deploy
 import yaml
 from conftest import FAST_EMULATOR_OPTIONS
+from harness import RunningExporter
 from prometheus_server import PrometheusAPIError, PrometheusServer
 
-from sandbox_exporter.config import load_config
 from sandbox_exporter.emulator import Emulator, Fault
-from sandbox_exporter.exporter import Exporter
-from sandbox_exporter.web import ExporterApp, WebServer
 
 from helpers import free_port, wait_until
 
@@ -77,21 +75,6 @@ SHIPPED_REPLICAS = ("sandbox-exporter-0:9929", "sandbox-exporter-1:9929")
 
 
 # --------------------------------------------------------------- helpers
-
-
-class RunningExporter:
-    """An exporter and its web server in this process."""
-
-    def __init__(self, config_path: Path, *, scheduled: bool = True) -> None:
-        self.config_path = config_path
-        self.exporter = Exporter(load_config(config_path), config_path, scheduled=scheduled)
-        self.server = WebServer(ExporterApp(self.exporter), "127.0.0.1:0").start()
-        self.url = self.server.url
-        self.address = self.url.removeprefix("http://").rstrip("/")
-
-    def stop(self) -> None:
-        self.server.stop()
-        self.exporter.stop()
 
 
 def start_emulator(**options: Any) -> Emulator:

@@ -27,13 +27,12 @@ from pathlib import Path
 
 import pytest
 import requests
+from harness import RunningExporter
 
 from sandbox_exporter import web
 from sandbox_exporter.client import Sandbox, SandboxConnectionError
 from sandbox_exporter.config import load_config
 from sandbox_exporter.emulator import Emulator, default_libraries
-from sandbox_exporter.exporter import Exporter
-from sandbox_exporter.web import ExporterApp, WebServer
 
 from helpers import Scrape, free_port, wait_until
 
@@ -450,13 +449,11 @@ def exporter_url(sandboxes: Sandboxes) -> Iterator[str]:
     """An in-process exporter over a single healthy target, for request abuse."""
     path = sandboxes.directory / "single.yml"
     path.write_text(f"targets: [{{name: only, url: {json.dumps(sandboxes.emulator.url)}}}]\n")
-    exporter = Exporter(load_config(path), path)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(web._QuietHandler, "timeout", IDLE_TIMEOUT)
-        server = WebServer(ExporterApp(exporter), "127.0.0.1:0").start()
-        yield server.url
-        server.stop()
-    exporter.stop()
+        patch.setattr(web, "HEADER_DEADLINE_SECONDS", IDLE_TIMEOUT)
+        server = RunningExporter(path)
+    yield server.url
+    server.stop()
 
 
 @pytest.mark.parametrize(

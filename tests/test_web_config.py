@@ -23,15 +23,14 @@ import bcrypt
 import pytest
 import requests
 import yaml
+from harness import RunningExporter
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sandbox_exporter import webconfig
+from sandbox_exporter.basic_auth import PasswordCheck
 from sandbox_exporter.config import parse_config
-from sandbox_exporter.exporter import Exporter
-from sandbox_exporter.web import ExporterApp, WebServer
 from sandbox_exporter.webconfig import (
-    BasicAuthMiddleware,
     WebConfig,
     WebConfigError,
     load_web_config,
@@ -320,19 +319,12 @@ def test_random_documents_give_a_web_config_or_a_web_config_error(
 
 
 @pytest.fixture(scope="module")
-def exporter() -> Iterator[Exporter]:
-    instance = Exporter(parse_config("targets: []"))
-    yield instance
-    instance.stop()
+def serve() -> Iterator:
+    """Start an exporter with a web config; all of them stop at the end of the module."""
+    servers: list[RunningExporter] = []
 
-
-@pytest.fixture(scope="module")
-def serve(exporter: Exporter) -> Iterator:
-    """Start a WebServer with a web config; all of them stop at the end of the module."""
-    servers: list[WebServer] = []
-
-    def start(web_config: WebConfig) -> WebServer:
-        server = WebServer(ExporterApp(exporter), "127.0.0.1:0", web_config).start()
+    def start(web_config: WebConfig) -> RunningExporter:
+        server = RunningExporter(parse_config("targets: []"), web_config=web_config)
         servers.append(server)
         return server
 
@@ -416,7 +408,7 @@ def auth_config(password_hash: str) -> WebConfig:
 
 
 @pytest.fixture(scope="module")
-def auth_server(password_hash: str, serve) -> WebServer:
+def auth_server(password_hash: str, serve) -> RunningExporter:
     return serve(auth_config(password_hash))
 
 
@@ -455,7 +447,7 @@ def basic(user: str, password: str) -> dict[str, str]:
     ],
 )
 def test_basic_auth_refuses_missing_or_wrong_credentials(
-    password_hash: str, auth_server: WebServer, headers: dict[str, str]
+    password_hash: str, auth_server: RunningExporter, headers: dict[str, str]
 ) -> None:
     server = auth_server
     for path in ("metrics", "", "-/healthy", "-/ready", "probe?target=x", "nope"):
@@ -467,7 +459,9 @@ def test_basic_auth_refuses_missing_or_wrong_credentials(
     assert reload.status_code == 401
 
 
-def test_basic_auth_lets_the_right_password_through_everywhere(auth_server: WebServer) -> None:
+def test_basic_auth_lets_the_right_password_through_everywhere(
+    auth_server: RunningExporter,
+) -> None:
     server = auth_server
     auth = ("prometheus", PASSWORD)
     for path in ("metrics", "", "-/healthy", "-/ready"):
@@ -503,40 +497,22 @@ def test_bcrypt_runs_once_per_credentials_not_once_per_scrape(
 
 
 def test_cache_is_bounded_and_keyed_by_credentials(password_hash: str) -> None:
-    def app(environ: dict, start_response) -> list[bytes]:
-        start_response("200 OK", [])
-        return [b"ok"]
-
-    middleware = BasicAuthMiddleware(app, {"prometheus": password_hash}, "test")
-    statuses: list[str] = []
-
-    def call(password: str) -> str:
-        environ = {"HTTP_AUTHORIZATION": basic("prometheus", password)["Authorization"]}
-        middleware(environ, lambda status, headers: statuses.append(status))
-        return statuses[-1]
-
-    for attempt in range(BasicAuthMiddleware.CACHE_SIZE + 10):
-        assert call(f"guess-{attempt}").startswith("401")
-    assert len(middleware._cache) == BasicAuthMiddleware.CACHE_SIZE
-    assert call(PASSWORD).startswith("200")
+    check = PasswordCheck({"prometheus": password_hash})
+    for attempt in range(PasswordCheck.CACHE_SIZE + 10):
+        assert check.check(b"prometheus", f"guess-{attempt}".encode()) is False
+    assert len(check._cache) == PasswordCheck.CACHE_SIZE
+    assert check.known(b"prometheus", PASSWORD.encode()) is None
+    assert check.check(b"prometheus", PASSWORD.encode()) is True
+    assert check.known(b"prometheus", PASSWORD.encode()) is True
     # No password sits in the cache in the clear.
-    assert all(PASSWORD.encode() not in key for key in middleware._cache)
+    assert all(PASSWORD.encode() not in key for key in check._cache)
 
 
 def test_passwords_longer_than_bcrypt_reads_behave_as_bcrypt_does() -> None:
     long_password = "x" * 80
     # htpasswd and bcrypt itself only ever use the first 72 bytes.
     hashed = bcrypt.hashpw(long_password[:72].encode(), bcrypt.gensalt(4)).decode()
-
-    def app(environ: dict, start_response) -> list[bytes]:
-        start_response("200 OK", [])
-        return [b"ok"]
-
-    middleware = BasicAuthMiddleware(app, {"u": hashed}, "test")
-    statuses: list[str] = []
-    environ = {"HTTP_AUTHORIZATION": basic("u", long_password)["Authorization"]}
-    middleware(environ, lambda status, headers: statuses.append(status))
-    assert statuses == ["200 OK"]
+    assert PasswordCheck({"u": hashed}).check(b"u", long_password.encode()) is True
 
 
 def test_tls_and_basic_auth_together(certs: Certificates, password_hash: str, serve) -> None:
