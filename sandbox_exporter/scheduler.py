@@ -114,7 +114,9 @@ class ProbeScheduler:
         return len(self._running)
 
     def shutdown(self) -> None:
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+        # Removing the jobs, not shutting APScheduler down: its shutdown
+        # cancels runs not yet started and logs each as a crash.
+        self._scheduler.remove_all_jobs()
+        self._scheduler.pause()
         for task in self._running.values():
             task.cancel()

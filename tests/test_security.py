@@ -515,7 +515,8 @@ GARBAGE: list[tuple[str, bytes, Callable[[int | None], bool]]] = [
     (
         "request-line-over-64k",
         b"GET /probe?target=" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-        lambda status: status == 414,
+        # aiohttp's parser refuses a request line over 8 KiB as a bad request.
+        lambda status: status in (400, 414),
     ),
     (
         "repeated-params",
@@ -546,7 +547,8 @@ GARBAGE: list[tuple[str, bytes, Callable[[int | None], bool]]] = [
     (
         "made-up-method",
         b"BREW /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        lambda status: status in (405, 501),
+        # aiohttp's parser refuses methods it does not know as a bad request.
+        lambda status: status in (400, 405, 501),
     ),
     (
         "reload-with-get",

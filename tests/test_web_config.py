@@ -27,7 +27,7 @@ from harness import RunningExporter
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sandbox_exporter import webconfig
+from sandbox_exporter import basic_auth
 from sandbox_exporter.basic_auth import PasswordCheck
 from sandbox_exporter.config import parse_config
 from sandbox_exporter.webconfig import (
@@ -359,7 +359,7 @@ def test_tls_serves_every_route_to_a_client_trusting_the_certificate(
 
 def test_tls_port_survives_plain_http_and_silent_clients(certs: Certificates, serve) -> None:
     server = serve(tls_config(certs))
-    host, port = server.server.server_address[:2]
+    host, port = "127.0.0.1", int(server.address.rsplit(":", 1)[1])
     silent = socket.create_connection((host, port))  # connects, never says hello
     try:
         plain = requests.get(server.url.replace("https", "http") + "metrics", timeout=10)
@@ -391,7 +391,7 @@ def test_tls_minimum_version_is_enforced(certs: Certificates, serve) -> None:
     server = serve(tls_config(certs, ", min_version: TLS13"))
     context = ssl.create_default_context(cafile=str(certs.server_cert))
     context.maximum_version = ssl.TLSVersion.TLSv1_2
-    host, port = server.server.server_address[:2]
+    host, port = "127.0.0.1", int(server.address.rsplit(":", 1)[1])
     with (
         socket.create_connection((host, port), timeout=10) as sock,
         pytest.raises(ssl.SSLError),
@@ -480,7 +480,7 @@ def test_bcrypt_runs_once_per_credentials_not_once_per_scrape(
         checks.append(password)
         return real_checkpw(password, hashed)
 
-    monkeypatch.setattr(webconfig.bcrypt, "checkpw", counting_checkpw)
+    monkeypatch.setattr(basic_auth.bcrypt, "checkpw", counting_checkpw)
     server = serve(auth_config(password_hash))
     for _ in range(5):
         response = requests.get(server.url + "metrics", auth=("prometheus", PASSWORD), timeout=10)
