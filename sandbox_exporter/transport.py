@@ -16,7 +16,7 @@ client's (:mod:`sandbox_exporter.protocol`), so both say the same things.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import os
 import ssl
 from collections.abc import Mapping
 from typing import Any
@@ -177,9 +177,20 @@ class ProbeTransport:
             raise self._failure(
                 SandboxConnectionError, method, url, "connection failed", error
             ) from None
+        except aiohttp.ServerDisconnectedError:
+            what = (
+                "server closed connection without response"
+                if progress.body_bytes is None
+                else f"connection broken after {progress.body_bytes} bytes of the answer"
+            )
+            raise self._secrets.failure(SandboxConnectionError, method, url, what) from None
         except aiohttp.ClientPayloadError as error:
-            what = f"answer broken after {progress.body_bytes or 0} bytes"
-            raise self._failure(SandboxConnectionError, method, url, what, error) from None
+            if "decode" in str(error).lower():
+                raise self._failure(
+                    SandboxInvalidResponse, method, url, "cannot decode the answer", error
+                ) from None
+            what = f"connection broken after {progress.body_bytes or 0} bytes of the answer"
+            raise self._secrets.failure(SandboxConnectionError, method, url, what) from None
         except aiohttp.ClientResponseError as error:
             raise self._failure(
                 SandboxInvalidResponse, method, url, "malformed HTTP answer", error
@@ -236,8 +247,10 @@ class ProbeTransport:
         self, kind: type[SandboxError], method: str, url: str, what: str, error: BaseException
     ) -> SandboxError:
         cause = str(error) or type(error).__name__
-        with contextlib.suppress(AttributeError):
-            cause = str(error.os_error) or cause  # type: ignore[attr-defined]
+        # "[Errno 111] Connect call failed ('127.0.0.1', 80)" says less than the errno's name.
+        number = getattr(error, "errno", None)
+        if kind is not SandboxTLSError and isinstance(number, int) and number > 0:
+            cause = os.strerror(number)
         return self._secrets.failure(kind, method, url, f"{what}: {cause[:EXCERPT_CHARS]}")
 
 

@@ -37,6 +37,7 @@ class RunningExporter:
         if not isinstance(config, Config):
             config_path = Path(config)
             config = load_config(config_path)
+        self.config_path = config_path
         self.exporter = Exporter(config, config_path, scheduled=scheduled)
         self.loop = asyncio.new_event_loop()
         self._stop: asyncio.Event | None = None

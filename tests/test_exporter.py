@@ -44,7 +44,6 @@ class Running(RunningExporter):
 
     def __init__(self, config_path: Path, *, scheduled: bool = True) -> None:
         super().__init__(config_path, scheduled=scheduled)
-        self.config_path = config_path
 
     def scrape(self, **kwargs) -> Scrape:
         return scrape(self.url + "metrics", **kwargs)

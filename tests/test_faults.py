@@ -238,7 +238,7 @@ CASES = [
         "slow-drip",
         SPECIFICATIONS,
         "timeout",
-        "answer not complete within the deadline",
+        "answer not complete within",
         fault=Fault(drip=0.2),
     ),
     Case(
@@ -660,7 +660,6 @@ def test_reload_storm_keeps_counters_threads_and_logs_in_order(tmp_path: Path) -
     path = tmp_path / "config.yml"
     path.write_text(_storm_config(emulators, 0))
     server = RunningExporter(path)
-    exporter = server.exporter
     url = server.url
     scrapes: list[Scrape] = []
     storm_over = threading.Event()
@@ -735,14 +734,9 @@ def test_reload_storm_keeps_counters_threads_and_logs_in_order(tmp_path: Path) -
         assert final.value("sandbox_up", target="stay-a") == 1
         assert final.find("sandbox_target_info", target="stay-a", round="0")
 
-        # Old schedulers are gone: one scheduler thread is left, and the rest
-        # stays within what one worker pool may hold. (A pool keeps the
-        # threads its busiest moment needed, which depends on the machine's
-        # load, so the count need not come back to where it started; a
-        # scheduler leaked per reload would add dozens.)
-        wait_until(lambda: _scheduler_threads() == 1, timeout=30)
-        bound = threads_before + exporter.scheduler.workers
-        wait_until(lambda: _process_threads() <= bound, timeout=30)
+        # One scheduler, on the loop, whatever the reloads did: no thread
+        # per scheduler, per target or per connection came to stay.
+        wait_until(lambda: _process_threads() <= threads_before, timeout=30)
     finally:
         storm_over.set()
         server.stop()
