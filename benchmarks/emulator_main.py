@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import sys
 
-from sandbox_exporter.emulator import server
-from sandbox_exporter.emulator.__main__ import main
+from sandbox_emulator import server
+from sandbox_emulator.__main__ import main
 
 server._Listener.request_queue_size = 1024
 

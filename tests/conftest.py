@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from sandbox_exporter.emulator import Emulator
+from sandbox_emulator import Emulator
 
 # --- emulators ----------------------------------------------------------------
 # Short delays so tests stay fast; a test about a delay passes its own value.

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from sandbox_emulator import Fault
 from sandbox_exporter.client import Sandbox
 from sandbox_exporter.config import load_config
-from sandbox_exporter.emulator import Fault
 from sandbox_exporter.exporter import Exporter
 from sandbox_exporter.vocabulary import PROBES
 from sandbox_exporter.web import ExporterApp, WebServer

@@ -30,9 +30,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from sandbox_emulator import Emulator, Fault
 from sandbox_exporter.client import DEFAULT_MAX_RESPONSE_BYTES
 from sandbox_exporter.config import load_config
-from sandbox_exporter.emulator import Emulator, Fault
 from sandbox_exporter.exporter import Exporter
 from sandbox_exporter.vocabulary import CANARY, PROBES, SPECIFICATIONS
 from sandbox_exporter.web import ExporterApp, WebServer
@@ -424,7 +424,7 @@ class ErrorLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         # The emulators log their own troubles; they are not under test here.
-        if not record.name.startswith("sandbox_exporter.emulator"):
+        if not record.name.startswith("sandbox_emulator"):
             self.records.append(record)
 
 

@@ -52,8 +52,8 @@ import yaml
 from conftest import FAST_EMULATOR_OPTIONS
 from prometheus_server import PrometheusAPIError, PrometheusServer
 
+from sandbox_emulator import Emulator, Fault
 from sandbox_exporter.config import load_config
-from sandbox_exporter.emulator import Emulator, Fault
 from sandbox_exporter.exporter import Exporter
 from sandbox_exporter.web import ExporterApp, WebServer
 

@@ -28,10 +28,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from sandbox_emulator import Emulator, default_libraries
 from sandbox_exporter import web
 from sandbox_exporter.client import Sandbox, SandboxConnectionError
 from sandbox_exporter.config import load_config
-from sandbox_exporter.emulator import Emulator, default_libraries
 from sandbox_exporter.exporter import Exporter
 from sandbox_exporter.web import ExporterApp, WebServer
 

@@ -35,7 +35,7 @@ from .faults import ENDPOINTS, Fault, FaultBoard, check_endpoint, fault_from_jso
 from .forms import parse_form
 from .pool import ContainerPool
 
-logger = logging.getLogger("sandbox_exporter.emulator")
+logger = logging.getLogger("sandbox_emulator")
 
 SANDBOX_VERSIONS = {2: "2.0.3", 3: "3.0.3"}
 DOCKER_VERSION = "28.2.2"
