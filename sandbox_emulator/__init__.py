@@ -45,7 +45,8 @@ command keeps at most 16 MiB.
 """
 
 from .faults import ALL_ENDPOINTS, ENDPOINTS, Fault, parse_fault_spec
-from .server import CONTROL_PATH, Emulator, default_libraries
+from .routing import CONTROL_PATH
+from .server import Emulator, default_libraries
 
 __all__ = [
     "ALL_ENDPOINTS",

@@ -18,7 +18,8 @@ import threading
 from collections.abc import Sequence
 
 from .faults import parse_fault_spec
-from .server import CONTROL_PATH, Emulator
+from .routing import CONTROL_PATH
+from .server import Emulator
 
 
 def _seconds(text: str) -> float:
