@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level",
         default="info",
         choices=("debug", "info", "warning", "error"),
-        help="log level on stderr (info: one line per request)",
+        help="log level on stderr (debug: one line per request)",
     )
     return parser
 

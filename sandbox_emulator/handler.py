@@ -137,7 +137,9 @@ class Handler(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        logger.info('%s "%s" %s', self.client_address[0], self.requestline, code)
+        # Debug, not info: the demo polls its emulators every few seconds,
+        # and a line per request would scroll its URLs off the screen.
+        logger.debug('%s "%s" %s', self.client_address[0], self.requestline, code)
 
     def log_message(self, format: str, *args: object) -> None:
         logger.debug("%s %s", self.client_address[0], format % args)

@@ -1156,16 +1156,20 @@ def test_chunked_bodies_are_read(emulator):
     assert response.json()["execution"][0]["stdout"] == "chunked"
 
 
-def test_requests_are_logged_at_info_and_nothing_warns(emulator, caplog):
-    caplog.set_level("INFO", logger="sandbox_emulator")
+def test_requests_are_logged_at_debug_and_nothing_warns(emulator, caplog):
+    caplog.set_level("DEBUG", logger="sandbox_emulator")
     get(emulator, "specifications/")
     get(emulator, "nope")
     emulator.set_fault("libraries", Fault(drop=True))
     with pytest.raises(requests.ConnectionError):
         get(emulator, "libraries/")
-    lines = [r.getMessage() for r in caplog.records if r.name.startswith("sandbox_emulator")]
+    records = [r for r in caplog.records if r.name.startswith("sandbox_emulator")]
+    requests_logged = [r for r in records if " HTTP/1.1" in r.getMessage()]
+    lines = [r.getMessage() for r in requests_logged]
     assert any('"GET /specifications/ HTTP/1.1" 200' in line for line in lines)
     assert any('"GET /nope HTTP/1.1" 404' in line for line in lines)
+    # A line per request at info would drown everything else (the demo's URLs).
+    assert {r.levelname for r in requests_logged} == {"DEBUG"}
     assert [r for r in caplog.records if r.levelno >= 30] == []
 
 
