@@ -3,8 +3,10 @@
 #   docker build -t sandbox-exporter .
 #   docker run -p 9929:9929 -v ./my-config.yml:/etc/sandbox-exporter/config.yml:ro sandbox-exporter
 #
-# The same image runs the stand-in sandbox server for demos (see
-# docker-compose.yml): entrypoint `python -m sandbox_exporter.emulator`.
+# The image holds the exporter only: the emulator (sandbox_emulator/), which
+# runs whatever commands it receives, is neither copied nor installed, so
+# `--demo` here says it is missing. The compose demo runs the emulator from
+# the checkout instead (see docker-compose.yml).
 FROM python:3.12-slim-bookworm
 
 # No .pyc files in a read-only image; logs straight to `docker logs`.
@@ -12,7 +14,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 
 # Only what the package build needs, so that editing tests or docs does not
-# invalidate the install layer.
+# invalidate the install layer. pyproject.toml also lists sandbox_emulator;
+# setuptools installs the packages it finds, and here it finds none.
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY sandbox_exporter ./sandbox_exporter
@@ -22,8 +25,7 @@ RUN pip install --no-cache-dir . \
 # A starting configuration; mount your own over it.
 COPY config/minimal.yml /etc/sandbox-exporter/config.yml
 
-# Never run as root: the exporter needs no privilege, and the emulator runs
-# arbitrary commands.
+# Never run as root: the exporter needs no privilege.
 # A numeric USER lets Kubernetes' runAsNonRoot verify it without /etc/passwd.
 RUN useradd --system --uid 10001 --user-group --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin sandbox-exporter

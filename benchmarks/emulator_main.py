@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import sys
 
-from sandbox_exporter.emulator import server
-from sandbox_exporter.emulator.__main__ import main
+from sandbox_emulator import handler
+from sandbox_emulator.__main__ import main
 
-server._Listener.request_queue_size = 1024
+handler.Listener.request_queue_size = 1024
 
 if __name__ == "__main__":
     sys.exit(main())

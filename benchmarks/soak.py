@@ -76,7 +76,7 @@ def sandboxes() -> Iterator[dict[str, str]]:
                 continue
             process = subprocess.Popen(
                 [
-                    sys.executable, "-m", "sandbox_exporter.emulator", "--port", "0",
+                    sys.executable, "-m", "sandbox_emulator", "--port", "0",
                     "--containers", "4", "--usage-delay", "0.05", "--libraries-delay", "0.05",
                     "--overload-wait", "0.2", "--log-level", "error", *extra,
                 ],

@@ -3,20 +3,35 @@
 Three emulators: a healthy 2.x server, a healthy 3.x server and a 3.x server
 whose pool answers every execute with 503 (the overload fault) and which lacks
 an expected compiler, so that failures show up on the pages and in metrics.
+
+The emulators come from the `sandbox_emulator` package, imported here only:
+it runs arbitrary commands, so the container image leaves it out, and there
+`--demo` says so in one line instead of failing with a traceback.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING
 
 from .config import Config, parse_config
-from .emulator import Emulator, Fault
 from .exporter import Exporter
 
+if TYPE_CHECKING:
+    from sandbox_emulator import Emulator
+
 log = logging.getLogger(__name__)
+
+EMULATOR_PACKAGE = "sandbox_emulator"
+NO_EMULATOR_MESSAGE = (
+    "sandbox-exporter: --demo needs the sandbox_emulator package, which this installation "
+    "leaves out (the container image does); run the demo from a checkout: pip install ."
+)
 
 DEMO_CONFIG = """
 defaults:
@@ -48,6 +63,8 @@ targets:
 
 @contextmanager
 def demo_sandboxes() -> Iterator[dict[str, Emulator]]:
+    from sandbox_emulator import Emulator, Fault
+
     with ExitStack() as stack:
         emulators = {
             "v2": Emulator(api=2, containers=5),
@@ -68,6 +85,11 @@ def demo_config(emulators: dict[str, Emulator]) -> Config:
 def run_demo(listen_address: str) -> int:
     from .daemon import serve
 
+    # Only a missing package gets the short message: an emulator that is
+    # there but broken still fails loudly when imported below.
+    if importlib.util.find_spec(EMULATOR_PACKAGE) is None:
+        print(NO_EMULATOR_MESSAGE, file=sys.stderr)
+        return 1
     with demo_sandboxes() as emulators:
         exporter = Exporter(demo_config(emulators))
 

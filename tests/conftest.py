@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 
-from sandbox_exporter.emulator import Emulator
+from sandbox_emulator import Emulator
 
 # --- emulators ----------------------------------------------------------------
 # Short delays so tests stay fast; a test about a delay passes its own value.
@@ -19,11 +20,11 @@ FAST_EMULATOR_OPTIONS = {
 }
 
 
-@pytest.fixture
-def make_emulator() -> Iterator[Callable[..., Emulator]]:
-    """Factory: `make_emulator(api=2, containers=1, ...)` starts an emulator on a free
-    loopback port with short delays (any Emulator keyword overrides them); every
-    emulator it made is stopped at teardown."""
+@contextmanager
+def emulator_factory() -> Iterator[Callable[..., Emulator]]:
+    """The one harness for emulators in the tests: `make(api=2, containers=1, ...)`
+    starts an emulator on a free loopback port with short delays (any Emulator
+    keyword overrides them); every emulator it made is stopped on the way out."""
     started: list[Emulator] = []
 
     def make(**kwargs: object) -> Emulator:
@@ -32,9 +33,27 @@ def make_emulator() -> Iterator[Callable[..., Emulator]]:
         started.append(emulator)
         return emulator
 
-    yield make
-    for emulator in started:
-        emulator.stop()
+    try:
+        yield make
+    finally:
+        for emulator in started:
+            emulator.stop()
+
+
+@pytest.fixture
+def make_emulator() -> Iterator[Callable[..., Emulator]]:
+    """Factory: `make_emulator(api=2, containers=1, ...)`, see `emulator_factory`;
+    its emulators stop when the test ends."""
+    with emulator_factory() as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def make_module_emulator() -> Iterator[Callable[..., Emulator]]:
+    """`make_emulator` for module-scoped fixtures (a stack shared by a module's
+    tests); its emulators stop when the module's tests are done."""
+    with emulator_factory() as make:
+        yield make
 
 
 @pytest.fixture

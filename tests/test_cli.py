@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from sandbox_exporter.emulator import Fault
+from sandbox_emulator import Fault
 
 from helpers import free_port, scrape, wait_until
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from sandbox_emulator import Emulator, Fault
 from sandbox_exporter import client
 from sandbox_exporter.client import (
     Sandbox,
@@ -36,7 +37,6 @@ from sandbox_exporter.client import (
     status_exceptions,
     validate,
 )
-from sandbox_exporter.emulator import Emulator, Fault
 
 from helpers import make_tgz, wait_until
 

@@ -675,7 +675,14 @@ def test_dockerfile_copies_existing_files_the_build_context_keeps() -> None:
 
 
 def test_dockerignore_keeps_secrets_and_vcs_out() -> None:
-    for path in (".git/config", ".env", "tests/test_cli.py", "sandbox_exporter/__pycache__/x.pyc"):
+    for path in (
+        ".git/config",
+        ".env",
+        "tests/test_cli.py",
+        "sandbox_exporter/__pycache__/x.pyc",
+        # It runs whatever commands it receives: never in the image.
+        "sandbox_emulator/server.py",
+    ):
         assert is_dockerignored(path), path
     for path in ("pyproject.toml", "README.md", "sandbox_exporter/cli.py", "config/minimal.yml"):
         assert not is_dockerignored(path), path
@@ -747,6 +754,32 @@ def test_dockerfile_install_steps_produce_a_working_exporter(tmp_path: Path) -> 
         for flag in command
     ]
     run([str(executable), *flags, "--config.check"])
+    # The image ships no emulator (it runs arbitrary commands), and --demo
+    # says so in one line. Run outside the checkout, whose sandbox_emulator/
+    # would otherwise be importable from the working directory.
+    python = environment / "bin" / "python"
+    run([str(python), "-c", "import sandbox_exporter.cli"], cwd=tmp_path)
+    absent = subprocess.run(
+        [str(python), "-c", "import sandbox_emulator"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert absent.returncode != 0 and "No module named 'sandbox_emulator'" in absent.stderr
+    demo = subprocess.run(
+        [str(executable), "--demo", "--web.listen-address", "127.0.0.1:0"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert demo.returncode != 0
+    assert demo.stdout == ""
+    (message,) = demo.stderr.splitlines()
+    assert "--demo needs the sandbox_emulator package" in message
 
 
 # ------------------------------------------------------------------ compose
@@ -759,10 +792,7 @@ def compose_services() -> dict[str, dict[str, Any]]:
 def test_compose_services_are_complete() -> None:
     services = compose_services()
     assert {"sandbox-exporter", "prometheus", "grafana"} <= set(services)
-    assert any(
-        "sandbox_exporter.emulator" in service.get("entrypoint", [])
-        for service in services.values()
-    )
+    assert any("sandbox_emulator" in service.get("entrypoint", []) for service in services.values())
     for name, service in services.items():
         assert "image" in service or "build" in service, name
         for dependency in service.get("depends_on", []):
@@ -817,7 +847,7 @@ def emulator_services() -> dict[str, dict[str, Any]]:
     return {
         name: service
         for name, service in compose_services().items()
-        if "sandbox_exporter.emulator" in service.get("entrypoint", [])
+        if "sandbox_emulator" in service.get("entrypoint", [])
     }
 
 
@@ -830,6 +860,14 @@ def test_compose_emulators_stay_on_the_private_network() -> None:
         command = service["command"]
         assert "--allow-remote" in command, name
         assert command[command.index("--host") + 1] == "0.0.0.0", name
+        # The exporter's image has no emulator: it runs from the checkout,
+        # read-only, as an unprivileged user.
+        assert "build" not in service, name
+        assert service["user"].split(":")[0] not in {"0", "root"}, name
+        (mount,) = service["volumes"]
+        source, target, mode = mount.split(":")
+        assert (source, mode) == ("./sandbox_emulator", "ro"), name
+        assert Path(target) == Path(service["working_dir"]) / "sandbox_emulator", name
 
 
 def test_compose_exporter_config_is_valid_and_targets_the_emulators(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandbox_exporter.emulator import Emulator, Fault, default_libraries, parse_fault_spec
+from sandbox_emulator import Emulator, Fault, default_libraries, parse_fault_spec
 
 from helpers import make_tgz, wait_until
 
@@ -1156,16 +1156,20 @@ def test_chunked_bodies_are_read(emulator):
     assert response.json()["execution"][0]["stdout"] == "chunked"
 
 
-def test_requests_are_logged_at_info_and_nothing_warns(emulator, caplog):
-    caplog.set_level("INFO", logger="sandbox_exporter.emulator")
+def test_requests_are_logged_at_debug_and_nothing_warns(emulator, caplog):
+    caplog.set_level("DEBUG", logger="sandbox_emulator")
     get(emulator, "specifications/")
     get(emulator, "nope")
     emulator.set_fault("libraries", Fault(drop=True))
     with pytest.raises(requests.ConnectionError):
         get(emulator, "libraries/")
-    lines = [r.getMessage() for r in caplog.records if r.name == "sandbox_exporter.emulator"]
+    records = [r for r in caplog.records if r.name.startswith("sandbox_emulator")]
+    requests_logged = [r for r in records if " HTTP/1.1" in r.getMessage()]
+    lines = [r.getMessage() for r in requests_logged]
     assert any('"GET /specifications/ HTTP/1.1" 200' in line for line in lines)
     assert any('"GET /nope HTTP/1.1" 404' in line for line in lines)
+    # A line per request at info would drown everything else (the demo's URLs).
+    assert {r.levelname for r in requests_logged} == {"DEBUG"}
     assert [r for r in caplog.records if r.levelno >= 30] == []
 
 
@@ -1202,7 +1206,7 @@ def test_any_json_config_gets_an_answer_never_a_crash(emulator_v3, config):
 
 def start_cli(*args: str) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox_exporter.emulator", "--port", "0", *args],
+        [sys.executable, "-m", "sandbox_emulator", "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -1257,7 +1261,7 @@ def test_cli_prints_the_url_and_serves_until_sigterm(tmp_path):
 )
 def test_cli_refuses_bad_arguments(args, words):
     result = subprocess.run(
-        [sys.executable, "-m", "sandbox_exporter.emulator", "--port", "0", *args],
+        [sys.executable, "-m", "sandbox_emulator", "--port", "0", *args],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,

@@ -11,8 +11,8 @@ import pytest
 import requests
 from harness import RunningExporter
 
+from sandbox_emulator import Fault
 from sandbox_exporter.client import Sandbox
-from sandbox_exporter.emulator import Fault
 from sandbox_exporter.vocabulary import PROBES
 
 from helpers import Scrape, scrape, wait_until

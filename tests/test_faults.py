@@ -31,8 +31,8 @@ import pytest
 import requests
 from harness import RunningExporter
 
+from sandbox_emulator import Emulator, Fault
 from sandbox_exporter.client import DEFAULT_MAX_RESPONSE_BYTES
-from sandbox_exporter.emulator import Emulator, Fault
 from sandbox_exporter.exporter import Exporter
 from sandbox_exporter.vocabulary import CANARY, PROBES, SPECIFICATIONS
 
@@ -423,7 +423,7 @@ class ErrorLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         # The emulators log their own troubles; they are not under test here.
-        if not record.name.startswith("sandbox_exporter.emulator"):
+        if not record.name.startswith("sandbox_emulator"):
             self.records.append(record)
 
 

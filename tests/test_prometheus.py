@@ -49,11 +49,10 @@ import pytest
 import requests
 import test_deploy_files as deploy
 import yaml
-from conftest import FAST_EMULATOR_OPTIONS
 from harness import RunningExporter
 from prometheus_server import PrometheusAPIError, PrometheusServer
 
-from sandbox_exporter.emulator import Emulator, Fault
+from sandbox_emulator import Emulator, Fault
 
 from helpers import free_port, wait_until
 
@@ -75,12 +74,6 @@ SHIPPED_REPLICAS = ("sandbox-exporter-0:9929", "sandbox-exporter-1:9929")
 
 
 # --------------------------------------------------------------- helpers
-
-
-def start_emulator(**options: Any) -> Emulator:
-    emulator = Emulator(**{**FAST_EMULATOR_OPTIONS, "port": 0, **options})
-    emulator.start()
-    return emulator
 
 
 def shipped_prometheus_config(
@@ -302,15 +295,17 @@ def capped_specifications(emulator: Emulator) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonStack]:
+def daemon(
+    tmp_path_factory: pytest.TempPathFactory, make_module_emulator: Callable[..., Emulator]
+) -> Iterator[DaemonStack]:
     directory = tmp_path_factory.mktemp("daemon")
     emulators: dict[str, Emulator] = {}
     exporter = prometheus = None
     try:
-        emulators["old"] = start_emulator(api=2)
-        emulators["new"] = start_emulator(api=3)
-        emulators["broken"] = start_emulator(api=3, faults={"execute": Fault(status=503)})
-        emulators["gone"] = start_emulator(api=3)
+        emulators["old"] = make_module_emulator(api=2)
+        emulators["new"] = make_module_emulator(api=3)
+        emulators["broken"] = make_module_emulator(api=3, faults={"execute": Fault(status=503)})
+        emulators["gone"] = make_module_emulator(api=3)
         emulators["new"].set_fault(
             "specifications", Fault(body=capped_specifications(emulators["new"]))
         )
@@ -342,8 +337,6 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonStack]:
             prometheus.stop()
         if exporter is not None:
             exporter.stop()
-        for emulator in emulators.values():
-            emulator.stop()
 
 
 def wait_for_daemon_data(stack: DaemonStack) -> None:

@@ -29,10 +29,10 @@ import pytest
 import requests
 from harness import RunningExporter
 
+from sandbox_emulator import Emulator, default_libraries
 from sandbox_exporter import web
 from sandbox_exporter.client import Sandbox, SandboxConnectionError
 from sandbox_exporter.config import load_config
-from sandbox_exporter.emulator import Emulator, default_libraries
 
 from helpers import Scrape, free_port, wait_until
 

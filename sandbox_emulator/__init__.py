@@ -1,6 +1,6 @@
 """A stand-in sandbox server (generation 2.x or 3.x) with fault injection.
 
-    from sandbox_exporter.emulator import Emulator, Fault
+    from sandbox_emulator import Emulator, Fault
 
     with Emulator(api=3, containers=2, usage_delay=0.05) as emu:
         emu.url                                   # "http://127.0.0.1:PORT/"
@@ -34,7 +34,7 @@ Emulator-only additions (a real server has none of them):
   a fault (fields as in `Fault`; `body` a string or any JSON value);
   `DELETE /_emulator/faults/` clears all (`?endpoint=NAME` one);
   `GET /_emulator/faults/` lists them.
-- `python -m sandbox_exporter.emulator` prints the URL as its first stdout line.
+- `python -m sandbox_emulator` prints the URL as its first stdout line.
 
 Where it knowingly differs from the real server (the real one answers 500 or
 does something unsafe there): a command object with unknown keys is "Command
@@ -45,7 +45,8 @@ command keeps at most 16 MiB.
 """
 
 from .faults import ALL_ENDPOINTS, ENDPOINTS, Fault, parse_fault_spec
-from .server import CONTROL_PATH, Emulator, default_libraries
+from .routing import CONTROL_PATH
+from .server import Emulator, default_libraries
 
 __all__ = [
     "ALL_ENDPOINTS",

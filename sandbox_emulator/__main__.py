@@ -1,4 +1,4 @@
-"""`python -m sandbox_exporter.emulator`: run a stand-in sandbox server until interrupted.
+"""`python -m sandbox_emulator`: run a stand-in sandbox server until interrupted.
 
 The first line on stdout is the base URL (useful with `--port 0`). Faults can
 be changed while it runs through the emulator-only control endpoint:
@@ -18,7 +18,8 @@ import threading
 from collections.abc import Sequence
 
 from .faults import parse_fault_spec
-from .server import CONTROL_PATH, Emulator
+from .routing import CONTROL_PATH
+from .server import Emulator
 
 
 def _seconds(text: str) -> float:
@@ -40,7 +41,7 @@ def _fault(text: str):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m sandbox_exporter.emulator",
+        prog="python -m sandbox_emulator",
         description=(
             "Stand-in PremierLangage/WIMS sandbox server (2.x or 3.x API). Commands run for "
             "real with bash as the current user, so it listens on loopback only unless "
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level",
         default="info",
         choices=("debug", "info", "warning", "error"),
-        help="log level on stderr (info: one line per request)",
+        help="log level on stderr (debug: one line per request)",
     )
     return parser
 

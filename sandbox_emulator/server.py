@@ -1,28 +1,24 @@
-"""The HTTP side: routes, the real server's quirks, fault injection, and the Emulator object."""
+"""The Emulator object: its settings, its life cycle (start, stop, go down, come
+up), the faults and documents it serves, and the views that answer each endpoint."""
 
 from __future__ import annotations
 
-import contextlib
-import http
 import ipaddress
 import json
 import logging
 import math
 import os
-import re
 import shutil
 import socket
 import tempfile
 import threading
-import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from importlib import resources
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs
 
 from . import hostinfo
+from .answers import JSON, NOT_FOUND_PAGE, Answer, json_answer, text_answer
 from .execution import (
     UUID_PATTERN,
     EnvironmentStore,
@@ -31,127 +27,27 @@ from .execution import (
     parse_config_text,
     parse_execute_request,
 )
-from .faults import ENDPOINTS, Fault, FaultBoard, check_endpoint, fault_from_json
+from .faults import Fault, FaultBoard, check_endpoint, fault_from_json
 from .forms import parse_form
+from .handler import Application, Connections, Listener
 from .pool import ContainerPool
+from .routing import CONTROL_PATH, VIEW_METHODS, match_route, method_not_allowed
 
-logger = logging.getLogger("sandbox_exporter.emulator")
+logger = logging.getLogger(__name__)
 
 SANDBOX_VERSIONS = {2: "2.0.3", 3: "3.0.3"}
 DOCKER_VERSION = "28.2.2"
 DEFAULT_EXPIRATION_SECONDS = 86400
-CONTROL_PATH = "/_emulator/faults/"
-# Bigger bodies are refused: the emulator keeps a request in memory.
-MAX_BODY_BYTES = 64 * 2**20
-# A client that stops sending mid-request is dropped after this long.
-SOCKET_TIMEOUT_SECONDS = 60.0
 # How long stop() lets in-flight requests finish before cutting their connections.
 STOP_GRACE_SECONDS = 2.0
 STOP_JOIN_SECONDS = 10.0
 # serve_forever() notices shutdown() only between polls: short, so stop() and go_down() are quick.
 LISTENER_POLL_SECONDS = 0.02
 
-HTML = "text/html; charset=utf-8"
-JSON = "application/json"
-# Django's page for an unmatched URL when DEBUG is off.
-NOT_FOUND_PAGE = (
-    b"<!doctype html>\n"
-    b'<html lang="en">\n'
-    b"<head>\n"
-    b"  <title>Not Found</title>\n"
-    b"</head>\n"
-    b"<body>\n"
-    b"  <h1>Not Found</h1><p>The requested resource was not found on this server.</p>\n"
-    b"</body>\n"
-    b"</html>\n"
-)
-SERVER_ERROR_PAGE = b"<h1>Server Error (500)</h1>"
 OVERLOADED = {
     3: "Sandbox overloaded, retry after a few seconds.",
     2: "Sandbox overloaded, retry after a few secondes.",
 }
-
-ROUTES = (
-    ("specifications", re.compile(r"^/specifications/$")),
-    ("usages", re.compile(r"^/usages/$")),
-    ("libraries", re.compile(r"^/libraries/$")),
-    ("execute", re.compile(r"^/execute/$")),
-    ("environments", re.compile(r"^/environments/(?P<env>[^/]+)/$")),
-    ("files", re.compile(r"^/files/(?P<env>[^/]+)/(?P<path>.+)/$")),
-)
-NATURAL_CONTENT_TYPES = {
-    "specifications": JSON,
-    "usages": JSON,
-    "libraries": JSON,
-    "execute": JSON,
-    "environments": "application/gzip",
-    "files": "application/octet-stream",
-}
-# Methods each view answers, per generation. 3.x class-based views also
-# answer OPTIONS (200 with Allow); 2.x function views answer 405 to anything else.
-VIEW_METHODS = {
-    3: {
-        "specifications": ("GET", "HEAD"),
-        "usages": ("GET", "HEAD"),
-        "libraries": ("GET", "HEAD"),
-        "execute": ("POST",),
-        "environments": ("GET", "HEAD"),
-        "files": ("GET", "HEAD"),
-    },
-    2: {
-        "specifications": ("GET",),
-        "libraries": ("GET",),
-        "execute": ("POST",),
-        "environments": ("GET", "HEAD"),
-        "files": ("GET", "HEAD"),
-    },
-}
-
-
-@dataclass
-class Answer:
-    status: int
-    body: bytes = b""
-    content_type: str | None = HTML
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-
-def json_answer(document: Any, status: int = 200) -> Answer:
-    return Answer(status, json.dumps(document).encode(), JSON)
-
-
-def text_answer(status: int, message: str, content_type: str = HTML) -> Answer:
-    return Answer(status, message.encode(), content_type)
-
-
-def match_route(path: str) -> tuple[str, dict[str, str]] | None:
-    """(endpoint, URL parameters) for a path the real server routes, None for its 404 page."""
-    for endpoint, pattern in ROUTES:
-        match = pattern.match(path)
-        if match:
-            return endpoint, match.groupdict()
-    return None
-
-
-def endpoint_of(path: str) -> str | None:
-    """The endpoint a path belongs to (its first segment), for fault lookups."""
-    first = path.lstrip("/").split("/", 1)[0]
-    return first if first in ENDPOINTS else None
-
-
-def fault_answer(fault: Fault, endpoint: str) -> Answer:
-    status = fault.status if fault.status is not None else 200
-    if isinstance(fault.body, dict | list):
-        return Answer(status, json.dumps(fault.body).encode(), JSON)
-    if fault.body is not None:
-        body = fault.body.encode() if isinstance(fault.body, str) else fault.body
-        content_type = NATURAL_CONTENT_TYPES[endpoint] if status < 400 else HTML
-        return Answer(status, body, content_type)
-    try:
-        phrase = http.HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Injected fault"
-    return text_answer(status, phrase)
 
 
 def is_loopback(host: str) -> bool:
@@ -190,163 +86,6 @@ def default_libraries(api: int) -> dict:
     """The packaged /libraries/ document of generation `api`."""
     data = resources.files(__package__).joinpath("data", f"libraries_v{api}.json").read_bytes()
     return json.loads(data)
-
-
-class _Listener(ThreadingHTTPServer):
-    """One listening socket; connections are handed to the Emulator, which tracks them."""
-
-    allow_reuse_address = True
-    daemon_threads = True
-    block_on_close = False
-    # Bursts of concurrent requests (overload tests, benchmarks) overflowed the
-    # default backlog of 5 and cost clients 1 s SYN retries.
-    request_queue_size = 128
-
-    def __init__(self, address: tuple, family: int, emulator: Emulator) -> None:
-        self.address_family = family
-        self.emulator = emulator
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        if self.address_family == socket.AF_INET6:
-            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        super().server_bind()
-
-    def process_request(self, request, client_address) -> None:
-        self.emulator._serve_connection_in_thread(self, request, client_address)
-
-    def handle_error(self, request, client_address) -> None:
-        logger.debug("connection from %s failed", client_address, exc_info=True)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Listener
-    protocol_version = "HTTP/1.1"
-    server_version = "WSGIServer/0.2"
-    sys_version = "CPython/3"
-    timeout = SOCKET_TIMEOUT_SECONDS
-
-    def __getattr__(self, name: str):
-        # Any method token reaches the router, as in Django (PUT, PATCH, FOO...).
-        if name.startswith("do_"):
-            return self._handle
-        raise AttributeError(name)
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        logger.info('%s "%s" %s', self.client_address[0], self.requestline, code)
-
-    def log_message(self, format: str, *args: object) -> None:
-        logger.debug("%s %s", self.client_address[0], format % args)
-
-    def _handle(self) -> None:
-        self.close_connection = True
-        emulator = self.server.emulator
-        head = self.command == "HEAD"
-        try:
-            raw = self.path
-            target = raw.split("?", 1)[0] if raw.startswith("/") else urlsplit(raw).path
-            path = unquote(target, errors="replace")
-            query = urlsplit(raw).query
-            try:
-                body = self._read_body()
-            except RequestError as error:
-                self._send(text_answer(error.status, error.message), head=head)
-                return
-            except (OSError, ValueError):
-                logger.debug("could not read the request body", exc_info=True)
-                return
-            if path == CONTROL_PATH:
-                self._send(emulator._control(self.command, query, body), head=head)
-                return
-            endpoint = endpoint_of(path)
-            fault = emulator._faults.for_endpoint(endpoint) if endpoint else None
-            if fault is not None and fault.latency > 0 and emulator._stopping.wait(fault.latency):
-                return
-            if fault is not None and fault.drop:
-                return  # the connection closes with nothing sent
-            if fault is not None and fault.replaces_answer:
-                answer = fault_answer(fault, endpoint)
-            else:
-                answer = emulator._route(self.command, path, self.headers, body)
-            if answer is None:  # the emulator is stopping: close without an answer
-                return
-            if fault is not None and fault.content_type is not None:
-                answer.content_type = fault.content_type
-            self._send(
-                answer,
-                head=head,
-                drip=fault.drip if fault else None,
-                truncate=fault.truncate if fault else None,
-            )
-        except (BrokenPipeError, ConnectionError, TimeoutError):
-            logger.debug("client went away", exc_info=True)
-        except Exception:
-            logger.exception("unexpected error answering %r", self.requestline)
-            with contextlib.suppress(OSError):
-                self._send(Answer(500, SERVER_ERROR_PAGE), head=head)
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked()
-        length = self.headers.get("Content-Length")
-        if length is None:
-            return b""
-        try:
-            size = int(length)
-            if size < 0:
-                raise ValueError
-        except ValueError:
-            raise RequestError(400, f"Invalid Content-Length header: {length!r}") from None
-        if size > MAX_BODY_BYTES:
-            raise RequestError(413, f"Request body larger than {MAX_BODY_BYTES} bytes")
-        return self.rfile.read(size)
-
-    def _read_chunked(self) -> bytes:
-        body = bytearray()
-        while True:
-            line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";", 1)[0].strip() or b"x", 16)
-            except ValueError:
-                raise RequestError(400, "Invalid chunked request body") from None
-            if size == 0:
-                while self.rfile.readline(1024).strip():  # trailers
-                    pass
-                return bytes(body)
-            if len(body) + size > MAX_BODY_BYTES:
-                raise RequestError(413, f"Request body larger than {MAX_BODY_BYTES} bytes")
-            body += self.rfile.read(size)
-            self.rfile.readline(1024)
-
-    def _send(
-        self,
-        answer: Answer,
-        *,
-        head: bool,
-        drip: float | None = None,
-        truncate: int | None = None,
-    ) -> None:
-        self.send_response(answer.status)
-        if answer.content_type is not None:
-            self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body)))
-        for name, value in answer.headers:
-            self.send_header(name, value)
-        self.send_header("X-Frame-Options", "DENY")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        if head:
-            return
-        body = answer.body if truncate is None else answer.body[:truncate]
-        if not drip:
-            self.wfile.write(body)
-            return
-        stopping = self.server.emulator._stopping
-        for index in range(len(body)):
-            if index and stopping.wait(drip):
-                return
-            self.wfile.write(body[index : index + 1])
 
 
 class Emulator:
@@ -404,9 +143,10 @@ class Emulator:
         self._bound_host = host
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._listener: _Listener | None = None
+        self._listener: Listener | None = None
         self._listener_thread: threading.Thread | None = None
-        self._connections: dict[threading.Thread, socket.socket] = {}
+        self._connections = Connections()
+        self._application = Application(self._answer, self._faults, self._stopping)
         self._workdir: Path | None = None
         self._pool: ContainerPool | None = None
         self._environments: EnvironmentStore | None = None
@@ -444,13 +184,11 @@ class Emulator:
         self._close_listener()
         if self._pool is not None:
             self._pool.shutdown(STOP_JOIN_SECONDS)
-        self._join_connections(STOP_GRACE_SECONDS)
-        with self._lock:
-            leftovers = list(self._connections.values())
-        for connection in leftovers:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        self._join_connections(STOP_JOIN_SECONDS)
+        if self._connections.join(STOP_GRACE_SECONDS):
+            self._connections.cut()
+            stuck = self._connections.join(STOP_JOIN_SECONDS)
+            if stuck:
+                logger.warning("%d connection threads did not finish in time", stuck)
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
         logger.info("sandbox emulator stopped")
@@ -534,7 +272,7 @@ class Emulator:
         infos.sort(key=lambda info: info[0] != socket.AF_INET)  # IPv4 first, like most clients
         family, _, _, _, address = infos[0]
         try:
-            listener = _Listener(address, family, self)
+            listener = Listener(address, family, self._application, self._connections)
         except OSError as error:
             raise OSError(
                 error.errno, f"cannot listen on {self.host} port {self._port}: {error.strerror}"
@@ -562,41 +300,16 @@ class Emulator:
         if thread is not None:
             thread.join()
 
-    def _serve_connection_in_thread(self, listener: _Listener, request, client_address) -> None:
-        thread = threading.Thread(
-            target=self._serve_connection,
-            args=(listener, request, client_address),
-            name="emulator-connection",
-            daemon=True,
-        )
-        with self._lock:
-            self._connections[thread] = request
-        thread.start()
-
-    def _serve_connection(self, listener: _Listener, request, client_address) -> None:
-        try:
-            listener.finish_request(request, client_address)
-        except Exception:
-            listener.handle_error(request, client_address)
-        finally:
-            listener.shutdown_request(request)
-            with self._lock:
-                self._connections.pop(threading.current_thread(), None)
-
-    def _join_connections(self, timeout: float) -> None:
-        with self._lock:
-            threads = list(self._connections)
-        deadline = time.monotonic() + timeout
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        with self._lock:
-            stuck = [thread for thread in self._connections if thread.is_alive()]
-        if stuck and timeout >= STOP_JOIN_SECONDS:
-            logger.warning("%d connection threads did not finish in time", len(stuck))
-
     # -- internals: answering -----------------------------------------------
 
-    def _route(self, method: str, path: str, headers, body: bytes) -> Answer | None:
+    def _answer(
+        self, method: str, path: str, query: str, headers: Message, body: bytes
+    ) -> Answer | None:
+        if path == CONTROL_PATH:
+            return self._control(method, query, body)
+        return self._route(method, path, headers, body)
+
+    def _route(self, method: str, path: str, headers: Message, body: bytes) -> Answer | None:
         routed = match_route(path)
         if routed is None:
             return Answer(404, NOT_FOUND_PAGE)
@@ -605,23 +318,11 @@ class Emulator:
         if methods is None or ("env" in params and not UUID_PATTERN.match(params["env"])):
             return Answer(404, NOT_FOUND_PAGE)
         if method not in methods:
-            return self._method_not_allowed(method, methods)
+            return method_not_allowed(self.api, method, methods)
         try:
             return getattr(self, f"_view_{endpoint}")(params, headers, body)
         except RequestError as error:
             return text_answer(error.status, error.message)
-
-    def _method_not_allowed(self, method: str, methods: tuple[str, ...]) -> Answer:
-        if self.api >= 3:
-            allow = ", ".join((*methods, "OPTIONS"))
-            status = 200 if method == "OPTIONS" else 405
-            return Answer(status, b"", HTML, [("Allow", allow)])
-        return Answer(
-            405,
-            f"405 Method Not Allowed : {method}".encode(),
-            HTML,
-            [("Allow", ", ".join(methods))],
-        )
 
     def _view_specifications(self, params, headers, body) -> Answer:
         if self.api >= 3:
