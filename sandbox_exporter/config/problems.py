@@ -31,9 +31,11 @@ _REFUSING: dict[str, type[BaseModel]] = {model.__name__: model for model in (Aut
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of the configuration file, derived from :class:`Config`."""
     schema = Config.model_json_schema()
+    # Draft 7, the newest that every editor's YAML language server reads.
     return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$schema": "http://json-schema.org/draft-07/schema#",
         **schema,
+        "title": "sandbox-exporter configuration",
     }
 
 
