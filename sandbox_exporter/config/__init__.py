@@ -27,18 +27,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..expectations import Expectations
+from .canary import DEFAULT_CANARY, DEFAULT_CANARY_TIMEOUT, Canary
+from .connection import TLS, Auth
 from .durations import MAX_DURATION_SECONDS, format_duration, parse_duration
 from .errors import ConfigError
 from .fields import RESERVED_LABEL_NAMES, Secret
 from .models import (
-    DEFAULT_CANARY,
-    DEFAULT_CANARY_TIMEOUT,
-    DEFAULT_INTERVALS,
-    DEFAULT_TIMEOUTS,
     SEVERITY_LEVELS,
-    TLS,
-    Auth,
-    Canary,
     Config,
     Defaults,
     ProbeEndpoint,
@@ -48,6 +43,7 @@ from .models import (
 )
 from .problems import Problem, json_schema, problems_of, render
 from .rules import check_defaults, check_target, duplicate_names, resolve_defaults, resolve_target
+from .section import DEFAULT_INTERVALS, DEFAULT_TIMEOUTS
 from .yamlfile import load_yaml, load_yaml_with_positions
 
 __all__ = [

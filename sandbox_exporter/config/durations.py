@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["MAX_DURATION_SECONDS", "format_duration", "parse_duration"]
-
 _DURATION_UNITS = {
     "y": 365 * 86400.0,
     "w": 7 * 86400.0,

@@ -10,17 +10,6 @@ from collections.abc import Sequence
 
 from pydantic_core import PydanticCustomError
 
-__all__ = [
-    "ALSO",
-    "ConfigError",
-    "describe",
-    "key_path",
-    "problem",
-    "quote_hint",
-    "shorten",
-    "unknown",
-]
-
 #: A location inside the document: mapping keys and list indexes, outermost first.
 Location = tuple[str | int, ...]
 

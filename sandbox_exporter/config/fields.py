@@ -11,7 +11,6 @@ from __future__ import annotations
 import hmac
 import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -22,28 +21,6 @@ from pydantic.json_schema import WithJsonSchema
 from ..expectations import FrozenDict, Matcher
 from .durations import parse_duration
 from .errors import describe, problem, quote_hint, shorten
-
-__all__ = [
-    "RESERVED_LABEL_NAMES",
-    "CaFile",
-    "Duration",
-    "ExitStatus",
-    "FrozenMapping",
-    "HeaderName",
-    "HeaderValue",
-    "Items",
-    "LabelName",
-    "NonBlank",
-    "Ratio",
-    "Regex",
-    "Secret",
-    "SecretFromEnvironment",
-    "SecretFromFile",
-    "Url",
-    "Username",
-    "Version",
-    "name_of",
-]
 
 T = TypeVar("T")
 _MAX_SECRET_FILE_BYTES = 64 * 1024
@@ -94,10 +71,6 @@ def _as_tuple(value: object) -> tuple[Any, ...]:
 
 #: A YAML list, held as a tuple so that the objects stay hashable.
 Items = Annotated[tuple[T, ...], BeforeValidator(_as_tuple)]
-
-
-def _frozen(value: Mapping[str, Any]) -> FrozenDict:
-    return FrozenDict(value)
 
 
 def _not_blank(text: str) -> str:
@@ -422,4 +395,5 @@ Ratio = Annotated[
     WithJsonSchema({"type": "number", "minimum": 0, "maximum": 1}),
 ]
 
-FrozenMapping = AfterValidator(_frozen)
+#: Makes a validated mapping immutable, so that the objects holding it stay hashable.
+FrozenMapping = AfterValidator(FrozenDict)

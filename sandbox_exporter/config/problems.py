@@ -14,11 +14,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from .canary import Canary
+from .connection import Auth
 from .errors import ALSO, Location, describe, key_path, quote_hint, unknown
-from .models import Auth, Canary, Config
+from .models import Config
 from .yamlfile import Positions
-
-__all__ = ["Problem", "json_schema", "problems_of", "render"]
 
 #: A problem found: where, and what is wrong.
 Problem = tuple[Location, str]
@@ -74,22 +74,21 @@ def _reworded(kind: str, location: Location, value: Any, context: dict[str, Any]
     return location, _wrong_type(kind, value)
 
 
+# What pydantic's type errors expected, in YAML's words.
+_EXPECTED = {
+    **dict.fromkeys(("model_type", "dict_type", "model_attributes_type"), "a mapping"),
+    **dict.fromkeys(("list_type", "tuple_type"), "a list"),
+    **dict.fromkeys(("int_type", "int_from_float"), "an integer"),
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "float_type": "a number",
+    "finite_number": "a finite number",
+}
+
+
 def _wrong_type(kind: str, value: Any) -> str:
-    if kind in ("model_type", "dict_type", "model_attributes_type", "dataclass_type"):
-        return f"expected a mapping, got {describe(value)}"
-    if kind in ("list_type", "tuple_type"):
-        return f"expected a list, got {describe(value)}"
-    if kind == "string_type":
-        return f"expected a string, got {describe(value)}{quote_hint(value)}"
-    if kind == "bool_type":
-        return f"expected true or false, got {describe(value)}"
-    if kind in ("int_type", "int_from_float"):
-        return f"expected an integer, got {describe(value)}"
-    if kind == "float_type":
-        return f"expected a number, got {describe(value)}"
-    if kind == "finite_number":
-        return f"expected a finite number, got {describe(value)}"
-    return f"invalid value: {describe(value)}"
+    hint = quote_hint(value) if kind == "string_type" else ""
+    return f"expected {_EXPECTED.get(kind, 'another value')}, got {describe(value)}{hint}"
 
 
 def _unknown_key(location: Location) -> str:

@@ -22,18 +22,12 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 from ..vocabulary import CANARY, PROBES
+from .canary import DEFAULT_CANARY_TIMEOUT, Canary
 from .durations import format_duration
 from .errors import Location
-from .models import DEFAULT_CANARY_TIMEOUT, Canary, Defaults, Probing, Section, Target
+from .models import Defaults, Probing, Target
 from .problems import Problem
-
-__all__ = [
-    "check_defaults",
-    "check_target",
-    "duplicate_names",
-    "resolve_defaults",
-    "resolve_target",
-]
+from .section import Section
 
 S = TypeVar("S", bound=Section)
 _MERGED = ("intervals", "timeouts", "thresholds", "severities", "tls")

@@ -12,8 +12,6 @@ import yaml
 
 from .errors import ConfigError, Location
 
-__all__ = ["Positions", "load_yaml", "load_yaml_with_positions"]
-
 #: Where each key or list item of a document was written: ``(line, column)``, from 1.
 Positions = dict[Location, tuple[int, int]]
 
