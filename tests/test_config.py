@@ -569,6 +569,15 @@ ERROR_CASES = [
         "duplicate key 'url'",
     ),
     ("yaml-tab", "targets:\n\t- a\n", "line 2, column 1", "cannot start any token"),
+    # Keys spelled like pydantic's internal names for the forms of a command.
+    ("odd-top-key", "'~': 1\n", '"~"', "unknown key"),
+    ("key-like-a-form", target_with("mapping: 1"), "targets[0].mapping", "unknown key"),
+    (
+        "command-key-like-a-form",
+        target_with("canaries: [{name: a, commands: [{command: ls, text: x}]}]"),
+        "targets[0].canaries[0].commands[0].text",
+        "unknown key",
+    ),
 ]
 
 

@@ -43,10 +43,11 @@ def _as_sent(command: str | Command) -> str | Mapping[str, Any]:
     return FrozenDict(command=command.command, timeout=number)
 
 
+#: How pydantic names the two forms of a command in error locations.
+COMMAND_FORMS = ("text", "mapping")
 CommandItem = Annotated[
-    Annotated[str, AfterValidator(_command_text), Tag("~text")]
-    | Annotated[Command, Tag("~mapping")],
-    Discriminator(lambda item: "~mapping" if isinstance(item, dict | Command) else "~text"),
+    Annotated[str, AfterValidator(_command_text), Tag("text")] | Annotated[Command, Tag("mapping")],
+    Discriminator(lambda item: "mapping" if isinstance(item, dict | Command) else "text"),
     AfterValidator(_as_sent),
 ]
 

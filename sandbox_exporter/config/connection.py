@@ -52,13 +52,13 @@ class Auth(Section):
 
     username: Username | None = None
     """The HTTP basic authentication user name."""
-    password_file: SecretFromFile | None = None
+    password_file: SecretFromFile = None  # type: ignore[assignment]
     """A file holding the password (one line)."""
-    password_env: SecretFromEnvironment | None = None
+    password_env: SecretFromEnvironment = None  # type: ignore[assignment]
     """An environment variable holding the password."""
-    bearer_token_file: SecretFromFile | None = None
+    bearer_token_file: SecretFromFile = None  # type: ignore[assignment]
     """A file holding the bearer token (one line)."""
-    bearer_token_env: SecretFromEnvironment | None = None
+    bearer_token_env: SecretFromEnvironment = None  # type: ignore[assignment]
     """An environment variable holding the bearer token."""
     headers: Annotated[
         Mapping[HeaderName, HeaderValue], FrozenMapping, AfterValidator(_unique_headers)
@@ -67,29 +67,27 @@ class Auth(Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _secrets_pair_up(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or any(key in data for key in cls.refused_keys):
-            return data  # a refused key is reported alone: pairing advice would only add noise
-        for key in ("password_file", "password_env", "bearer_token_file", "bearer_token_env"):
-            if key in data and data[key] is None:
-                raise problem("missing value", key)
+    def _one_source_per_secret(cls, data: Any) -> Any:
+        # Checked before the secrets are read: reading both would be pointless.
         for stem in ("password", "bearer_token"):
-            if f"{stem}_file" in data and f"{stem}_env" in data:
+            if isinstance(data, dict) and f"{stem}_file" in data and f"{stem}_env" in data:
                 raise problem(f"set either {stem}_file or {stem}_env, not both", f"{stem}_file")
-        has_password = "password_file" in data or "password_env" in data
-        has_username = data.get("username") is not None
-        if has_password and ("bearer_token_file" in data or "bearer_token_env" in data):
+        return data
+
+    @model_validator(mode="after")
+    def _secrets_pair_up(self) -> Auth:
+        if self.password and self.bearer_token:
             raise problem(
                 "set either a password (basic authentication) or a bearer token, not both"
             )
-        if has_password and not has_username:
+        if self.password and self.username is None:
             raise problem("missing: a password needs a username", "username")
-        if has_username and not has_password:
+        if self.username is not None and not self.password:
             raise problem(
                 "missing: a username needs a password (password_file or password_env)",
                 "password_file",
             )
-        return data
+        return self
 
     @property
     def password(self) -> Secret | None:

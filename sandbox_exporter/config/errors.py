@@ -61,7 +61,7 @@ def key_path(location: Location) -> str:
         elif _PLAIN_KEY.fullmatch(part):
             path += f".{part}" if path else part
         else:
-            path += f"[{json.dumps(part)}]"
+            path += f"[{json.dumps(part)}]" if path else json.dumps(part)
     return path or "(top level)"
 
 

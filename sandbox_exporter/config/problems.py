@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .canary import Canary
+from .canary import COMMAND_FORMS, Canary
 from .connection import Auth
 from .errors import ALSO, Location, describe, key_path, quote_hint, unknown
 from .models import Config
@@ -42,11 +42,24 @@ def json_schema() -> dict[str, Any]:
 def problems_of(error: ValidationError, at: Location = ()) -> Iterator[Problem]:
     """The problems in ``error``, raised validating the value found at ``at``."""
     for details in error.errors(include_url=False):
-        # "~text"/"~mapping" name the branch of a union taken, not a key.
-        location = at + tuple(
-            part for part in details["loc"] if not (isinstance(part, str) and part[:1] == "~")
-        )
+        location = at + _without_union_branches(details["loc"])
         yield _reworded(details["type"], location, details["input"], details.get("ctx") or {})
+
+
+def _without_union_branches(location: Location) -> Location:
+    # Pydantic names the form of a command it tried ("commands", 0, "mapping",
+    # "command"); the user wrote no such key. Only there can a branch name
+    # follow a list index: after an index comes a key only inside the item.
+    return tuple(
+        part
+        for index, part in enumerate(location)
+        if not (
+            part in COMMAND_FORMS
+            and index >= 2
+            and isinstance(location[index - 1], int)
+            and location[index - 2] == "commands"
+        )
+    )
 
 
 def _reworded(kind: str, location: Location, value: Any, context: dict[str, Any]) -> Problem:
