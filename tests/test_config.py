@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import pickle
 import shutil
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from sandbox_exporter.config import (
     DEFAULT_CANARY,
@@ -567,6 +569,15 @@ ERROR_CASES = [
         "duplicate key 'url'",
     ),
     ("yaml-tab", "targets:\n\t- a\n", "line 2, column 1", "cannot start any token"),
+    # Keys spelled like pydantic's internal names for the forms of a command.
+    ("odd-top-key", "'~': 1\n", '"~"', "unknown key"),
+    ("key-like-a-form", target_with("mapping: 1"), "targets[0].mapping", "unknown key"),
+    (
+        "command-key-like-a-form",
+        target_with("canaries: [{name: a, commands: [{command: ls, text: x}]}]"),
+        "targets[0].canaries[0].commands[0].text",
+        "unknown key",
+    ),
 ]
 
 
@@ -802,7 +813,7 @@ def test_the_inline_password_error_is_the_only_error() -> None:
     assert errors == [
         "targets[0].auth.password: inline secrets are not allowed (they would sit in a file "
         "anyone reading the configuration sees): put it in a file and use password_file, or "
-        "name an environment variable with password_env"
+        "name an environment variable with password_env (line 4, column 25)"
     ]
 
 
@@ -1103,7 +1114,7 @@ def test_config_target_lookup() -> None:
 def test_config_objects_are_frozen_and_picklable() -> None:
     config = parse(target_with("labels: {site: x}, expect: {bin: [gcc]}"))
     target = config.targets[0]
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(ValidationError, match="frozen"):
         target.url = "http://evil/"  # type: ignore[misc]
     with pytest.raises(TypeError):
         target.labels["site"] = "y"  # type: ignore[index]
@@ -1547,7 +1558,90 @@ def test_the_default_canary_fits_a_short_canary_interval() -> None:
         "targets: [{name: demo, url: 'http://h/'}]\n"
     ).targets[0]
     assert target.timeouts["canary"] == 5.0
-    assert target.canaries == (dataclasses.replace(DEFAULT_CANARY, timeout=5.0),)
+    assert target.canaries == (DEFAULT_CANARY.model_copy(update={"timeout": 5.0}),)
     defaults = parse("defaults: {intervals: {canary: 5s}}").defaults
     [from_url] = config_for_url("http://h/", defaults).targets
     assert from_url.canaries[0].timeout == 5.0
+
+
+# --------------------------------------------------------------------------
+# The JSON Schema, for editors
+
+SCHEMA_FILE = REPO / "config" / "sandbox-exporter.schema.json"
+MODELINE = "# yaml-language-server: $schema=sandbox-exporter.schema.json"
+
+
+@pytest.fixture(scope="module")
+def schema_validator() -> jsonschema.Draft7Validator:
+    schema = json.loads(SCHEMA_FILE.read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
+
+
+def test_the_shipped_schema_is_the_one_the_models_generate() -> None:
+    generated = subprocess.run(
+        [sys.executable, "-m", "sandbox_exporter.config", "--schema"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        timeout=60,
+    ).stdout
+    assert json.loads(generated)["title"] == "sandbox-exporter configuration"
+    assert SCHEMA_FILE.read_text() == generated, (
+        "config/sandbox-exporter.schema.json is stale: regenerate it with "
+        "python -m sandbox_exporter.config --schema > config/sandbox-exporter.schema.json"
+    )
+
+
+@pytest.mark.parametrize("name", ["example.yml", "minimal.yml"])
+def test_the_shipped_configs_validate_against_the_schema_they_name(
+    schema_validator: jsonschema.Draft7Validator, name: str
+) -> None:
+    text = (REPO / "config" / name).read_text()
+    assert text.splitlines()[0] == MODELINE
+    # The modeline's path is relative to the YAML file.
+    assert (REPO / "config" / MODELINE.split("=", 1)[1]).is_file()
+    errors = [
+        f"{list(e.absolute_path)}: {e.message}"
+        for e in schema_validator.iter_errors(yaml.safe_load(text))
+    ]
+    assert errors == []
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"target": []},
+        {"targets": [{"name": "a"}]},
+        {"targets": [{"url": "http://h/", "labls": {}}]},
+        {"targets": [{"url": "http://h/", "intervals": {"usage": "5 seconds"}}]},
+        {"targets": [{"url": "http://h/", "intervals": {"usages": "5s"}}]},
+        {"targets": [{"url": "http://h/", "severities": {"overloaded": "fatal"}}]},
+        {"targets": [{"url": "http://h/", "thresholds": {"load_warning": 80}}]},
+        {"targets": [{"url": "http://h/", "auth": {"password": "x"}}]},
+        {
+            "targets": [
+                {"url": "http://h/", "canaries": [{"name": "a", "commands": ["ls"], "save": True}]}
+            ]
+        },
+        {"targets": [{"url": "http://h/", "expect": {"languages": {"python": ">=3"}}}]},
+        {"defaults": {"auth": {}}},
+    ],
+)
+def test_the_schema_flags_what_the_loader_refuses(
+    schema_validator: jsonschema.Draft7Validator, document: dict[str, object]
+) -> None:
+    assert not schema_validator.is_valid(document)
+    with pytest.raises(ConfigError):
+        parse_config(yaml.safe_dump(document))
+
+
+def test_the_schema_documents_keys_and_defaults(
+    schema_validator: jsonschema.Draft7Validator,
+) -> None:
+    schema = schema_validator.schema
+    target = schema["$defs"]["Target"]["properties"]
+    assert "base URL" in target["url"]["description"]
+    intervals = schema["$defs"]["Intervals"]["properties"]
+    assert {kind: intervals[kind]["default"] for kind in PROBES} == dict(DEFAULT_INTERVALS)

@@ -1,0 +1,116 @@
+"""Reading YAML strictly, and remembering where each key was written.
+
+Used for both configuration files (``-c`` and ``--web.config.file``): safe
+loading only, duplicate keys refused, syntax errors as ``line L, column C: ...``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError, Location
+
+#: Where each key or list item of a document was written: ``(line, column)``, from 1.
+Positions = dict[Location, tuple[int, int]]
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys: PyYAML would silently keep the
+    last one, and a config where `url` is written twice is a mistake."""
+
+
+def _construct_mapping_without_duplicates(
+    loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False
+) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+            continue  # merge keys ("<<") may be overridden; SafeLoader rejects other odd keys
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping_without_duplicates
+)
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """The document in ``text``; :class:`ConfigError` with line and column if it is not YAML."""
+    return load_yaml_with_positions(text, source)[0]
+
+
+def load_yaml_with_positions(text: str, source: str) -> tuple[Any, Positions]:
+    """The document in ``text`` and where each of its keys and items was written."""
+    loader = None
+    try:
+        loader = _StrictLoader(text)  # a SafeLoader subclass: no arbitrary objects
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        document = loader.construct_document(node)
+        positions: Positions = {}
+        _record(node, (), positions, set())
+        return document, positions
+    except yaml.MarkedYAMLError as error:
+        raise ConfigError([_describe_yaml_error(error)], source) from None
+    except yaml.YAMLError as error:
+        raise ConfigError([f"invalid YAML: {' '.join(str(error).split())}"], source) from None
+    except RecursionError:
+        raise ConfigError(["invalid YAML: the document is nested too deeply"], source) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _record(node: yaml.Node, here: Location, positions: Positions, seen: set[int]) -> None:
+    # A node reached again through an alias is recorded where it was first
+    # written; its later uses point at the alias (or, for "<<", the mapping).
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            positions.setdefault((*here, index), _mark(item))
+            _record(item, (*here, index), positions, seen)
+    elif isinstance(node, yaml.MappingNode):
+        merged = []
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                merged.append(value_node)
+            elif isinstance(key_node, yaml.ScalarNode):
+                positions[(*here, key_node.value)] = _mark(key_node)
+                _record(value_node, (*here, key_node.value), positions, seen)
+        for value_node in merged:  # after the mapping's own keys, which win
+            sources = (
+                value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            )
+            for source in sources:
+                if isinstance(source, yaml.MappingNode):
+                    for key_node, _ in source.value:
+                        if isinstance(key_node, yaml.ScalarNode):
+                            positions.setdefault((*here, key_node.value), _mark(key_node))
+
+
+def _mark(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _describe_yaml_error(error: yaml.MarkedYAMLError) -> str:
+    mark = error.problem_mark or error.context_mark
+    problem = error.problem or error.context or "invalid YAML"
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+    message = f"{where}: {problem}"
+    if error.context and error.problem and error.context_mark is not None:
+        context_mark = error.context_mark
+        message += (
+            f" ({error.context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
+        )
+    return message
