@@ -13,10 +13,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from sandbox_exporter.collector import SandboxCollector
 from sandbox_exporter.config import parse_config
 from sandbox_exporter.documents import parse_specifications
+from sandbox_exporter.metric_names import METRICS, METRICS_BY_NAME
 from sandbox_exporter.probes import ProbeResult
 from sandbox_exporter.state import State
 from sandbox_exporter.vocabulary import SPECIFICATIONS
 
+import contract
 from helpers import Scrape
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -81,3 +83,11 @@ def test_a_scrape_renders_the_same_state_the_same_way():
     third = Scrape(generate_latest(registry).decode())
     assert third.find("sandbox_info", target="a", api="3")
     assert third.find("sandbox_info", target="a", api="2") == []
+
+
+def test_the_metric_table_is_the_documented_contract():
+    assert len(contract.METRICS) > 40, "docs/metrics.md parsing found too few metrics"
+    documented = [(m.name, m.type, m.labels) for m in contract.METRICS]
+    declared = [(m.name, m.type, frozenset(m.labels)) for m in METRICS]
+    assert declared == documented
+    assert len(METRICS_BY_NAME) == len(METRICS), "a metric is declared twice"
