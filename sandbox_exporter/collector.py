@@ -67,7 +67,9 @@ class Families:
         """One sample; none where the value is unknown (None or NaN)."""
         if value is None or value != value:
             return
-        self.family(name).add_metric(labels, value)
+        # `family` inlined: this runs once per sample rendered.
+        family = self.by_name.get(name) or self.family(name)
+        family.add_metric(labels, value)
 
     def samples(self) -> tuple[tuple[str, Samples], ...]:
         return tuple((name, family.samples) for name, family in self.by_name.items())
@@ -79,21 +81,22 @@ class Part(NamedTuple):
     render: Callable[..., None]
     inputs: tuple
 
-    def renders_like(self, other: Part) -> bool:
-        """True if `other` renders to the same samples as this.
 
-        By identity: the results, documents and targets are immutable, and a
-        new probe run makes new objects even when they are equal (a result's
-        equality even ignores its data). Numbers come from the state's dicts,
-        the same objects until they change; an equal new number only costs a
-        render. The cache holds the old objects, so none of their ids can be
-        reused by a new one.
-        """
-        return (
-            self.render is other.render
-            and len(self.inputs) == len(other.inputs)
-            and all(map(operator.is_, self.inputs, other.inputs))
-        )
+def _renders_like(old: Part, new: Part) -> bool:
+    """True if `new` renders to the same samples as `old`.
+
+    By identity: results, documents and targets are immutable, and a new
+    probe run makes new objects even when they are equal (a result's
+    equality even ignores its data). Numbers come from the state's dicts,
+    the same objects until they change; an equal new number only costs a
+    render. The cache holds the old objects, so none of their ids can be
+    reused by a new one.
+    """
+    return (
+        old.render is new.render
+        and len(old.inputs) == len(new.inputs)
+        and all(map(operator.is_, old.inputs, new.inputs))
+    )
 
 
 # A part and the samples it rendered, by metric name.
@@ -116,7 +119,7 @@ def target_parts(snapshot: Snapshot, target: Target) -> list[Part]:
         key = (name, probe)
         last_success, runs = snapshot.last_success.get(key), snapshot.runs.get(key, 0)
         parts.append(Part(_render_runs, (name, probe, results[probe], last_success, runs)))
-        failures = (snapshot.failures.get((*key, reason), 0) for reason in POSSIBLE_REASONS[probe])
+        failures = [snapshot.failures.get((*key, reason), 0) for reason in POSSIBLE_REASONS[probe]]
         parts.append(Part(_render_failures, (name, probe, *failures)))
     spec_result = results[SPECIFICATIONS]
     parts += [
@@ -140,7 +143,7 @@ def render_target(
         previous = ()
     rendered = []
     for index, part in enumerate(parts):
-        if previous and previous[index][0].renders_like(part):
+        if previous and _renders_like(previous[index][0], part):
             rendered.append(previous[index])
             continue
         families = Families()
@@ -176,19 +179,13 @@ class SandboxCollector(Collector):
             targets = list(self._targets())
         else:
             targets = list(snapshot.config.targets) if snapshot.config is not None else []
-        joined: dict[str, Metric] = {}
-
-        def join(samples: Iterable[tuple[str, Samples]]) -> None:
-            for name, part in samples:
-                family = joined.get(name)
-                if family is None:
-                    family = joined[name] = new_family(name)
-                family.samples.extend(part)
-
+        # Every metric's samples, in the order of the metric table.
+        joined: dict[str, list[Sample]] = {spec.name: [] for spec in METRICS}
         if self._exporter_metrics:
             exporter = Families()
             render_exporter(exporter, snapshot)
-            join(exporter.samples())
+            for name, samples in exporter.samples():
+                joined[name] += samples
         previous, rendered = self._rendered, {}
         for target in targets:
             try:
@@ -198,11 +195,16 @@ class SandboxCollector(Collector):
                 log.exception("skipping bad data of target %s in this scrape", target.name)
                 continue
             rendered[target.name] = parts
-            for _, samples in parts:
-                join(samples)
+            for _, samples_by_name in parts:
+                for name, samples in samples_by_name:
+                    joined[name] += samples
         self._rendered = rendered
-        # In the order of the metric table, whatever order the targets used.
-        return (joined[spec.name] for spec in METRICS if spec.name in joined)
+        for name, samples in joined.items():
+            if samples:
+                # `samples` is the family's public list; add_metric made each one.
+                family = new_family(name)
+                family.samples += samples
+                yield family
 
 
 def render_exporter(families: Families, snapshot: Snapshot) -> None:
