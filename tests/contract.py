@@ -1,33 +1,18 @@
-"""The metric contract (../shared/METRICS.md) as data, for tests to import.
+"""The metric contract, docs/metrics.md, read as data for tests to import.
 
-One copy for every test: the exporter's output, the dashboards and the alert
-rules are all checked against these names and labels.
-`tests/test_deploy_files.py` checks that this module still matches METRICS.md
-whenever that file is beside the repository.
+The exporter's metric table (`sandbox_exporter.metric_names`), its output,
+the dashboards and the alert rules are all checked against these names,
+types and labels.
 """
 
 from __future__ import annotations
 
+import itertools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-# The contract as shipped with the repository, and the team's shared original
-# beside the checkout (present in CI) that it must stay equal to.
 METRICS_MD = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
-SHARED_METRICS_MD = Path(__file__).resolve().parents[2] / "shared" / "METRICS.md"
-
-PROBES = ("specifications", "usage", "libraries", "canary")
-FAILURE_REASONS = (
-    "timeout",
-    "connection",
-    "tls",
-    "http_status",
-    "overloaded",
-    "invalid_response",
-    "unexpected_output",
-    "execution_error",
-)
-LIBRARY_KINDS = ("language", "system", "python", "perl", "c", "bin")
 
 # Labels Prometheus adds to every scraped series.
 TARGET_LABELS = frozenset({"job", "instance"})
@@ -46,70 +31,54 @@ class Metric:
         return (self.name,)
 
 
-def _metric(name: str, type_: str, *labels: str) -> Metric:
-    return Metric(name, type_, frozenset(labels))
+def parse_metrics_md(text: str) -> list[Metric]:
+    """The metrics in the tables of metrics.md, in order.
+
+    Understands the shorthand used there: `sandbox_host_disk_{read,write}_bytes`
+    (alternatives before the label braces), `..._packets_per_second` (the
+    previous name of the cell with its last words replaced) and
+    `{target, url, ...user labels}` (labels after `...` are not fixed names).
+    The type is the first word of a `type` column; tables without one list
+    gauges.
+    """
+    found: list[Metric] = []
+    type_column = None
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            continue
+        cells = [cell.strip() for cell in line.split("|")[1:-1]]
+        if cells[0] == "metric":
+            type_column = cells.index("type") if "type" in cells else None
+            continue
+        type_ = cells[type_column].split()[0] if type_column is not None else "gauge"
+        previous: list[str] = []
+        for code in re.findall(r"`([^`]+)`", cells[0]):
+            match = re.fullmatch(r"((?:\.\.\.)?[a-z0-9_{},]+?)(?:\{([^}]*)\})?", code)
+            if not match:
+                continue
+            name, labels = match.group(1), match.group(2) or ""
+            if name.startswith("..."):
+                words = name[3:].lstrip("_").split("_")
+                names = ["_".join(old.split("_")[: -len(words)] + words) for old in previous]
+            elif name.startswith("sandbox_"):
+                parts = re.split(r"\{([a-z0-9_]+(?:,[a-z0-9_]+)+)\}", name)
+                choices = [
+                    [part] if i % 2 == 0 else part.split(",") for i, part in enumerate(parts)
+                ]
+                names = ["".join(combo) for combo in itertools.product(*choices)]
+            else:
+                continue
+            label_set = frozenset(
+                label.strip()
+                for label in labels.split(",")
+                if label.strip() and not label.strip().startswith("...")
+            )
+            found += [Metric(expanded, type_, label_set) for expanded in names]
+            previous = names
+    return found
 
 
-def _per_target(name: str, *labels: str) -> Metric:
-    return _metric(name, "gauge", "target", *labels)
-
-
-METRICS: tuple[Metric, ...] = (
-    # Exporter itself
-    _metric("sandbox_exporter_build_info", "gauge", "version"),
-    _metric("sandbox_exporter_config_last_reload_successful", "gauge"),
-    _metric("sandbox_exporter_config_last_reload_success_timestamp_seconds", "gauge"),
-    _metric("sandbox_exporter_targets", "gauge"),
-    # Per target; sandbox_target_info also carries the config's user labels.
-    _per_target("sandbox_target_info", "url"),
-    _per_target("sandbox_up"),
-    _per_target("sandbox_info", "sandbox_version", "docker_version", "api"),
-    _per_target("sandbox_probe_success", "probe"),
-    _per_target("sandbox_probe_duration_seconds", "probe"),
-    _per_target("sandbox_probe_last_success_timestamp_seconds", "probe"),
-    _metric("sandbox_probe_runs_total", "counter", "target", "probe"),
-    _metric("sandbox_probe_failures_total", "counter", "target", "probe", "reason"),
-    # Capacity and load
-    _per_target("sandbox_containers_max"),
-    _per_target("sandbox_containers_running"),
-    _per_target("sandbox_load_ratio"),
-    _per_target("sandbox_host_cpu_usage_ratio"),
-    _per_target("sandbox_host_load_ratio", "window"),
-    _per_target("sandbox_host_cpu_frequency_hertz"),
-    _per_target("sandbox_host_cpu_cores"),
-    _per_target("sandbox_host_cpu_logical_cores"),
-    _per_target("sandbox_host_memory_bytes"),
-    _per_target("sandbox_host_memory_used_bytes"),
-    _per_target("sandbox_host_swap_bytes"),
-    _per_target("sandbox_host_swap_used_bytes"),
-    _per_target("sandbox_host_storage_bytes", "device"),
-    _per_target("sandbox_host_storage_used_bytes", "device"),
-    _per_target("sandbox_host_disk_read_bytes_per_second", "device"),
-    _per_target("sandbox_host_disk_write_bytes_per_second", "device"),
-    _per_target("sandbox_host_disk_read_operations_per_second", "device"),
-    _per_target("sandbox_host_disk_write_operations_per_second", "device"),
-    _per_target("sandbox_host_network_sent_bytes_per_second"),
-    _per_target("sandbox_host_network_received_bytes_per_second"),
-    _per_target("sandbox_host_network_sent_packets_per_second"),
-    _per_target("sandbox_host_network_received_packets_per_second"),
-    _per_target("sandbox_host_processes"),
-    _per_target("sandbox_container_cpus"),
-    _per_target("sandbox_container_memory_limit_bytes", "kind"),
-    _per_target("sandbox_container_process_limit"),
-    _per_target("sandbox_execute_timeout_seconds"),
-    _per_target("sandbox_environment_expiration_seconds"),
-    # Canaries
-    _per_target("sandbox_canary_success", "canary"),
-    _per_target("sandbox_canary_duration_seconds", "canary"),
-    _per_target("sandbox_canary_server_duration_seconds", "canary"),
-    _per_target("sandbox_canary_wait_seconds", "canary"),
-    _per_target("sandbox_canary_status", "canary"),
-    _metric("sandbox_canary_round_trip_seconds", "histogram", "target", "canary"),
-    # Libraries
-    _per_target("sandbox_library_version_info", "kind", "name", "version"),
-    _per_target("sandbox_library_expectation_met", "kind", "name"),
-    _per_target("sandbox_libraries", "kind"),
-)
+METRICS: tuple[Metric, ...] = tuple(parse_metrics_md(METRICS_MD.read_text()))
 
 METRICS_BY_NAME: dict[str, Metric] = {metric.name: metric for metric in METRICS}
 

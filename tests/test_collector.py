@@ -1,83 +1,562 @@
-"""The collector on its own: a state in, metric families out, no network."""
+"""The collector on hand-built states: a `State` in, the parsed exposition out.
+
+No network: results are built from the recorded documents in tests/fixtures
+and recorded into a `State` as the scheduler would.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
-import time
+import math
+import random
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
 
+from sandbox_exporter import __version__
 from sandbox_exporter.collector import SandboxCollector
-from sandbox_exporter.config import parse_config
-from sandbox_exporter.documents import parse_specifications
-from sandbox_exporter.probes import ProbeResult
-from sandbox_exporter.state import State
-from sandbox_exporter.vocabulary import SPECIFICATIONS
+from sandbox_exporter.config import Config, Target, parse_config
+from sandbox_exporter.documents import (
+    Specifications,
+    Usage,
+    parse_libraries,
+    parse_specifications,
+    parse_usage,
+)
+from sandbox_exporter.expectations import check_expectations
+from sandbox_exporter.metric_names import METRICS, METRICS_BY_NAME
+from sandbox_exporter.probes import CanaryResult, LibrariesReport, Load, ProbeResult
+from sandbox_exporter.state import CANARY_BUCKETS, State
+from sandbox_exporter.vocabulary import (
+    CANARY,
+    LIBRARIES,
+    POSSIBLE_REASONS,
+    PROBES,
+    SPECIFICATIONS,
+    USAGE,
+    Reason,
+)
 
+import contract
 from helpers import Scrape
 
 FIXTURES = Path(__file__).parent / "fixtures"
+NOW = 1_700_000_000.0
+
+# "old" speaks 2.x, "new" 3.x.
+CONFIG = """
+targets:
+  - name: old
+    url: http://127.0.0.1:1/
+    labels: {site: paris}
+    canaries:
+      - {name: shell, commands: ["echo $((2+2))"], expect_stdout: "4"}
+      - {name: two, commands: ["true", "echo hi"], expect_stdout: "hi"}
+    expect:
+      languages: {python3: ">=3.7", java: ">=17"}
+      packages: {python: {Jinja2: "*"}}
+      bin: [gcc, no-such-command]
+  - name: new
+    url: http://127.0.0.1:2/
+"""
+API = {"old": 2, "new": 3}
 
 
-def specifications_result(target: str, api: int) -> ProbeResult:
-    document = json.loads((FIXTURES / f"v{api}" / "specifications.json").read_text())
-    return ProbeResult(
-        target=target,
-        probe=SPECIFICATIONS,
-        success=True,
-        reason=None,
-        started_at=time.time(),
-        duration_seconds=0.01,
-        message="ok",
-        data=parse_specifications(document),
+def fixture(api: int, name: str) -> object:
+    return json.loads((FIXTURES / f"v{api}" / f"{name}.json").read_text())
+
+
+def result(
+    target: str,
+    probe: str,
+    data: object = None,
+    *,
+    reason: Reason | None = None,
+    started_at: float = NOW,
+    duration: float = 0.25,
+) -> ProbeResult:
+    return ProbeResult(target, probe, reason is None, reason, started_at, duration, "", data)
+
+
+def specifications(api: int) -> Specifications:
+    return parse_specifications(fixture(api, "specifications"))
+
+
+# Every usage number distinct, so that a value landing in the wrong series shows.
+USAGE_VALUES = {
+    "containers_running": 1,
+    "cpu_usage_ratio": 0.11,
+    "load_ratio": (0.12, 0.13, 0.14),
+    "cpu_frequency_hz": 2.5e9,
+    "memory_used_bytes": 1500,
+    "swap_used_bytes": 1600,
+    "storage_used_bytes": {"/dev/vda": 1700},
+    "disk_read_bytes_per_second": {"/dev/vda": 18.0},
+    "disk_write_bytes_per_second": {"/dev/vda": 19.0},
+    "disk_read_operations_per_second": {"/dev/vda": 20.0},
+    "disk_write_operations_per_second": {"/dev/vda": 21.0},
+    "network_sent_bytes_per_second": 22.0,
+    "network_received_bytes_per_second": 23.0,
+    "network_sent_packets_per_second": 24.0,
+    "network_received_packets_per_second": 25.0,
+    "processes": 26,
+}
+
+
+def usage(**changes: object) -> Usage:
+    return dataclasses.replace(parse_usage(fixture(3, "usages")), **{**USAGE_VALUES, **changes})
+
+
+def load(target: str) -> Load:
+    if API[target] == 2:
+        # 2.x reports the pool size beside the running count.
+        return Load(containers_running=2, containers_max=5, usage=None)
+    return Load(containers_running=1, containers_max=None, usage=usage())
+
+
+def libraries_report(target: Target) -> LibrariesReport:
+    libraries = parse_libraries(fixture(API[target.name], "libraries"))
+    outcomes = check_expectations(
+        target.expect, libraries.languages, libraries.packages, libraries.bin
+    )
+    return LibrariesReport(libraries, tuple(outcomes))
+
+
+def canaries(target: Target, *, round_trip: float = 0.03) -> tuple[CanaryResult, ...]:
+    return tuple(
+        CanaryResult(
+            name=canary.name,
+            success=True,
+            reason=None,
+            message="ok",
+            round_trip_seconds=round_trip,
+            server_seconds=0.01,
+            status=0,
+            command_seconds=tuple(0.001 * (step + 1) for step in range(len(canary.commands))),
+            stdout="4",
+        )
+        for canary in target.canaries
     )
 
 
-def render(state: State) -> Scrape:
+def probe_data(target: Target, probe: str) -> object:
+    if probe == SPECIFICATIONS:
+        return specifications(API[target.name])
+    if probe == USAGE:
+        return load(target.name)
+    if probe == LIBRARIES:
+        return libraries_report(target)
+    return canaries(target)
+
+
+def state_with(config: str = CONFIG) -> tuple[State, Config]:
+    state = State()
+    parsed = parse_config(config)
+    state.set_config(parsed)
+    return state, parsed
+
+
+def populate(state: State, config: Config) -> None:
+    for target in config.targets:
+        for probe in PROBES:
+            state.record(result(target.name, probe, probe_data(target, probe)))
+
+
+def registry_of(collector: SandboxCollector) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SandboxCollector(state))
-    return Scrape(generate_latest(registry).decode())
+    registry.register(collector)
+    return registry
+
+
+def scrape(collector: SandboxCollector) -> Scrape:
+    return Scrape(generate_latest(registry_of(collector)).decode())
+
+
+# ------------------------------------------------------------------ table
+
+
+def test_the_metric_table_is_the_documented_contract():
+    assert len(contract.METRICS) > 40, "docs/metrics.md parsing found too few metrics"
+    documented = [(m.name, m.type, m.labels) for m in contract.METRICS]
+    declared = [(m.name, m.type, frozenset(m.labels)) for m in METRICS]
+    assert declared == documented
+    assert len(METRICS_BY_NAME) == len(METRICS), "a metric is declared twice"
+
+
+# ------------------------------------------------------------------ populated
+
+
+def assert_matches_the_table(m: Scrape, config: Config) -> None:
+    """Every family is declared with its type and help, every sample has its labels."""
+    user_labels = {label for target in config.targets for label in target.labels}
+    for name, type_ in m.types.items():
+        spec = METRICS_BY_NAME.get(name) or METRICS_BY_NAME[f"{name}_total"]
+        assert type_ == spec.type, name
+        assert m.helps[name] == spec.help, name
+    for sample in m.samples:
+        spec = contract.SERIES[sample.name]
+        labels = set(sample.labels)
+        if sample.name.endswith("_bucket"):
+            labels.remove("le")
+        if sample.name == "sandbox_target_info":
+            labels -= user_labels
+        assert labels == set(METRICS_BY_NAME[spec.name].labels), sample
+
+
+def test_a_populated_state():
+    state, config = state_with()
+    populate(state, config)
+    m = scrape(SandboxCollector(state))
+    assert_matches_the_table(m, config)
+
+    assert m.value("sandbox_exporter_build_info", version=__version__) == 1
+    assert m.value("sandbox_exporter_targets") == 2
+    assert m.value("sandbox_exporter_config_last_reload_successful") == 1
+    assert m.value("sandbox_exporter_config_last_reload_success_timestamp_seconds") > NOW
+    info = m.find("sandbox_target_info")
+    assert [s.labels for s in info] == [
+        {"target": "old", "url": "http://127.0.0.1:1/", "site": "paris"},
+        {"target": "new", "url": "http://127.0.0.1:2/"},
+    ]
+
+    for target in ("old", "new"):
+        assert m.value("sandbox_up", target=target) == 1
+        for probe in PROBES:
+            labels = {"target": target, "probe": probe}
+            assert m.value("sandbox_probe_success", **labels) == 1
+            assert m.value("sandbox_probe_duration_seconds", **labels) == 0.25
+            assert m.value("sandbox_probe_last_success_timestamp_seconds", **labels) == NOW + 0.25
+            assert m.value("sandbox_probe_runs_total", **labels) == 1
+            # Every possible reason starts at 0, so the first failure is an increase.
+            failures = m.find("sandbox_probe_failures_total", **labels)
+            assert {s.labels["reason"]: s.value for s in failures} == {
+                reason.value: 0 for reason in POSSIBLE_REASONS[probe]
+            }
+
+    # Specifications: 2.x has the execute bounds, 3.x the host.
+    assert m.value("sandbox_info", target="old", sandbox_version="2.0.3", api="2") == 1
+    assert m.value("sandbox_info", target="new", sandbox_version="3.0.3", api="3") == 1
+    assert m.value("sandbox_containers_max", target="old") == 5
+    assert m.value("sandbox_container_cpus", target="new") == 1
+    limits = m.find("sandbox_container_memory_limit_bytes", target="old")
+    # The fixture's storage is unlimited: that series is absent.
+    assert {s.labels["kind"]: s.value for s in limits} == {"ram": 1e8, "swap": 1e8}
+    assert m.find("sandbox_container_process_limit") == []
+    assert m.value("sandbox_execute_timeout_seconds", target="old") == 10
+    assert m.value("sandbox_environment_expiration_seconds", target="old") == 86400
+    assert m.find("sandbox_execute_timeout_seconds", target="new") == []
+    assert m.value("sandbox_host_cpu_cores", target="new") == 2
+    assert m.value("sandbox_host_memory_bytes", target="new") == 25276063744
+    assert m.value("sandbox_host_storage_bytes", target="new", device="/dev/vda") == 270553174016
+    assert m.find("sandbox_host_cpu_cores", target="old") == []
+
+    # Load: 2.x reports its pool with the load, 3.x in its specifications.
+    assert m.value("sandbox_containers_running", target="old") == 2
+    assert m.value("sandbox_load_ratio", target="old") == 2 / 5
+    assert m.value("sandbox_containers_running", target="new") == 1
+    assert m.value("sandbox_load_ratio", target="new") == 1 / 5
+    host = {
+        "sandbox_host_cpu_usage_ratio": 0.11,
+        "sandbox_host_cpu_frequency_hertz": 2.5e9,
+        "sandbox_host_memory_used_bytes": 1500,
+        "sandbox_host_swap_used_bytes": 1600,
+        "sandbox_host_network_sent_bytes_per_second": 22,
+        "sandbox_host_network_received_bytes_per_second": 23,
+        "sandbox_host_network_sent_packets_per_second": 24,
+        "sandbox_host_network_received_packets_per_second": 25,
+        "sandbox_host_processes": 26,
+    }
+    for name, value in host.items():
+        assert m.value(name, target="new") == value, name
+        assert m.find(name, target="old") == [], name
+    per_device = {
+        "sandbox_host_storage_used_bytes": 1700,
+        "sandbox_host_disk_read_bytes_per_second": 18,
+        "sandbox_host_disk_write_bytes_per_second": 19,
+        "sandbox_host_disk_read_operations_per_second": 20,
+        "sandbox_host_disk_write_operations_per_second": 21,
+    }
+    for name, value in per_device.items():
+        assert m.value(name, target="new", device="/dev/vda") == value, name
+    windows = m.find("sandbox_host_load_ratio", target="new")
+    assert {s.labels["window"]: s.value for s in windows} == {"1m": 0.12, "5m": 0.13, "15m": 0.14}
+
+    # Libraries: counts by kind, and only the expectations of the config.
+    counts = {s.labels["kind"]: s.value for s in m.find("sandbox_libraries", target="old")}
+    assert counts == {"system": 14, "python": 11, "perl": 8, "c": 10, "bin": 17}
+    met = m.find("sandbox_library_expectation_met", target="old")
+    assert {(s.labels["kind"], s.labels["name"]): s.value for s in met} == {
+        ("language", "python3"): 1,
+        ("language", "java"): 0,  # 11.0.7 is found but older than required
+        ("python", "Jinja2"): 1,
+        ("bin", "gcc"): 1,
+        ("bin", "no-such-command"): 0,
+    }
+    versions = m.find("sandbox_library_version_info", target="old")
+    assert {(s.labels["name"], s.labels["version"]) for s in versions} == {
+        ("python3", "3.7.3"),
+        ("java", "openjdk 11.0.7"),
+        ("Jinja2", "2.11.2"),
+        ("gcc", "present"),
+    }
+    assert m.find("sandbox_library_expectation_met", target="new") == []
+    assert m.value("sandbox_libraries", target="new", kind="bin") == 21
+
+    # Canaries: the gauges of the last run, and the histogram of every run.
+    for target, names in (("old", ("shell", "two")), ("new", ("shell",))):
+        assert {s.labels["canary"] for s in m.find("sandbox_canary_success", target=target)} == {
+            *names
+        }
+    labels = {"target": "old", "canary": "two"}
+    assert m.value("sandbox_canary_success", **labels) == 1
+    assert m.value("sandbox_canary_duration_seconds", **labels) == 0.03
+    assert m.value("sandbox_canary_server_duration_seconds", **labels) == 0.01
+    assert m.value("sandbox_canary_wait_seconds", **labels) == pytest.approx(0.02)
+    assert m.value("sandbox_canary_status", **labels) == 0
+    steps = m.find("sandbox_canary_command_duration_seconds", **labels)
+    assert {s.labels["step"]: s.value for s in steps} == {"0": 0.001, "1": 0.002}
+    buckets = m.find("sandbox_canary_round_trip_seconds_bucket", **labels)
+    assert [float(s.labels["le"]) for s in buckets] == [*CANARY_BUCKETS, math.inf]
+    # One 30 ms round trip: in every bucket from 0.05 up, cumulative.
+    assert [s.value for s in buckets] == [float(bound >= 0.03) for bound in CANARY_BUCKETS] + [1]
+    assert m.value("sandbox_canary_round_trip_seconds_count", **labels) == 1
+    assert m.value("sandbox_canary_round_trip_seconds_sum", **labels) == 0.03
+
+
+def test_unknown_values_are_absent_not_nan():
+    state, _ = state_with()
+    state.record(
+        result("new", USAGE, Load(1, None, usage(cpu_usage_ratio=math.nan, processes=None)))
+    )
+    m = scrape(SandboxCollector(state))
+    assert m.find("sandbox_host_cpu_usage_ratio") == []
+    assert m.find("sandbox_host_processes") == []
+    assert m.value("sandbox_host_memory_used_bytes", target="new") == 1500
+    assert not any(math.isnan(s.value) for s in m.samples)
+
+
+def test_the_openmetrics_format_carries_the_same_samples():
+    state, config = state_with()
+    populate(state, config)
+    registry = registry_of(SandboxCollector(state))
+    text = openmetrics.generate_latest(registry).decode()
+    assert text.endswith("# EOF\n")
+    parsed = {
+        (s.name, tuple(sorted(s.labels.items())), s.value)
+        for family in parse_openmetrics(text)
+        for s in family.samples
+    }
+    classic = Scrape(generate_latest(registry).decode())
+    assert parsed == {(s.name, tuple(sorted(s.labels.items())), s.value) for s in classic.samples}
+
+
+# ------------------------------------------------------------------ partial
+
+
+def test_a_partial_state_shows_only_what_ran():
+    state, _ = state_with()
+    state.record(result("old", SPECIFICATIONS, specifications(2)))
+    m = scrape(SandboxCollector(state))
+
+    assert m.value("sandbox_up", target="old") == 1
+    assert m.value("sandbox_containers_max", target="old") == 5
+    assert [s.labels["probe"] for s in m.find("sandbox_probe_success")] == [SPECIFICATIONS]
+    assert [s.labels["probe"] for s in m.find("sandbox_probe_last_success_timestamp_seconds")] == [
+        SPECIFICATIONS
+    ]
+    # Counters exist from the start, at 0, for every target and probe.
+    for target in ("old", "new"):
+        for probe in PROBES:
+            runs = m.value("sandbox_probe_runs_total", target=target, probe=probe)
+            assert runs == int(target == "old" and probe == SPECIFICATIONS)
+            failures = m.find("sandbox_probe_failures_total", target=target, probe=probe)
+            assert len(failures) == len(POSSIBLE_REASONS[probe])
+            assert {s.value for s in failures} == {0}
+    # "new" never answered: configured and counted, nothing else.
+    assert m.find("sandbox_up", target="new") == []
+    assert m.value("sandbox_target_info", target="new") == 1
+    for name in (
+        "sandbox_containers_running",
+        "sandbox_load_ratio",
+        "sandbox_libraries",
+        "sandbox_library_expectation_met",
+        "sandbox_canary_success",
+        "sandbox_canary_round_trip_seconds_count",
+    ):
+        assert m.find(name) == [], name
+
+
+def test_usage_without_specifications_has_no_load_ratio():
+    # 3.x reports its pool size only in /specifications/, which never answered.
+    state, _ = state_with()
+    state.record(result("new", USAGE, load("new")))
+    m = scrape(SandboxCollector(state))
+    assert m.value("sandbox_containers_running", target="new") == 1
+    assert m.find("sandbox_load_ratio") == []
+    state.record(result("new", SPECIFICATIONS, specifications(3)))
+    assert scrape(SandboxCollector(state)).value("sandbox_load_ratio", target="new") == 1 / 5
+
+
+# ------------------------------------------------------------------ failing
+
+
+def test_every_failure_reason_is_counted_where_it_belongs():
+    state, config = state_with()
+    populate(state, config)
+    old = config.target("old")
+    for probe in PROBES:
+        for reason in POSSIBLE_REASONS[probe]:
+            data = None
+            if probe == CANARY:
+                # A failed canary probe still carries the canaries' timings.
+                data = tuple(
+                    dataclasses.replace(c, success=False, reason=reason, status=-1)
+                    for c in canaries(old, round_trip=0.2)
+                )
+            state.record(result("old", probe, data, reason=reason, started_at=NOW + 60))
+    m = scrape(SandboxCollector(state))
+
+    for probe in PROBES:
+        labels = {"target": "old", "probe": probe}
+        failures = m.find("sandbox_probe_failures_total", **labels)
+        assert {s.labels["reason"]: s.value for s in failures} == {
+            reason.value: 1 for reason in POSSIBLE_REASONS[probe]
+        }
+        assert m.value("sandbox_probe_success", **labels) == 0
+        assert m.value("sandbox_probe_runs_total", **labels) == 1 + len(POSSIBLE_REASONS[probe])
+        # Still the time of the one success, before the failures.
+        assert m.value("sandbox_probe_last_success_timestamp_seconds", **labels) == NOW + 0.25
+        other = m.find("sandbox_probe_failures_total", target="new", probe=probe)
+        assert {s.value for s in other} == {0}
+
+    # The last specifications run failed: down, and nothing from an old document.
+    assert m.value("sandbox_up", target="old") == 0
+    assert m.find("sandbox_info", target="old") == []
+    assert m.find("sandbox_containers_max", target="old") == []
+    assert m.find("sandbox_containers_running", target="old") == []
+    assert m.find("sandbox_libraries", target="old") == []
+    for canary in ("shell", "two"):
+        labels = {"target": "old", "canary": canary}
+        assert m.value("sandbox_canary_success", **labels) == 0
+        assert m.value("sandbox_canary_status", **labels) == -1
+        assert m.value("sandbox_canary_round_trip_seconds_count", **labels) == 1 + len(
+            POSSIBLE_REASONS[CANARY]
+        )
+    # The healthy target is untouched.
+    assert m.value("sandbox_up", target="new") == 1
+
+
+# ------------------------------------------------------------------ reloaded
+
+
+RELOADED = """
+targets:
+  - name: old
+    url: http://127.0.0.1:1/
+    labels: {site: lyon}
+  - name: added
+    url: http://127.0.0.1:3/
+"""
+
+
+def test_a_reload_drops_removed_targets_and_keeps_counters_of_those_that_stay():
+    state, config = state_with()
+    populate(state, config)
+    state.record(result("old", USAGE, reason=Reason.TIMEOUT))
+    collector = SandboxCollector(state)
+    before = scrape(collector)
+    assert before.value("sandbox_up", target="new") == 1
+
+    state.set_config(parse_config(RELOADED))
+    m = scrape(collector)  # the same collector, with what it kept from the last scrape
+    assert m.value("sandbox_exporter_targets") == 2
+    assert {s.labels["target"] for s in m.samples if "target" in s.labels} == {"old", "added"}
+    # The label change shows; the old labels are gone.
+    assert [s.labels for s in m.find("sandbox_target_info", target="old")] == [
+        {"target": "old", "url": "http://127.0.0.1:1/", "site": "lyon"}
+    ]
+    # Counters and results of the target that stays are kept.
+    assert m.value("sandbox_probe_runs_total", target="old", probe=USAGE) == 2
+    assert m.value("sandbox_probe_failures_total", target="old", probe=USAGE, reason="timeout") == 1
+    assert m.value("sandbox_up", target="old") == 1
+    # Its canaries are now the default one: the histograms of removed canaries go.
+    assert m.find("sandbox_canary_round_trip_seconds_count", target="old", canary="two") == []
+    # The added target starts from nothing.
+    assert m.value("sandbox_probe_runs_total", target="added", probe=SPECIFICATIONS) == 0
+    assert m.find("sandbox_up", target="added") == []
+
+
+# ------------------------------------------------------------------ bad data
 
 
 def test_one_targets_bad_data_never_fails_the_scrape(caplog):
-    state = State()
-    state.set_config(
-        parse_config(
-            "targets:\n  - {name: good, url: 'http://127.0.0.1:1/'}\n"
-            "  - {name: bad, url: 'http://127.0.0.1:2/'}\n"
-        )
-    )
-    state.record(specifications_result("good", 3))
-    broken = specifications_result("bad", 2)
+    state, config = state_with()
+    populate(state, config)
+    collector = SandboxCollector(state)
     # A value no parser would produce: rendering it raises inside the collector.
-    state.record(
-        dataclasses.replace(
-            broken, data=dataclasses.replace(broken.data, container_memory_limits=None)
-        )
-    )
+    broken = dataclasses.replace(specifications(2), container_memory_limits=None)
+    state.record(result("old", SPECIFICATIONS, broken))
     with caplog.at_level(logging.ERROR, logger="sandbox_exporter.collector"):
-        m = render(state)
-    assert m.value("sandbox_up", target="good") == 1
-    assert m.value("sandbox_containers_max", target="good") == 5
+        m = scrape(collector)
+    assert m.value("sandbox_up", target="new") == 1
+    assert m.value("sandbox_containers_max", target="new") == 5
     # The bad target is left out whole, not half-rendered, and the skip is logged.
-    assert m.find("sandbox_up", target="bad") == []
-    assert m.find("sandbox_target_info", target="bad") == []
+    assert {s.labels.get("target") for s in m.samples} == {None, "new"}
     assert m.value("sandbox_exporter_targets") == 2
-    assert any("bad" in record.getMessage() for record in caplog.records)
+    assert any("old" in record.getMessage() for record in caplog.records)
+    # Good data again: the target is back.
+    state.record(result("old", SPECIFICATIONS, specifications(2)))
+    assert scrape(collector).value("sandbox_containers_max", target="old") == 5
 
 
-def test_a_scrape_renders_the_same_state_the_same_way():
-    state = State()
-    state.set_config(parse_config("targets:\n  - {name: a, url: 'http://127.0.0.1:1/'}\n"))
-    state.record(specifications_result("a", 2))
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SandboxCollector(state))
-    first, second = generate_latest(registry), generate_latest(registry)
-    assert first == second  # the second scrape reuses the first's parts
-    state.record(dataclasses.replace(specifications_result("a", 3)))
-    third = Scrape(generate_latest(registry).decode())
-    assert third.find("sandbox_info", target="a", api="3")
-    assert third.find("sandbox_info", target="a", api="2") == []
+# ------------------------------------------------------------------ reuse
+
+
+def test_reused_parts_never_go_stale():
+    """A collector that reuses unchanged parts renders exactly what a fresh one
+    does, through a long random run of probe results, failures and reloads."""
+    rng = random.Random(20261201)
+    state, config = state_with()
+    configs = [config, parse_config(RELOADED)]
+    collector = SandboxCollector(state)
+    for step in range(150):
+        current = state.config
+        assert current is not None
+        choice = rng.random()
+        if choice < 0.05:
+            state.set_config(rng.choice(configs))
+        elif choice < 0.1:
+            state.reload_failed("bad file")
+        else:
+            target = rng.choice(current.targets)
+            probe = rng.choice(PROBES)
+            if rng.random() < 0.3:
+                reason = rng.choice(POSSIBLE_REASONS[probe])
+                state.record(result(target.name, probe, reason=reason, started_at=NOW + step))
+            else:
+                data = probe_data(target, probe) if target.name in API else None
+                if probe == CANARY:
+                    data = canaries(target, round_trip=rng.choice((0.004, 0.3, 40.0)))
+                state.record(result(target.name, probe, data, started_at=NOW + step))
+        if rng.random() < 0.7:
+            expected = generate_latest(registry_of(SandboxCollector(state)))
+            assert generate_latest(registry_of(collector)) == expected, step
+
+
+def test_probe_endpoint_renders_one_target_without_exporter_metrics():
+    state, config = state_with()
+    populate(state, config)
+    only_new = SandboxCollector(
+        state, targets=lambda: [config.target("new")], exporter_metrics=False
+    )
+    m = scrape(only_new)
+    assert {s.labels.get("target") for s in m.samples} == {"new"}
+    assert not any(s.name.startswith("sandbox_exporter_") for s in m.samples)
+    assert m.value("sandbox_up", target="new") == 1

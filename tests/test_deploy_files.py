@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import configparser
 import fnmatch
-import itertools
 import json
 import re
 import shlex
@@ -26,14 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from contract import (
-    METRICS,
-    METRICS_BY_NAME,
-    METRICS_MD,
-    SERIES,
-    SHARED_METRICS_MD,
-    TARGET_LABELS,
-)
+from contract import METRICS, METRICS_BY_NAME, SERIES, TARGET_LABELS
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "config"
@@ -136,63 +128,6 @@ def alert_expressions() -> list[tuple[str, str]]:
 
 
 # ------------------------------------------------------------------ contract
-
-
-def parse_metrics_md(text: str) -> dict[str, frozenset[str]]:
-    """Metric names and labels from the tables of METRICS.md.
-
-    Understands the shorthand used there: `sandbox_host_disk_{read,write}_bytes`
-    (alternatives before the label braces) and `..._packets_per_second` (the
-    previous name of the cell with its last words replaced).
-    """
-    found: dict[str, frozenset[str]] = {}
-    for line in text.splitlines():
-        if not line.startswith("|"):
-            continue
-        cell = line.split("|")[1]
-        previous: list[str] = []
-        for code in re.findall(r"`([^`]+)`", cell):
-            match = re.fullmatch(r"((?:\.\.\.)?[a-z0-9_{},]+?)(?:\{([^}]*)\})?", code)
-            if not match:
-                continue
-            name, labels = match.group(1), match.group(2) or ""
-            if name.startswith("..."):
-                words = name[3:].lstrip("_").split("_")
-                names = ["_".join(old.split("_")[: -len(words)] + words) for old in previous]
-            elif name.startswith("sandbox_"):
-                parts = re.split(r"\{([a-z0-9_]+(?:,[a-z0-9_]+)+)\}", name)
-                choices = [
-                    [part] if i % 2 == 0 else part.split(",") for i, part in enumerate(parts)
-                ]
-                names = ["".join(combo) for combo in itertools.product(*choices)]
-            else:
-                continue
-            label_set = frozenset(
-                label.strip()
-                for label in labels.split(",")
-                if label.strip() and not label.strip().startswith("...")
-            )
-            for expanded in names:
-                found[expanded] = label_set
-            previous = names
-    return found
-
-
-def test_shipped_metrics_md_is_the_shared_contract() -> None:
-    if not SHARED_METRICS_MD.is_file():
-        pytest.skip(f"{SHARED_METRICS_MD} is not beside this checkout (it is in CI)")
-    assert METRICS_MD.read_text() == SHARED_METRICS_MD.read_text()
-
-
-def test_contract_module_matches_metrics_md() -> None:
-    documented = parse_metrics_md(METRICS_MD.read_text())
-    assert len(documented) > 40, "METRICS.md parsing found too few metrics"
-    assert set(documented) == set(METRICS_BY_NAME), (
-        f"only in METRICS.md: {sorted(set(documented) - set(METRICS_BY_NAME))}; "
-        f"only in tests/contract.py: {sorted(set(METRICS_BY_NAME) - set(documented))}"
-    )
-    for name, labels in documented.items():
-        assert METRICS_BY_NAME[name].labels == labels, name
 
 
 GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)")
