@@ -38,6 +38,7 @@ class Problem:
     status: Status
     summary: str  # a few words, for a report's first line
     detail: str = ""  # what exactly happened, for the target's own line
+    probe: str = ""  # the probe kind that saw it
 
     def __str__(self) -> str:
         return f"{self.summary}: {self.detail}" if self.detail else self.summary
@@ -51,9 +52,9 @@ class TargetVerdict:
     problems: list[Problem] = field(default_factory=list)
     load_ratio: float | None = None
 
-    def flag(self, status: Status, summary: str, detail: str = "") -> None:
+    def flag(self, status: Status, summary: str, detail: str = "", probe: str = "") -> None:
         self.status = max(self.status, status)
-        self.problems.append(Problem(status, summary, detail))
+        self.problems.append(Problem(status, summary, detail, probe))
 
 
 def pool_size(results: Mapping[str, ProbeResult]) -> int | None:
@@ -86,6 +87,22 @@ def missed_expectations(report: LibrariesReport) -> list[ExpectationOutcome]:
     return [outcome for outcome in report.outcomes if not outcome.met]
 
 
+def _missed_summary(count: int) -> str:
+    return f"{count} expectation{'s' * (count > 1)} missed"
+
+
+def probe_outcome(result: ProbeResult) -> str:
+    """A probe's outcome in a few words: "ok", its failure reason, or how
+    many expectations it found missed (the libraries probe itself succeeded)."""
+    if not result.success:
+        return _reason(result)
+    if isinstance(result.data, LibrariesReport):
+        missed = missed_expectations(result.data)
+        if missed:
+            return _missed_summary(len(missed))
+    return "ok"
+
+
 def describe_missed(outcome: ExpectationOutcome) -> str:
     """E.g. ``language java >=17 (found 11.0.7)``: what was expected, what was found."""
     return f"{outcome.kind} {outcome.name} {outcome.expected} (found {outcome.found or 'nothing'})"
@@ -99,17 +116,19 @@ def judge(target: Target, results: Mapping[str, ProbeResult]) -> TargetVerdict:
     if spec is not None and not spec.success:
         # Its other probes fail for the same cause; saying so four times
         # would bury the one line that matters.
-        verdict.flag(Status.CRITICAL, f"unreachable ({_reason(spec)})", spec.message)
+        verdict.flag(
+            Status.CRITICAL, f"unreachable ({_reason(spec)})", spec.message, SPECIFICATIONS
+        )
         return verdict
     canary = results.get(CANARY)
     if canary is not None and not canary.success:
         status = severity(target.severities.canary_failed)
         if canary.reason is Reason.OVERLOADED:
             status = severity(target.severities.overloaded)
-        verdict.flag(status, f"canary failing ({_reason(canary)})", canary.message)
+        verdict.flag(status, f"canary failing ({_reason(canary)})", canary.message, CANARY)
     usage = results.get(USAGE)
     if usage is not None and not usage.success:
-        verdict.flag(Status.WARNING, f"usage unavailable ({_reason(usage)})", usage.message)
+        verdict.flag(Status.WARNING, f"usage unavailable ({_reason(usage)})", usage.message, USAGE)
     else:
         ratio = load_ratio(results)
         if ratio is not None:
@@ -117,19 +136,19 @@ def judge(target: Target, results: Mapping[str, ProbeResult]) -> TargetVerdict:
             thresholds = target.thresholds
             busy = f"{busy_containers(results)} of {pool_size(results)} containers busy"
             if thresholds.load_critical is not None and ratio >= thresholds.load_critical:
-                verdict.flag(Status.CRITICAL, f"load {ratio:.0%}", busy)
+                verdict.flag(Status.CRITICAL, f"load {ratio:.0%}", busy, USAGE)
             elif ratio >= thresholds.load_warning:
-                verdict.flag(Status.WARNING, f"load {ratio:.0%}", busy)
+                verdict.flag(Status.WARNING, f"load {ratio:.0%}", busy, USAGE)
     libraries = results.get(LIBRARIES)
     if libraries is not None and not libraries.success:
         summary = f"libraries unavailable ({_reason(libraries)})"
-        verdict.flag(Status.WARNING, summary, libraries.message)
+        verdict.flag(Status.WARNING, summary, libraries.message, LIBRARIES)
     elif libraries is not None and isinstance(libraries.data, LibrariesReport):
         missed = missed_expectations(libraries.data)
         if missed:
-            summary = f"{len(missed)} expectation{'s' * (len(missed) > 1)} missed"
+            status = severity(target.severities.expectation_missed)
             details = ", ".join(map(describe_missed, missed))
-            verdict.flag(severity(target.severities.expectation_missed), summary, details)
+            verdict.flag(status, _missed_summary(len(missed)), details, LIBRARIES)
     return verdict
 
 
