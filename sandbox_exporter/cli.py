@@ -20,6 +20,7 @@ from . import __version__
 from .config import Config, ConfigError, config_for_url, load_config, parse_config
 from .exporter import Exporter
 from .once import Status, render_json, render_text, run_once
+from .state import DEFAULT_HISTORY_LIMIT
 from .web import ExporterApp, WebServer, parse_listen_address
 from .webconfig import WebConfig, WebConfigError, load_web_config
 
@@ -72,6 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
         "on /probe requests, e.g. replicas sharing targets through hashmod",
     )
     parser.add_argument(
+        "--history.limit",
+        dest="history_limit",
+        type=_history_limit,
+        default=DEFAULT_HISTORY_LIMIT,
+        help=f"probe results kept per target for its page (default {DEFAULT_HISTORY_LIMIT}; "
+        "0 keeps none)",
+    )
+    parser.add_argument(
         "--log.level",
         dest="log_level",
         default="info",
@@ -104,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sandbox-exporter {__version__}")
     return parser
+
+
+def _history_limit(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more, not {text!r}")
+    return int(text)
 
 
 class LogfmtFormatter(logging.Formatter):
@@ -247,6 +262,7 @@ def _daemon(args: argparse.Namespace) -> int:
             log.error("cannot start: %s", error)
             return 1
     exporter = Exporter(config, path, scheduled=args.scheduler)
+    exporter.state.set_history_limit(args.history_limit)
     return serve(exporter, args.listen_address, web_config=web_config)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import logging
 import socket
 import threading
@@ -10,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -19,10 +18,9 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from . import __version__
+from . import pages
 from .collector import SandboxCollector
 from .exporter import Exporter, UnknownTarget
-from .probes import LibrariesReport
 from .vocabulary import PROBES
 from .webconfig import BasicAuthMiddleware, WebConfig, tls_classes
 
@@ -149,75 +147,47 @@ class ExporterApp:
                 )
             lines += ["", "Metrics that would have been returned:", ""]
             body = "\n".join(lines).encode() + b"\n" + generate_latest(registry)
+            outcome.state.record_debug(outcome.target.name, body.decode())
             return _respond(start_response, "200 OK", body, "text/plain; charset=utf-8")
         encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT"))
         return _respond(start_response, "200 OK", encoder(registry), content_type)
 
     def landing(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-        snapshot = self.exporter.state.snapshot()
-        config = snapshot.config
-        rows = []
-        for target in config.targets if config else ():
-            cells = []
-            for probe in PROBES:
-                result = snapshot.result(target.name, probe)
-                if result is None:
-                    cells.append('<td class="pending">not run yet</td>')
-                    continue
-                css = "ok" if result.success else "fail"
-                label = "ok" if result.success else result.reason.value
-                if isinstance(result.data, LibrariesReport):
-                    missed = sum(1 for outcome in result.data.outcomes if not outcome.met)
-                    if missed:
-                        css, label = "warn", f"{missed} expectation{'s' * (missed > 1)} missed"
-                age = max(0.0, time.time() - result.started_at)
-                cells.append(
-                    f'<td class="{css}" title="{html.escape(result.message)}">'
-                    f"{html.escape(label)} <small>{age:.0f}s ago</small></td>"
-                )
-            name = html.escape(target.name)
-            probe_link = f"probe?target={quote(target.name)}&amp;debug=true"
-            rows.append(
-                f"<tr><td>{name}</td><td>{html.escape(target.url)}</td>{''.join(cells)}"
-                f'<td><a href="{probe_link}">probe now</a></td></tr>'
-            )
-        reload = snapshot.reload
-        reload_text = "ok" if reload.successful else f"FAILED: {html.escape(reload.message)}"
-        page = _LANDING.format(
-            version=html.escape(__version__),
-            headers="".join(f"<th>{p}</th>" for p in PROBES),
-            rows="\n".join(rows) or '<tr><td colspan="7">no targets configured</td></tr>',
-            reload=reload_text,
-        )
+        refresh = pages.parse_refresh(_query_value(environ, "refresh"))
+        page = pages.landing(self.exporter.state.snapshot(), refresh=refresh)
         return _respond(start_response, "200 OK", page.encode(), "text/html; charset=utf-8")
+
+    def target(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        name = _query_value(environ, "name")
+        if not name:
+            return _text(start_response, "400 Bad Request", "the 'name' parameter is missing\n")
+        state = self.exporter.state
+        snapshot = state.snapshot()
+        target = snapshot.config.target(name) if snapshot.config else None
+        if target is None:
+            message = f"unknown target {name!r}: not in the configuration\n"
+            return _text(start_response, "404 Not Found", message)
+        refresh = pages.parse_refresh(_query_value(environ, "refresh"))
+        page = pages.target_page(snapshot, target, state.history(name), refresh=refresh)
+        return _respond(start_response, "200 OK", page.encode(), "text/html; charset=utf-8")
+
+
+def _query_value(environ: dict, key: str) -> str | None:
+    values = parse_qs(environ.get("QUERY_STRING", "")[:MAX_QUERY_LENGTH]).get(key)
+    return values[-1] if values else None
 
 
 _REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
 
 _ROUTES: dict[str, tuple[tuple[str, ...], Callable]] = {
     "/": (("GET", "HEAD"), ExporterApp.landing),
+    "/target": (("GET", "HEAD"), ExporterApp.target),
     "/metrics": (("GET", "HEAD"), ExporterApp.metrics),
     "/probe": (("GET", "HEAD"), ExporterApp.probe),
     "/-/healthy": (("GET", "HEAD"), ExporterApp.healthy),
     "/-/ready": (("GET", "HEAD"), ExporterApp.ready),
     "/-/reload": (("POST", "PUT"), ExporterApp.reload),
 }
-
-_LANDING = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Sandbox Exporter</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em .6em;text-align:left}}
-.ok{{color:#1a7f37}}.warn{{color:#9a6700;font-weight:bold}}.fail{{color:#cf222e;font-weight:bold}}.pending{{color:#888}}</style>
-</head><body>
-<h1>Sandbox Exporter</h1>
-<p>Version {version}. Configuration: {reload}.</p>
-<p><a href="metrics">Metrics</a> · <a href="-/healthy">Health</a> ·
-<a href="-/ready">Readiness</a></p>
-<h2>Targets (last result of each probe)</h2>
-<table><tr><th>target</th><th>url</th>{headers}<th></th></tr>
-{rows}
-</table>
-</body></html>
-"""
 
 
 def _respond(
