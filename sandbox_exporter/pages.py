@@ -83,7 +83,8 @@ def landing(snapshot: Snapshot, *, now: float | None = None, refresh: int | None
         + f"<h2>{escape(_summary([v for _, v in verdicts]))}</h2>\n"
         + table
         + f'\n<p class="muted">Page made at {_clock(now, now)}. Probe columns: the last result'
-        " of each probe and its age.</p>"
+        ' of each probe and its age. A problem\'s "since" is the first result in that'
+        " condition that this exporter saw since it started.</p>"
     )
     return _page("Sandbox Exporter", body, refresh)
 

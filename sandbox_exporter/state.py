@@ -95,7 +95,7 @@ class HistoryEntry:
             missed = missed_expectations(result.data)
             if missed:
                 # More specific than the probe's own "missed: language/java".
-                message = "missed " + ", ".join(map(describe_missed, missed))
+                message = "missed: " + ", ".join(map(describe_missed, missed))
         return cls(
             probe=result.probe,
             started_at=result.started_at,

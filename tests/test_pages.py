@@ -218,6 +218,12 @@ def test_a_missed_expectation_says_what_was_expected_and_found():
     expectations = table_with(target_page(state, "alpha"), "kind", "name", "expected", "found")
     assert ["language", "java", ">=17", "openjdk 11.0.7", "MISSED"] in expectations
     assert ["language", "python3", ">=3.7", "3.7.3", "met"] in expectations
+    history = table_with(target_page(state, "alpha"), "time", "probe", "duration", "outcome")
+    assert [LIBRARIES, "0.012s", "2 expectations missed"] in [row[1:4] for row in history]
+    assert (
+        "missed: language java >=17 (found openjdk 11.0.7), bin no-such-command present "
+        "(found nothing)"
+    ) in [row[4] for row in history]
 
 
 def test_a_failing_canary_shows_its_name_and_message_and_since_when():
