@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from sandbox_exporter import pages
+from sandbox_exporter.cli import main
 from sandbox_exporter.config import Target, parse_config
 from sandbox_exporter.documents import parse_libraries, parse_specifications
 from sandbox_exporter.emulator import Emulator
@@ -598,3 +599,9 @@ def test_an_unknown_target_page_is_a_clear_404(exporter: Exporter):
     assert response.text == "unknown target 'nope': not in the configuration\n"
     missing = exporter.get("target")
     assert missing.status_code == 400 and "'name' parameter is missing" in missing.text
+
+
+@pytest.mark.parametrize("value", ["-1", "x", "1.5"])
+def test_history_limit_must_be_a_whole_number(value: str, capsys: pytest.CaptureFixture[str]):
+    assert main(["--history.limit", value, "--config.check"]) == 3
+    assert "--history.limit" in capsys.readouterr().err
