@@ -151,6 +151,11 @@ def healthy_results(target: Target, at: float = T0) -> list[ProbeResult]:
     ]
 
 
+def record_healthy(state: State, name: str, at: float = T0) -> None:
+    for healthy in healthy_results(target_of(state, name), at):
+        state.record(healthy)
+
+
 def failing_canary(name: str, at: float = T0) -> ProbeResult:
     canary = CanaryResult(
         "shell", False, Reason.UNEXPECTED_OUTPUT, "unexpected stdout '5'", 0.01, 0.005, 0
@@ -190,8 +195,7 @@ def target_page(state: State, name: str, **kwargs: object) -> str:
 
 def test_a_healthy_target_reads_ok_and_links_to_its_page():
     state = make_state("targets:\n  - {name: alpha, url: 'http://127.0.0.1:1/'}\n")
-    for r in healthy_results(target_of(state, "alpha")):
-        state.record(r)
+    record_healthy(state, "alpha")
     page = landing(state)
     text = visible(page)
     assert "1 ok of 1 target" in text
@@ -207,8 +211,7 @@ def test_a_missed_expectation_says_what_was_expected_and_found():
         "    expect:\n      languages: {java: '>=17', python3: '>=3.7'}\n"
         "      bin: [no-such-command]\n"
     )
-    for r in healthy_results(target_of(state, "alpha")):
-        state.record(r)
+    record_healthy(state, "alpha")
     text = visible(landing(state))
     assert "WARNING alpha" in text
     assert (
@@ -229,9 +232,7 @@ def test_a_missed_expectation_says_what_was_expected_and_found():
 
 def test_a_failing_canary_shows_its_name_and_message_and_since_when():
     state = make_state("targets:\n  - name: alpha\n    url: 'http://127.0.0.1:1/'\n" + CANARY_4)
-    target = target_of(state, "alpha")
-    for r in healthy_results(target, at=T0 - 600):
-        state.record(r)
+    record_healthy(state, "alpha", at=T0 - 600)
     state.record(failing_canary("alpha", at=T0 - 120))
     state.record(failing_canary("alpha", at=T0 - 60))  # still failing: the start stays
     text = visible(landing(state))
@@ -264,8 +265,7 @@ def test_a_target_never_probed_says_so_rather_than_ok():
         "targets:\n  - {name: alpha, url: 'http://127.0.0.1:1/'}\n"
         "  - {name: beta, url: 'http://127.0.0.1:2/'}\n"
     )
-    for r in healthy_results(target_of(state, "alpha")):
-        state.record(r)
+    record_healthy(state, "alpha")
     text = visible(landing(state))
     assert "1 ok, 1 not probed yet of 2 targets" in text
     assert "NOT PROBED YET beta" in text and "no probe has run yet" in text
@@ -280,8 +280,7 @@ def test_targets_are_listed_worst_first():
         "  - {name: down, url: 'http://127.0.0.1:2/'}\n"
         "  - {name: new, url: 'http://127.0.0.1:3/'}\n"
     )
-    for r in healthy_results(target_of(state, "fine")):
-        state.record(r)
+    record_healthy(state, "fine")
     state.record(unreachable("down", SPECIFICATIONS))
     rows = table_with(landing(state), "status", "target")[1:]
     assert [row[0] for row in rows] == ["CRITICAL", "NOT PROBED YET", "OK"]
