@@ -19,6 +19,7 @@ from .config import Config, ConfigError, config_for_url, load_config, parse_conf
 from .daemon import serve
 from .exporter import Exporter
 from .once import DEFAULT_TIMEOUT_SECONDS, Status, render_json, render_text, run_once
+from .state import DEFAULT_HISTORY_LIMIT
 from .web import parse_listen_address
 from .webconfig import WebConfigError, load_web_config
 
@@ -69,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="probe targets on their intervals (default); with --no-scheduler, probe only "
         "on /probe requests, e.g. replicas sharing targets through hashmod",
+    )
+    parser.add_argument(
+        "--history.limit",
+        dest="history_limit",
+        type=_history_limit,
+        default=DEFAULT_HISTORY_LIMIT,
+        help=f"probe results kept per target for its page (default {DEFAULT_HISTORY_LIMIT}; "
+        "0 keeps none)",
     )
     parser.add_argument(
         "--log.level",
@@ -124,6 +133,12 @@ def _positive_seconds(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
     return value
+
+
+def _history_limit(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more, not {text!r}")
+    return int(text)
 
 
 class LogfmtFormatter(logging.Formatter):
@@ -264,6 +279,7 @@ def _daemon(args: argparse.Namespace) -> int:
             log.error("cannot start: %s", error)
             return 1
     exporter = Exporter(config, path, scheduled=args.scheduler)
+    exporter.state.set_history_limit(args.history_limit)
     return serve(exporter, args.listen_address, web_config=web_config)
 
 

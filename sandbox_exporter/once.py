@@ -8,100 +8,15 @@ then `|` and perfdata, then one line per target.
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import time
-from dataclasses import dataclass, field
 
 from .config import Config, Target
-from .probes import LibrariesReport, Load, ProbeResult, run_probe
+from .health import Status, TargetVerdict, judge
+from .probes import ProbeResult, run_probe
 from .protocol import seconds_text
 from .transport import ProbeTransport, open_session
 from .vocabulary import CANARY, LIBRARIES, PROBES, SPECIFICATIONS, USAGE, Reason
-
-
-class Status(enum.IntEnum):
-    OK = 0
-    WARNING = 1
-    CRITICAL = 2
-    UNKNOWN = 3
-
-
-def severity(name: str) -> Status:
-    return Status[name.upper()]
-
-
-@dataclass(frozen=True)
-class Problem:
-    status: Status
-    summary: str  # a few words, for the report's first line
-    detail: str = ""  # what exactly happened, for the target's own line
-
-    def __str__(self) -> str:
-        return f"{self.summary}: {self.detail}" if self.detail else self.summary
-
-
-@dataclass
-class TargetVerdict:
-    target: Target
-    results: dict[str, ProbeResult]
-    status: Status = Status.OK
-    problems: list[Problem] = field(default_factory=list)
-    load_ratio: float | None = None
-
-    def flag(self, status: Status, summary: str, detail: str = "") -> None:
-        self.status = max(self.status, status)
-        self.problems.append(Problem(status, summary, detail))
-
-
-def judge(target: Target, results: dict[str, ProbeResult]) -> TargetVerdict:
-    verdict = TargetVerdict(target, results)
-    spec = results.get(SPECIFICATIONS)
-    if spec is not None and not spec.success:
-        # Its other probes fail for the same cause; saying so four times
-        # would bury the one line that matters.
-        verdict.flag(Status.CRITICAL, f"unreachable ({_reason(spec)})", spec.message)
-        return verdict
-    canary = results.get(CANARY)
-    if canary is not None and not canary.success:
-        status = severity(target.severities.canary_failed)
-        if canary.reason is Reason.OVERLOADED:
-            status = severity(target.severities.overloaded)
-        verdict.flag(status, f"canary failing ({_reason(canary)})", canary.message)
-    usage = results.get(USAGE)
-    if usage is not None and not usage.success:
-        verdict.flag(Status.WARNING, f"usage unavailable ({_reason(usage)})", usage.message)
-    elif usage is not None and isinstance(usage.data, Load):
-        pool = usage.data.containers_max
-        if pool is None and spec is not None and spec.success:
-            pool = spec.data.containers_max
-        if pool:
-            ratio = usage.data.containers_running / pool
-            verdict.load_ratio = ratio
-            thresholds = target.thresholds
-            busy = f"{usage.data.containers_running} of {pool} containers busy"
-            if thresholds.load_critical is not None and ratio >= thresholds.load_critical:
-                verdict.flag(Status.CRITICAL, f"load {ratio:.0%}", busy)
-            elif ratio >= thresholds.load_warning:
-                verdict.flag(Status.WARNING, f"load {ratio:.0%}", busy)
-    libraries = results.get(LIBRARIES)
-    if libraries is not None and not libraries.success:
-        summary = f"libraries unavailable ({_reason(libraries)})"
-        verdict.flag(Status.WARNING, summary, libraries.message)
-    elif libraries is not None and isinstance(libraries.data, LibrariesReport):
-        missed = [o for o in libraries.data.outcomes if not o.met]
-        if missed:
-            names = ", ".join(
-                f"{o.kind} {o.name} {o.expected} (found {o.found or 'nothing'})" for o in missed
-            )
-            summary = f"{len(missed)} expectation{'s' * (len(missed) > 1)} missed"
-            verdict.flag(severity(target.severities.expectation_missed), summary, names)
-    return verdict
-
-
-def _reason(result: ProbeResult) -> str:
-    return result.reason.value if result.reason else "failed"
-
 
 # Each target's probes in steps: first its specifications (a target that
 # fails them is not probed again: its other probes would fail for the same

@@ -4,6 +4,11 @@ Probes write here, the collector reads a `Snapshot`; nothing else is shared
 between the scheduler's threads and the HTTP threads. Results are immutable
 values, so a snapshot is a shallow copy taken under the lock: a scrape never
 sees half of an update.
+
+For the pages, each target also keeps a short history: its last results
+(a bounded deque of slim entries, `--history.limit`), the text of its last
+`/probe?debug=true`, and since when each probe's condition has been what it
+is. Everything kept is capped, whatever servers send.
 """
 
 from __future__ import annotations
@@ -11,13 +16,23 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .config import Config
-from .probes import CanaryResult, ProbeResult
+from .health import describe_missed, missed_expectations, probe_outcome
+from .probes import CanaryResult, LibrariesReport, ProbeResult
 from .vocabulary import Reason
+
+#: Results kept per target unless `--history.limit` says otherwise (blackbox
+#: exporter keeps as many).
+DEFAULT_HISTORY_LIMIT = 100
+# The client already cuts a server's text to ~200 characters, but a canary
+# probe's message joins one per canary; these caps bound a target's memory
+# whatever the servers and the configuration hold.
+MAX_HISTORY_MESSAGE = 1000
+MAX_DEBUG_TEXT = 64 * 1024
 
 # Round trips of a healthy sandbox sit between 10 ms and a second; the tail up
 # to the 10 s EXECUTE_TIMEOUT is where queueing for a container shows up.
@@ -63,6 +78,50 @@ class ReloadStatus:
 
 
 @dataclass(frozen=True)
+class HistoryEntry:
+    """One probe run as the target page lists it; no server document kept."""
+
+    probe: str
+    started_at: float
+    duration_seconds: float
+    success: bool
+    outcome: str  # "ok", the failure reason, or "N expectations missed"
+    message: str
+
+    @classmethod
+    def of(cls, result: ProbeResult) -> HistoryEntry:
+        message = result.message
+        if isinstance(result.data, LibrariesReport):
+            missed = missed_expectations(result.data)
+            if missed:
+                # More specific than the probe's own "missed: language/java".
+                message = "missed: " + ", ".join(map(describe_missed, missed))
+        return cls(
+            probe=result.probe,
+            started_at=result.started_at,
+            duration_seconds=result.duration_seconds,
+            success=result.success,
+            outcome=probe_outcome(result),
+            message=_cut(message, MAX_HISTORY_MESSAGE),
+        )
+
+
+@dataclass(frozen=True)
+class DebugRecord:
+    """What the last `/probe?debug=true` of a target answered, and when."""
+
+    at: float
+    text: str
+
+
+@dataclass(frozen=True)
+class TargetHistory:
+    entries: tuple[HistoryEntry, ...]  # oldest first
+    debug: DebugRecord | None
+    limit: int
+
+
+@dataclass(frozen=True)
 class Snapshot:
     config: Config | None
     reload: ReloadStatus
@@ -71,6 +130,9 @@ class Snapshot:
     runs: dict[tuple[str, str], int]
     failures: dict[tuple[str, str, Reason], int]
     canary_histograms: dict[tuple[str, str], HistogramData]
+    # When each (target, probe)'s condition (ok, a reason, the expectations
+    # missed) began; a failure's start, or a recovery's.
+    since: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def result(self, target: str, probe: str) -> ProbeResult | None:
         return self.results.get((target, probe))
@@ -88,6 +150,10 @@ class State:
     _runs: Counter = field(default_factory=Counter)
     _failures: Counter = field(default_factory=Counter)
     _histograms: dict[tuple[str, str], HistogramData] = field(default_factory=dict)
+    _history_limit: int = DEFAULT_HISTORY_LIMIT
+    _history: dict[str, deque[HistoryEntry]] = field(default_factory=dict)
+    _debug: dict[str, DebugRecord] = field(default_factory=dict)
+    _conditions: dict[tuple[str, str], tuple[object, float]] = field(default_factory=dict)
 
     def record(self, result: ProbeResult) -> None:
         key = (result.target, result.probe)
@@ -107,6 +173,44 @@ class State:
                 hkey = (result.target, canary.name)
                 histogram = self._histograms.get(hkey) or HistogramData.empty()
                 self._histograms[hkey] = histogram.observe(canary.round_trip_seconds)
+            condition = _condition(result)
+            previous = self._conditions.get(key)
+            if previous is None or previous[0] != condition:
+                self._conditions[key] = (condition, result.started_at)
+            if self._history_limit:
+                history = self._history.get(result.target)
+                if history is None:
+                    history = self._history[result.target] = deque(maxlen=self._history_limit)
+                history.append(HistoryEntry.of(result))
+
+    def record_debug(self, target: str, text: str, at: float | None = None) -> None:
+        """Keep what `/probe?debug=true` answered for a configured target."""
+        with self._lock:
+            if self._config is not None and self._config.target(target) is None:
+                return
+            self._debug[target] = DebugRecord(
+                time.time() if at is None else at, _cut(text, MAX_DEBUG_TEXT)
+            )
+
+    def set_history_limit(self, limit: int) -> None:
+        """Keep the last `limit` results per target (0: none); the newest stay."""
+        if limit < 0:
+            raise ValueError(f"history limit must be 0 or more, not {limit}")
+        with self._lock:
+            self._history_limit = limit
+            self._history = (
+                {name: deque(entries, maxlen=limit) for name, entries in self._history.items()}
+                if limit
+                else {}
+            )
+
+    def history(self, target: str) -> TargetHistory:
+        with self._lock:
+            return TargetHistory(
+                entries=tuple(self._history.get(target, ())),
+                debug=self._debug.get(target),
+                limit=self._history_limit,
+            )
 
     def set_config(self, config: Config) -> None:
         """Swap in a new config; data of targets that stay is kept."""
@@ -120,6 +224,9 @@ class State:
             self._failures = Counter({k: v for k, v in self._failures.items() if k[0] in names})
             canaries = {(t.name, c.name) for t in config.targets for c in t.canaries}
             self._histograms = {k: v for k, v in self._histograms.items() if k in canaries}
+            self._history = {k: v for k, v in self._history.items() if k in names}
+            self._debug = {k: v for k, v in self._debug.items() if k in names}
+            self._conditions = {k: v for k, v in self._conditions.items() if k[0] in names}
 
     def reload_failed(self, message: str) -> None:
         with self._lock:
@@ -139,6 +246,7 @@ class State:
                 runs=dict(self._runs),
                 failures=dict(self._failures),
                 canary_histograms=dict(self._histograms),
+                since={key: since for key, (_, since) in self._conditions.items()},
             )
 
     def probed_targets(self) -> set[str]:
@@ -150,3 +258,18 @@ def _canaries(result: ProbeResult) -> Iterable[CanaryResult]:
     if isinstance(result.data, tuple):
         return result.data
     return ()
+
+
+def _condition(result: ProbeResult) -> object:
+    """What makes a probe's state change: success, reason, the expectations missed
+    (not their versions, nor timings, which move on every run)."""
+    missed: tuple[tuple[str, str], ...] = ()
+    if isinstance(result.data, LibrariesReport):
+        missed = tuple((o.kind, o.name) for o in missed_expectations(result.data))
+    return (result.success, result.reason, missed)
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"… ({len(text) - limit} more characters not kept)"

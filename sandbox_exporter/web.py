@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import html
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import quote
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -27,11 +24,10 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from . import __version__
+from . import pages
 from .basic_auth import PasswordCheck, basic_credentials
 from .collector import SandboxCollector
 from .exporter import Exporter, Refusal, UnknownTarget
-from .probes import LibrariesReport
 from .vocabulary import PROBES
 from .webconfig import WebConfig
 
@@ -163,65 +159,33 @@ class Routes:
             )
         lines += ["", "Metrics that would have been returned:", ""]
         body = "\n".join(lines).encode() + b"\n" + generate_latest(registry)
+        outcome.state.record_debug(outcome.target.name, body.decode())
         return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
     async def landing(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(text=landing_page(self.exporter), content_type="text/html")
+        refresh = pages.parse_refresh(_query_value(request, "refresh"))
+        page = pages.landing(self.exporter.state.snapshot(), refresh=refresh)
+        return web.Response(text=page, content_type="text/html")
+
+    async def target(self, request: web.Request) -> web.StreamResponse:
+        name = _query_value(request, "name")
+        if not name:
+            return _text(400, "the 'name' parameter is missing\n")
+        state = self.exporter.state
+        snapshot = state.snapshot()
+        target = snapshot.config.target(name) if snapshot.config else None
+        if target is None:
+            return _text(404, f"unknown target {name!r}: not in the configuration\n")
+        refresh = pages.parse_refresh(_query_value(request, "refresh"))
+        page = pages.target_page(snapshot, target, state.history(name), refresh=refresh)
+        return web.Response(text=page, content_type="text/html")
 
 
-def landing_page(exporter: Exporter) -> str:
-    snapshot = exporter.state.snapshot()
-    config = snapshot.config
-    rows = []
-    for target in config.targets if config else ():
-        cells = []
-        for probe in PROBES:
-            result = snapshot.result(target.name, probe)
-            if result is None:
-                cells.append('<td class="pending">not run yet</td>')
-                continue
-            css = "ok" if result.success else "fail"
-            label = "ok" if result.success else result.reason.value
-            if isinstance(result.data, LibrariesReport):
-                missed = sum(1 for outcome in result.data.outcomes if not outcome.met)
-                if missed:
-                    css, label = "warn", f"{missed} expectation{'s' * (missed > 1)} missed"
-            age = max(0.0, time.time() - result.started_at)
-            cells.append(
-                f'<td class="{css}" title="{html.escape(result.message)}">'
-                f"{html.escape(label)} <small>{age:.0f}s ago</small></td>"
-            )
-        name = html.escape(target.name)
-        probe_link = f"probe?target={quote(target.name)}&amp;debug=true"
-        rows.append(
-            f"<tr><td>{name}</td><td>{html.escape(target.url)}</td>{''.join(cells)}"
-            f'<td><a href="{probe_link}">probe now</a></td></tr>'
-        )
-    reload = snapshot.reload
-    reload_text = "ok" if reload.successful else f"FAILED: {html.escape(reload.message)}"
-    return _LANDING.format(
-        version=html.escape(__version__),
-        headers="".join(f"<th>{p}</th>" for p in PROBES),
-        rows="\n".join(rows) or '<tr><td colspan="7">no targets configured</td></tr>',
-        reload=reload_text,
-    )
-
-
-_LANDING = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Sandbox Exporter</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em .6em;text-align:left}}
-.ok{{color:#1a7f37}}.warn{{color:#9a6700;font-weight:bold}}.fail{{color:#cf222e;font-weight:bold}}.pending{{color:#888}}</style>
-</head><body>
-<h1>Sandbox Exporter</h1>
-<p>Version {version}. Configuration: {reload}.</p>
-<p><a href="metrics">Metrics</a> · <a href="-/healthy">Health</a> ·
-<a href="-/ready">Readiness</a></p>
-<h2>Targets (last result of each probe)</h2>
-<table><tr><th>target</th><th>url</th>{headers}<th></th></tr>
-{rows}
-</table>
-</body></html>
-"""
+def _query_value(request: web.Request, key: str) -> str | None:
+    if len(request.query_string) > MAX_QUERY_LENGTH:
+        return None
+    values = request.query.getall(key, [])
+    return values[-1] if values else None
 
 
 @web.middleware
@@ -273,6 +237,7 @@ def build_app(routes: Routes, web_config: WebConfig | None = None) -> web.Applic
         middlewares.append(_basic_auth(PasswordCheck(web_config.basic_auth_users), worker))
     app = web.Application(middlewares=middlewares, client_max_size=64 * 1024)
     app.router.add_get("/", routes.landing)
+    app.router.add_get("/target", routes.target)
     app.router.add_get("/metrics", routes.metrics)
     app.router.add_get("/probe", routes.probe)
     app.router.add_get("/-/healthy", routes.healthy)
