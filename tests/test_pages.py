@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from sandbox_emulator import Emulator
 from sandbox_exporter import pages
 from sandbox_exporter.cli import main
 from sandbox_exporter.config import Target, parse_config
 from sandbox_exporter.documents import parse_libraries, parse_specifications
-from sandbox_exporter.emulator import Emulator
 from sandbox_exporter.expectations import check_expectations
 from sandbox_exporter.health import load_ratio, missed_expectations, pool_size
 from sandbox_exporter.probes import CanaryResult, LibrariesReport, Load, ProbeResult
@@ -328,7 +328,7 @@ def test_urls_are_shown_without_userinfo():
     assert pages.shown_url("http://sandbox/") == "http://sandbox/"
     # The configuration refuses credentials in URLs; the pages do not rely on it.
     state = make_state("targets:\n  - {name: alpha, url: 'http://127.0.0.1:1/'}\n")
-    target = dataclasses.replace(target_of(state, "alpha"), url="http://bob:s3cret@10.0.0.1/")
+    target = target_of(state, "alpha").model_copy(update={"url": "http://bob:s3cret@10.0.0.1/"})
     page = pages.target_page(state.snapshot(), target, state.history("alpha"), now=T0)
     assert "s3cret" not in page and "bob" not in page and "http://10.0.0.1/" in page
 
