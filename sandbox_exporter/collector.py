@@ -52,27 +52,39 @@ def new_family(name: str, labels: Sequence[str] | None = None) -> Metric:
 
 
 class Families:
-    """The families of one render, each made on first use."""
+    """Families filled by the renders of one scrape, each made on first use.
+
+    One family object per metric serves every part: making one per part
+    cost as much as the samples themselves. `render` hands out what one
+    part added.
+    """
 
     def __init__(self) -> None:
         self.by_name: dict[str, Metric] = {}
+        # Family name -> its length when the current render began.
+        self._start: dict[str, int] = {}
 
     def family(self, name: str) -> Metric:
         family = self.by_name.get(name)
         if family is None:
             family = self.by_name[name] = new_family(name)
+        if name not in self._start:
+            self._start[name] = len(family.samples)
         return family
 
     def add(self, name: str, labels: Sequence[str], value: float | None) -> None:
         """One sample; none where the value is unknown (None or NaN)."""
         if value is None or value != value:
             return
-        # `family` inlined: this runs once per sample rendered.
-        family = self.by_name.get(name) or self.family(name)
-        family.add_metric(labels, value)
+        self.family(name).add_metric(labels, value)
 
-    def samples(self) -> tuple[tuple[str, Samples], ...]:
-        return tuple((name, family.samples) for name, family in self.by_name.items())
+    def render(self, part: Part) -> tuple[tuple[str, Samples], ...]:
+        """Render `part`; the samples it added, by metric name."""
+        self._start = {}
+        part.render(self, *part.inputs)
+        return tuple(
+            (name, self.by_name[name].samples[start:]) for name, start in self._start.items()
+        )
 
 
 class Part(NamedTuple):
@@ -135,7 +147,7 @@ def target_parts(snapshot: Snapshot, target: Target) -> list[Part]:
 
 
 def render_target(
-    snapshot: Snapshot, target: Target, previous: Sequence[_Rendered] = ()
+    families: Families, snapshot: Snapshot, target: Target, previous: Sequence[_Rendered] = ()
 ) -> list[_Rendered]:
     """Every part of `target`, rendered, or reused from `previous` where unchanged."""
     parts = target_parts(snapshot, target)
@@ -145,10 +157,8 @@ def render_target(
     for index, part in enumerate(parts):
         if previous and _renders_like(previous[index][0], part):
             rendered.append(previous[index])
-            continue
-        families = Families()
-        part.render(families, *part.inputs)
-        rendered.append((part, families.samples()))
+        else:
+            rendered.append((part, families.render(part)))
     return rendered
 
 
@@ -181,15 +191,14 @@ class SandboxCollector(Collector):
             targets = list(snapshot.config.targets) if snapshot.config is not None else []
         # Every metric's samples, in the order of the metric table.
         joined: dict[str, list[Sample]] = {spec.name: [] for spec in METRICS}
+        families = Families()
         if self._exporter_metrics:
-            exporter = Families()
-            render_exporter(exporter, snapshot)
-            for name, samples in exporter.samples():
+            for name, samples in families.render(Part(render_exporter, (snapshot,))):
                 joined[name] += samples
         previous, rendered = self._rendered, {}
         for target in targets:
             try:
-                parts = render_target(snapshot, target, previous.get(target.name, ()))
+                parts = render_target(families, snapshot, target, previous.get(target.name, ()))
             except Exception:
                 # Every part is rendered before any is joined: the target is left out whole.
                 log.exception("skipping bad data of target %s in this scrape", target.name)
@@ -222,11 +231,10 @@ def render_exporter(families: Families, snapshot: Snapshot) -> None:
 
 
 def _render_info(families: Families, target: Target) -> None:
-    # The user labels vary by target: this family is the target's own.
-    info = families.by_name["sandbox_target_info"] = new_family(
-        "sandbox_target_info", ["target", "url", *target.labels]
-    )
+    # The user labels vary by target: the sample is made by a family of its own.
+    info = new_family("sandbox_target_info", ["target", "url", *target.labels])
     info.add_metric([target.name, target.url, *target.labels.values()], 1)
+    families.family("sandbox_target_info").samples += info.samples
 
 
 def _render_runs(

@@ -213,7 +213,7 @@ def test_alerts_and_dashboards_cover_the_core_metrics() -> None:
         "sandbox_exporter_config_last_reload_successful",
     ):
         assert re.search(rf"\b{name}\b", used), f"{name} is used by no dashboard or alert"
-    assert len(METRICS) == len(METRICS_BY_NAME), "duplicate metric in tests/contract.py"
+    assert len(METRICS) == len(METRICS_BY_NAME), "duplicate metric in docs/metrics.md"
 
 
 # ---------------------------------------------------------------- promtool
