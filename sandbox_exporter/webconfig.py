@@ -43,7 +43,8 @@ from typing import Any
 
 import bcrypt
 
-from .config import ConfigError, load_yaml
+from .config import ConfigError
+from .config import load_yaml as _load_yaml
 
 __all__ = [
     "CLIENT_AUTH_TYPES",
@@ -163,7 +164,7 @@ def parse_web_config(
     """Check web configuration ``text``; relative paths resolve against ``base_dir``
     (default: the current directory). Raises :class:`WebConfigError` listing every problem."""
     try:
-        document = load_yaml(text, source)
+        document = _load_yaml(text, source)
     except ConfigError as error:
         raise WebConfigError(error.errors, source) from None
     if document is not None and not isinstance(document, Mapping):
