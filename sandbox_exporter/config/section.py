@@ -36,6 +36,7 @@ class Section(BaseModel):
         frozen=True,
         allow_inf_nan=False,
         use_attribute_docstrings=True,
+        # Lets pydantic write defaults such as FrozenDict() into the JSON Schema.
         arbitrary_types_allowed=True,
     )
     #: Keys people write by mistake, with the advice their error gives instead of "unknown key".
