@@ -52,6 +52,12 @@ class Section(BaseModel):
         return data
 
 
+def no_default(schema: dict[str, Any]) -> None:
+    """For ``json_schema_extra``: a default that is not a value to write (an
+    editor would offer it), but stands for "derived" or "not set"."""
+    schema.pop("default", None)
+
+
 @functools.cache
 def _sections(model: type[BaseModel]) -> frozenset[str]:
     collections = (BaseModel, tuple, Mapping, Expectations)
