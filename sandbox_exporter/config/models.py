@@ -170,6 +170,9 @@ class Defaults(Probing):
     """
 
 
+TargetName = name_of("target name", url_like=False)
+
+
 class Target(Probing):
     """One sandbox server to watch.
 
@@ -178,7 +181,7 @@ class Target(Probing):
     means the target runs no canary probe.
     """
 
-    name: name_of("target name", url_like=False) = Field("", json_schema_extra=no_default)  # type: ignore[valid-type]
+    name: TargetName = Field("", json_schema_extra=no_default)  # type: ignore[valid-type]
     """Names the target in metrics and /probe?target= (default: the URL's host[:port])."""
     url: Url
     """The sandbox's base URL, e.g. https://sandbox.example.org/."""
