@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 
 import jsonschema
@@ -618,6 +619,45 @@ def test_all_errors_are_collected_and_shown_one_per_line() -> None:
     assert error.source == "sandbox.yml"
 
 
+def test_validation_errors_give_the_line_and_column_of_their_key() -> None:
+    text = "targets:\n  - name: a\n    url: http://h/\n    intervals:\n      usage: 5 seconds\n"
+    assert errors_of(text) == [
+        "targets[0].intervals.usage: invalid duration '5 seconds' (use e.g. 10s, 1m) "
+        "(line 5, column 7)"
+    ]
+    # A missing key points at the mapping it is missing from.
+    [missing] = errors_of("targets:\n  - name: a\n")
+    assert missing.startswith("targets[0].url: missing (the sandbox's base URL")
+    assert missing.endswith("(line 2, column 5)")
+
+
+def test_errors_come_in_the_order_of_the_document() -> None:
+    text = """\
+        targets:
+          - {name: a, url: 'http://h/', timeouts: {usage: 1m}}
+          - {name: b, url: 'ftp://h/'}
+        probe_endpoint: {allow_unlisted_targets: true}
+        """
+    assert [error.split(":")[0] for error in errors_of(text)] == [
+        "targets[0].timeouts.usage",
+        "targets[1].url",
+        "probe_endpoint.allowed_urls",
+    ]
+
+
+def test_a_block_reused_through_an_alias_is_found_where_it_was_written() -> None:
+    errors = errors_of(
+        "x-intervals: &i\n  usage: soon\n"
+        "targets:\n  - {name: a, url: 'http://h/', intervals: *i}\n"
+        "  - {<<: {name: b, url: 'ftp://h/'}, labels: {site: x}}\n"
+    )
+    assert errors[0].startswith("x-intervals: unknown key")
+    assert errors[1].startswith("targets[0].intervals.usage: invalid duration 'soon'")
+    assert errors[1].endswith("(line 2, column 3)")
+    assert errors[2].startswith("targets[1].url: 'ftp://h/' must start with http://")
+    assert errors[2].endswith("(line 5, column 20)")
+
+
 def test_a_yaml_syntax_error_gives_line_and_column() -> None:
     text = "targets:\n  - name: a\n    url: [http://h/\n  - name: b\n"
     with pytest.raises(ConfigError) as caught:
@@ -1122,6 +1162,10 @@ def test_config_objects_are_frozen_and_picklable() -> None:
         target.intervals["usage"] = 1.0  # type: ignore[index]
     assert pickle.loads(pickle.dumps(config)) == config
     assert parse(target_with("labels: {site: x}, expect: {bin: [gcc]}")) == config
+    # The scheduler keeps targets in sets and compares reloaded ones.
+    again = parse(target_with("labels: {site: x}, expect: {bin: [gcc]}")).targets[0]
+    assert hash(again) == hash(target) and again in {target}
+    assert isinstance(target.intervals, Mapping) and set(target.timeouts) == set(PROBES)
 
 
 def test_the_source_is_recorded(tmp_path: Path) -> None:

@@ -102,8 +102,12 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
     """Validate configuration ``text``; relative paths resolve against ``base_dir``
     (default: the current directory). Raises :class:`ConfigError` listing every problem."""
     document, positions = load_yaml_with_positions(text, source)
-    context = {"base_dir": Path(base_dir) if base_dir is not None else Path.cwd()}
-    context["environ"] = os.environ  # type: ignore[assignment]
+    # What validators read besides the document: where relative file names
+    # start, and where *_env secrets come from.
+    context: dict[str, Any] = {
+        "base_dir": Path(base_dir) if base_dir is not None else Path.cwd(),
+        "environ": os.environ,
+    }
     problems: list[Problem] = []
     try:
         written = Config.model_validate({} if document is None else document, context=context)

@@ -58,6 +58,9 @@ def _at_least_one(commands: tuple[Any, ...]) -> tuple[Any, ...]:
     return commands
 
 
+CanaryName = name_of("canary name")
+
+
 class Canary(Section):
     """A small program run through ``POST /execute/`` to prove the sandbox works.
 
@@ -73,7 +76,7 @@ class Canary(Section):
         "environment": "a canary runs in a fresh container and cannot upload an environment",
     }
 
-    name: name_of("canary name")  # type: ignore[valid-type]
+    name: CanaryName  # type: ignore[valid-type]
     """Canaries are told apart by name in metrics."""
     commands: Annotated[Items[CommandItem], AfterValidator(_at_least_one)]
     """A list of bash commands (each a string, or {command, timeout}) run in one directory."""

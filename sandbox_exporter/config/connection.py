@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from ..expectations import FrozenDict
 from .errors import problem
@@ -19,7 +19,7 @@ from .fields import (
     SecretFromFile,
     Username,
 )
-from .section import Section
+from .section import Section, no_default
 
 _INLINE_SECRET = (
     "inline secrets are not allowed (they would sit in a file anyone reading the "
@@ -52,13 +52,13 @@ class Auth(Section):
 
     username: Username | None = None
     """The HTTP basic authentication user name."""
-    password_file: SecretFromFile = None  # type: ignore[assignment]
+    password_file: SecretFromFile = Field(None, json_schema_extra=no_default)
     """A file holding the password (one line)."""
-    password_env: SecretFromEnvironment = None  # type: ignore[assignment]
+    password_env: SecretFromEnvironment = Field(None, json_schema_extra=no_default)
     """An environment variable holding the password."""
-    bearer_token_file: SecretFromFile = None  # type: ignore[assignment]
+    bearer_token_file: SecretFromFile = Field(None, json_schema_extra=no_default)
     """A file holding the bearer token (one line)."""
-    bearer_token_env: SecretFromEnvironment = None  # type: ignore[assignment]
+    bearer_token_env: SecretFromEnvironment = Field(None, json_schema_extra=no_default)
     """An environment variable holding the bearer token."""
     headers: Annotated[
         Mapping[HeaderName, HeaderValue], FrozenMapping, AfterValidator(_unique_headers)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import GetPydanticSchema, PrivateAttr, model_validator
+from pydantic import Field, GetPydanticSchema, PrivateAttr, model_validator
 from pydantic_core import core_schema
 
 from ..expectations import Expectations, FrozenDict
@@ -17,7 +17,14 @@ from .canary import DEFAULT_CANARY, Canaries
 from .connection import TLS, Auth
 from .errors import problem
 from .fields import FrozenMapping, Items, LabelName, NonBlank, Ratio, Regex, Url, Version, name_of
-from .section import DEFAULT_INTERVALS, DEFAULT_TIMEOUTS, Intervals, Section, Timeouts
+from .section import (
+    DEFAULT_INTERVALS,
+    DEFAULT_TIMEOUTS,
+    Intervals,
+    Section,
+    Timeouts,
+    no_default,
+)
 
 SEVERITY_LEVELS = ("warning", "critical")
 
@@ -163,6 +170,9 @@ class Defaults(Probing):
     """
 
 
+TargetName = name_of("target name", url_like=False)
+
+
 class Target(Probing):
     """One sandbox server to watch.
 
@@ -171,7 +181,7 @@ class Target(Probing):
     means the target runs no canary probe.
     """
 
-    name: name_of("target name", url_like=False) = ""  # type: ignore[valid-type]
+    name: TargetName = Field("", json_schema_extra=no_default)  # type: ignore[valid-type]
     """Names the target in metrics and /probe?target= (default: the URL's host[:port])."""
     url: Url
     """The sandbox's base URL, e.g. https://sandbox.example.org/."""

@@ -36,6 +36,7 @@ class Section(BaseModel):
         frozen=True,
         allow_inf_nan=False,
         use_attribute_docstrings=True,
+        # Lets pydantic write defaults such as FrozenDict() into the JSON Schema.
         arbitrary_types_allowed=True,
     )
     #: Keys people write by mistake, with the advice their error gives instead of "unknown key".
@@ -49,6 +50,12 @@ class Section(BaseModel):
             sections = _sections(cls)
             return {k: v for k, v in data.items() if v is not None or k not in sections}
         return data
+
+
+def no_default(schema: dict[str, Any]) -> None:
+    """For ``json_schema_extra``: a default that is not a value to write (an
+    editor would offer it), but stands for "derived" or "not set"."""
+    schema.pop("default", None)
 
 
 @functools.cache

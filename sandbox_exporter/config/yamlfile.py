@@ -70,33 +70,37 @@ def load_yaml_with_positions(text: str, source: str) -> tuple[Any, Positions]:
             loader.dispose()
 
 
-def _record(node: yaml.Node, here: Location, positions: Positions, seen: set[int]) -> None:
-    # A node reached again through an alias is recorded where it was first
-    # written; its later uses point at the alias (or, for "<<", the mapping).
-    if id(node) in seen:
-        return
-    seen.add(id(node))
+# Aliases can repeat a block many times over; positions are a courtesy, not
+# worth more than this many entries.
+_MAX_POSITIONS = 100_000
+
+
+def _record(node: yaml.Node, here: Location, positions: Positions, inside: set[int]) -> None:
+    """Record where each key and item below ``node`` was written. A block
+    reused through an alias is recorded under each path that uses it, with
+    the positions where it was written."""
+    if id(node) in inside or len(positions) > _MAX_POSITIONS:
+        return  # a recursive alias, or a document too repetitive to map
+    inside.add(id(node))
     if isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            positions.setdefault((*here, index), _mark(item))
-            _record(item, (*here, index), positions, seen)
+            positions[(*here, index)] = _mark(item)
+            _record(item, (*here, index), positions, inside)
     elif isinstance(node, yaml.MappingNode):
-        merged = []
-        for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                merged.append(value_node)
-            elif isinstance(key_node, yaml.ScalarNode):
+        own = [(k, v) for k, v in node.value if k.tag != "tag:yaml.org,2002:merge"]
+        merged = [
+            pair
+            for k, v in node.value
+            if k.tag == "tag:yaml.org,2002:merge"
+            for source in (v.value if isinstance(v, yaml.SequenceNode) else [v])
+            if isinstance(source, yaml.MappingNode)
+            for pair in source.value
+        ]
+        for key_node, value_node in own + merged:  # a mapping's own keys win over merged ones
+            if isinstance(key_node, yaml.ScalarNode) and (*here, key_node.value) not in positions:
                 positions[(*here, key_node.value)] = _mark(key_node)
-                _record(value_node, (*here, key_node.value), positions, seen)
-        for value_node in merged:  # after the mapping's own keys, which win
-            sources = (
-                value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-            )
-            for source in sources:
-                if isinstance(source, yaml.MappingNode):
-                    for key_node, _ in source.value:
-                        if isinstance(key_node, yaml.ScalarNode):
-                            positions.setdefault((*here, key_node.value), _mark(key_node))
+                _record(value_node, (*here, key_node.value), positions, inside)
+    inside.discard(id(node))
 
 
 def _mark(node: yaml.Node) -> tuple[int, int]:
