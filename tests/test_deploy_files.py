@@ -1062,3 +1062,39 @@ def test_systemd_unit_passes_systemd_analyze(tmp_path: Path) -> None:
     )
     # Exposure 0 (locked down) .. 10 (unsafe); ours rates about 1.1.
     run(["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(unit)])
+
+
+# ------------------------------------------------------ example's dummy files
+
+
+def test_the_example_config_names_only_shipped_dummy_files() -> None:
+    # config/example.yml passes --config.check as shipped (its header's
+    # command is run by test_documented_commands.py); what it reads must be
+    # recognisably fake, and the CA a real certificate nobody can sign with.
+    import ssl
+
+    example = load_yaml(CONFIG_DIR / "example.yml")
+    named = sorted(
+        value
+        for target in example["targets"]
+        for section in (target.get("auth", {}), target.get("tls", {}))
+        for key, value in section.items()
+        if key.endswith("_file") and value
+    )
+    assert named == sorted(
+        [
+            "certs/private-ca.pem",
+            "secrets/lyon.token",
+            "secrets/marseille.password",
+            "secrets/paris.password",
+        ]
+    )
+    for relative in named:
+        assert (CONFIG_DIR / relative).is_file(), relative
+        if relative.startswith("secrets/"):
+            assert "example-only-not-a-real" in (CONFIG_DIR / relative).read_text()
+    context = ssl.create_default_context(cafile=str(CONFIG_DIR / "certs" / "private-ca.pem"))
+    (certificate,) = context.get_ca_certs()
+    subject = " ".join(value for pair in certificate["subject"] for _, value in pair)
+    assert "do not trust" in subject
+    assert not list(CONFIG_DIR.rglob("*.key")), "a private key must never be shipped"

@@ -159,7 +159,7 @@ def unit_can_do_it(command: str) -> list[str]:
 def kustomization_exists(command: str) -> list[str]:
     problems = paths_exist(command)
     words = shlex.split(command, comments=True)
-    if "-k" in words:
+    if "-k" in words[:-1]:
         directory = REPO / words[words.index("-k") + 1]
         if directory.exists() and not (directory / "kustomization.yaml").is_file():
             problems.append(f"{directory} has no kustomization.yaml")
