@@ -379,8 +379,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonStack]:
 
 def wait_for_daemon_data(stack: DaemonStack) -> None:
     """Until Prometheus holds what every test of this mode reads: every target
-    seen, canary histograms that moved, library results, and a second round
-    of counters so that rates exist."""
+    seen, canary histograms that moved, library results, a second round of
+    counters so that rates exist, and the SLO rules evaluated over them."""
     prometheus = stack.prometheus
 
     def ready() -> bool:
@@ -399,9 +399,12 @@ def wait_for_daemon_data(stack: DaemonStack) -> None:
                 'rate(sandbox_probe_runs_total{probe="specifications"}[1m]) > 0'
             )
         }
+        # The SLO recording rules have run over those rates (NaN dropped).
+        budgets = {s["metric"]["target"] for s in prometheus.query("sandbox:slo_burn_rate:1h >= 0")}
         return (
             len(up) == 1
             and seen == set(ALL_TARGETS)
+            and set(HEALTHY) <= budgets
             and set(HEALTHY) <= moved
             and set(HEALTHY) | {"pl-broken"} <= libraries
             and rates == set(ALL_TARGETS)
