@@ -16,7 +16,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,7 @@ class PrometheusServer:
         config: Mapping[str, Any],
         directory: Path,
         rule_files: Mapping[str, str] | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.binary = prometheus_binary()
         self.version = prometheus_version(self.binary)
@@ -77,8 +78,11 @@ class PrometheusServer:
         self.config_path = directory / "prometheus.yml"
         self.config_path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
         for name, text in (rule_files or {}).items():
+            (directory / name).parent.mkdir(parents=True, exist_ok=True)
             (directory / name).write_text(text)
         self.log_path = directory / "prometheus.log"
+        # e.g. --web.enable-lifecycle, for tests of POST /-/reload
+        self.extra_args = list(extra_args)
         self.process: subprocess.Popen | None = None
         self.url = ""
 
@@ -95,6 +99,7 @@ class PrometheusServer:
                         f"--config.file={self.config_path}",
                         f"--storage.tsdb.path={self.directory / 'data'}",
                         f"--web.listen-address=127.0.0.1:{port}",
+                        *self.extra_args,
                     ],
                     cwd=self.directory,
                     stdin=subprocess.DEVNULL,

@@ -1324,15 +1324,15 @@ def test_config_for_url_rejects_bad_urls(url: str, fragment: str) -> None:
 
 
 @pytest.fixture
-def example_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def example_directory(tmp_path: Path) -> Path:
     """config/example.yml beside the secret files and CA bundle it refers to."""
     shutil.copy(REPO / "config" / "example.yml", tmp_path / "example.yml")
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "paris.password").write_text("paris-" + MARKER + "\n")
     (tmp_path / "secrets" / "lyon.token").write_text("lyon-" + MARKER + "\n")
+    (tmp_path / "secrets" / "marseille.password").write_text("marseille-" + MARKER + "\n")
     (tmp_path / "certs").mkdir()
     (tmp_path / "certs" / "private-ca.pem").write_text("placeholder\n")
-    monkeypatch.setenv("SANDBOX_MARSEILLE_PASSWORD", "marseille-" + MARKER)
     return tmp_path
 
 
@@ -1356,10 +1356,17 @@ def test_the_example_config_loads(example_directory: Path) -> None:
     assert MARKER not in repr(config)
 
 
-def test_the_example_config_names_missing_secrets_without_crashing() -> None:
+def test_the_example_config_names_missing_secrets_without_crashing(tmp_path: Path) -> None:
+    # Copied alone, away from the dummy secrets shipped beside it.
+    shutil.copy(REPO / "config" / "example.yml", tmp_path / "example.yml")
     with pytest.raises(ConfigError) as caught:
-        load_config(REPO / "config" / "example.yml")
+        load_config(tmp_path / "example.yml")
     assert any("secrets/paris.password" in error for error in caught.value.errors)
+
+
+def test_the_shipped_example_config_loads_with_its_dummy_files() -> None:
+    config = load_config(REPO / "config" / "example.yml")
+    assert [t.name for t in config.targets] == ["paris-1", "lyon-courses", "marseille"]
 
 
 def test_the_minimal_config_loads() -> None:

@@ -31,6 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "config"
 ALERTS = CONFIG_DIR / "alerts.yml"
 ALERT_TESTS = REPO / "tests" / "rules" / "alerts_test.yml"
+SLO_RULES = CONFIG_DIR / "slo.yml"
+SLO_TESTS = REPO / "tests" / "rules" / "slo_test.yml"
+# Every Prometheus config loads these, in this order, from its own directory.
+RULE_FILES = ("alerts.yml", "slo.yml")
 PROMETHEUS_CONFIGS = ("prometheus.yml", "prometheus-probe.yml", "prometheus-hashmod.yml")
 DASHBOARD_DIR = REPO / "grafana" / "dashboards"
 DASHBOARDS = ("sandbox-overview.json", "sandbox-detail.json")
@@ -81,6 +85,17 @@ def load_yaml(path: Path) -> Any:
 
 def alert_rules() -> list[dict[str, Any]]:
     return [rule for group in load_yaml(ALERTS)["groups"] for rule in group["rules"]]
+
+
+def slo_rules() -> list[dict[str, Any]]:
+    """Recording rules and alerts of config/slo.yml, in evaluation order."""
+    return [rule for group in load_yaml(SLO_RULES)["groups"] for rule in group["rules"]]
+
+
+def slo_expressions() -> list[tuple[str, str]]:
+    return [
+        (f"slo rule {rule.get('record') or rule['alert']}", rule["expr"]) for rule in slo_rules()
+    ]
 
 
 def load_dashboard(name: str) -> dict[str, Any]:
@@ -139,11 +154,12 @@ def metric_names(expr: str) -> set[str]:
     return set(re.findall(r"\b(sandbox_[a-z0-9_]+)\b", GROUPING.sub("", expr)))
 
 
-def contract_violations(expr: str) -> list[str]:
-    """Metric names outside the contract, and label names a metric does not have."""
+def contract_violations(expr: str, extra_labels: frozenset[str] = frozenset()) -> list[str]:
+    """Metric names outside the contract, and label names a metric does not have
+    (`extra_labels`: labels that recording rules add, e.g. `slo`)."""
     used = metric_names(expr)
     problems = [f"metric {name} is not in the contract" for name in sorted(used - set(SERIES))]
-    known_labels = set(TARGET_LABELS)
+    known_labels = set(TARGET_LABELS) | extra_labels
     for series in used & set(SERIES):
         known_labels |= SERIES[series].labels
         if series.endswith("_bucket"):
@@ -181,10 +197,17 @@ def test_contract_checker_catches_mistakes() -> None:
 
 
 def test_expressions_use_only_contract_metrics_and_labels() -> None:
+    slo_labels = frozenset({"slo", "target"})
     problems = [
         f"{where}: {problem}"
         for where, expr in alert_expressions() + dashboard_expressions()
-        for problem in contract_violations(expr)
+        for problem in contract_violations(
+            expr, slo_labels if "sandbox:slo" in expr else frozenset()
+        )
+    ] + [
+        f"{where}: {problem}"
+        for where, expr in slo_expressions()
+        for problem in contract_violations(expr, slo_labels)
     ]
     assert problems == []
 
@@ -276,7 +299,7 @@ def test_sandbox_exporter_down_matches_every_shipped_job() -> None:
 def test_every_promql_expression_parses(tmp_path: Path) -> None:
     """promtool check rules parses every expression of a rule file: feed it each
     dashboard query and alert expression as a recording rule."""
-    expressions = alert_expressions() + dashboard_expressions()
+    expressions = alert_expressions() + slo_expressions() + dashboard_expressions()
     rules = [
         {"record": f"check:expression_{index}", "expr": expr}
         for index, (_, expr) in enumerate(expressions)
@@ -312,18 +335,116 @@ def test_promql_parse_check_catches_a_syntax_error(tmp_path: Path) -> None:
     assert done.returncode != 0
 
 
+# ---------------------------------------------------------------- SLO rules
+
+# The multi-window, multi-burn-rate conditions of the SRE workbook:
+# (long window, short window, burn rate) -> severity.
+BURN_CONDITIONS = {
+    "SandboxErrorBudgetFastBurn": ("critical", [("1h", "5m", 14.4), ("6h", "30m", 6.0)]),
+    "SandboxErrorBudgetSlowBurn": ("warning", [("1d", "2h", 3.0), ("3d", "6h", 1.0)]),
+}
+SLOS = ("canary-availability", "canary-latency")
+
+
+def slo_records(name: str) -> list[dict[str, Any]]:
+    return [rule for rule in slo_rules() if rule.get("record") == name]
+
+
+def test_slo_rules_pass_promtool_check() -> None:
+    output = run([require_tool("promtool"), "check", "rules", str(SLO_RULES)])
+    assert f"SUCCESS: {len(slo_rules())} rules found" in output
+
+
+def test_slo_rule_unit_tests_pass() -> None:
+    output = run([require_tool("promtool"), "test", "rules", str(SLO_TESTS)], cwd=REPO)
+    assert "SUCCESS" in output
+
+
+def test_slo_unit_tests_cover_fast_burn_slow_burn_and_quiet() -> None:
+    firing: set[tuple[str, str]] = set()
+    quiet: set[str] = set()
+    for case in load_yaml(SLO_TESTS)["tests"]:
+        for check in case.get("alert_rule_test", []):
+            for alert in check["exp_alerts"]:
+                firing.add((check["alertname"], alert["exp_labels"]["slo"]))
+            if not check["exp_alerts"]:
+                quiet.add(check["alertname"])
+    assert set(BURN_CONDITIONS) == quiet
+    assert {("SandboxErrorBudgetFastBurn", slo) for slo in SLOS} <= firing
+    assert ("SandboxErrorBudgetSlowBurn", "canary-availability") in firing
+
+
+def test_slo_objectives_and_threshold_are_each_written_once() -> None:
+    objectives = slo_records("sandbox:slo_objective:ratio")
+    assert sorted(rule["labels"]["slo"] for rule in objectives) == sorted(SLOS)
+    for rule in objectives:
+        value = float(re.fullmatch(r"vector\(([0-9.]+)\)", rule["expr"]).group(1))
+        assert 0.9 <= value < 1, rule
+    # No other rule carries a number that could be an objective, and every
+    # budget is computed from the recorded objective.
+    others = [rule for rule in slo_rules() if rule not in objectives]
+    for rule in others:
+        assert not re.search(r"\b0\.9\d*\b", rule["expr"]), rule["expr"]
+        if "burn_rate" in rule.get("record", "") or "budget" in rule.get("record", ""):
+            assert "(1 - sandbox:slo_objective:ratio)" in rule["expr"], rule
+    # The latency threshold: one bucket boundary the exporter really exposes,
+    # in the one rule that counts slow round trips.
+    from sandbox_exporter.state import CANARY_BUCKETS
+
+    thresholds = [(rule, le) for rule in others for le in re.findall(r'le="([^"]+)"', rule["expr"])]
+    assert len(thresholds) == 1, thresholds
+    ((rule, le),) = thresholds
+    assert rule["labels"]["slo"] == "canary-latency"
+    assert le in {repr(bound) for bound in CANARY_BUCKETS}
+
+
+def test_slo_windows_match_their_names() -> None:
+    # Twenty rules written the same way: a copy-paste slip would go unseen.
+    for rule in slo_rules():
+        record = rule.get("record", "")
+        match = re.fullmatch(r"sandbox:slo_(errors:ratio_rate|burn_rate:)(\w+)", record)
+        if match is None:
+            continue
+        window = match.group(2)
+        windows = set(re.findall(r"\[(\w+)\]", rule["expr"]))
+        names = set(re.findall(r"sandbox:slo_\w+:(?:ratio_rate|)(\d+[mhd])\b", rule["expr"]))
+        if window == "5m":
+            assert windows <= {"5m"} and names <= {"5m"}, record
+        else:
+            assert windows | names == {window}, record
+
+
+def test_slo_alerts_follow_the_workbook() -> None:
+    alerts = {rule["alert"]: rule for rule in slo_rules() if "alert" in rule}
+    assert set(alerts) == set(BURN_CONDITIONS)
+    for name, (severity, conditions) in BURN_CONDITIONS.items():
+        rule = alerts[name]
+        assert rule["labels"]["severity"] == severity
+        assert "$labels.target" in rule["annotations"]["summary"]
+        assert "$labels.slo" in rule["annotations"]["summary"]
+        assert rule["annotations"]["description"].strip()
+        expr = " ".join(rule["expr"].split())
+        for long, short, rate in conditions:
+            wanted = (
+                f"(sandbox:slo_burn_rate:{long} > {rate:g} "
+                f"and sandbox:slo_burn_rate:{short} > {rate:g})"
+            )
+            assert wanted in expr, (name, wanted)
+
+
 # ------------------------------------------------------- prometheus configs
 
 
 @pytest.mark.parametrize("name", PROMETHEUS_CONFIGS)
 def test_prometheus_config_is_valid_with_rules_beside_it(name: str, tmp_path: Path) -> None:
-    # Only the config and alerts.yml, as docker-compose.yml mounts them: the
-    # rule file must be found relative to the config file.
+    # Only the config and its rule files, as docker-compose.yml mounts them:
+    # the rule files must be found relative to the config file.
     shutil.copy(CONFIG_DIR / name, tmp_path / name)
-    shutil.copy(ALERTS, tmp_path / "alerts.yml")
+    for rule_file in RULE_FILES:
+        shutil.copy(CONFIG_DIR / rule_file, tmp_path / rule_file)
     output = run([require_tool("promtool"), "check", "config", name], cwd=tmp_path)
-    assert "SUCCESS: 1 rule files found" in output
-    assert load_yaml(CONFIG_DIR / name)["rule_files"] == ["alerts.yml"]
+    assert f"SUCCESS: {len(RULE_FILES)} rule files found" in output
+    assert load_yaml(CONFIG_DIR / name)["rule_files"] == list(RULE_FILES)
 
 
 def duration_seconds(text: str) -> float:
@@ -456,7 +577,8 @@ def test_panels_follow_the_target_selector(name: str) -> None:
         for query in panel["targets"]:
             expr = GROUPING.sub("", query["expr"])
             # Each per-sandbox selector must be narrowed to the choice.
-            selectors = re.findall(r"\bsandbox_(?!exporter_)[a-z0-9_]+(\{[^}]*\})?", expr)
+            # Raw series (sandbox_...) and the SLO rules' (sandbox:slo_...).
+            selectors = re.findall(r"\bsandbox(?:_(?!exporter_)|:)[a-z0-9_:]+(\{[^}]*\})?", expr)
             for found in selectors:
                 assert selector in found, f"{panel['title']}: {query['expr']}"
 
@@ -504,6 +626,21 @@ def test_overview_dashboard_covers_every_sandbox() -> None:
         assert name in used
     assert "sandbox_canary_round_trip_seconds_bucket" in used
     assert re.search(r"sum by \([^)]*\breason\b[^)]*\) \(.*sandbox_probe_failures_total", used)
+
+
+@pytest.mark.parametrize("name", DASHBOARDS)
+def test_dashboards_show_the_error_budget_from_the_slo_rules(name: str) -> None:
+    recorded = {rule["record"] for rule in slo_rules() if "record" in rule}
+    panels = [p for p in data_panels(load_dashboard(name)) if "error budget" in p["title"].lower()]
+    exprs = [q["expr"] for p in panels for q in p["targets"]]
+    used = {m for expr in exprs for m in re.findall(r"\bsandbox:[a-z0-9_:]+", expr)}
+    # Budget remaining and burn rate, read from the rules (the objective is
+    # in slo.yml only), every name recorded there.
+    assert "sandbox:slo_error_budget_remaining:ratio30d" in used
+    assert "sandbox:slo_burn_rate:1h" in used
+    assert used <= recorded, used - recorded
+    units = {p["title"]: p["fieldConfig"]["defaults"]["unit"] for p in panels}
+    assert "percentunit" in units.values(), units
 
 
 def test_grafana_provisioning_points_at_the_compose_mounts() -> None:
@@ -757,9 +894,9 @@ def test_compose_prometheus_loads_the_rules_beside_its_config() -> None:
     mounts = dict(volume.split(":")[:2] for volume in prometheus["volumes"])
     config_path = mounts["./config/prometheus.yml"]
     assert f"--config.file={config_path}" in prometheus["command"]
-    rules_path = mounts["./config/alerts.yml"]
+    rules_paths = [mounts[f"./config/{name}"] for name in RULE_FILES]
     rule_files = load_yaml(CONFIG_DIR / "prometheus.yml")["rule_files"]
-    assert [str(Path(config_path).parent / f) for f in rule_files] == [rules_path]
+    assert [str(Path(config_path).parent / f) for f in rule_files] == rules_paths
 
 
 def test_compose_ports_are_consistent() -> None:
@@ -898,3 +1035,39 @@ def test_systemd_unit_passes_systemd_analyze(tmp_path: Path) -> None:
     )
     # Exposure 0 (locked down) .. 10 (unsafe); ours rates about 1.1.
     run(["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(unit)])
+
+
+# ------------------------------------------------------ example's dummy files
+
+
+def test_the_example_config_names_only_shipped_dummy_files() -> None:
+    # config/example.yml passes --config.check as shipped (its header's
+    # command is run by test_documented_commands.py); what it reads must be
+    # recognisably fake, and the CA a real certificate nobody can sign with.
+    import ssl
+
+    example = load_yaml(CONFIG_DIR / "example.yml")
+    named = sorted(
+        value
+        for target in example["targets"]
+        for section in (target.get("auth", {}), target.get("tls", {}))
+        for key, value in section.items()
+        if key.endswith("_file") and value
+    )
+    assert named == sorted(
+        [
+            "certs/private-ca.pem",
+            "secrets/lyon.token",
+            "secrets/marseille.password",
+            "secrets/paris.password",
+        ]
+    )
+    for relative in named:
+        assert (CONFIG_DIR / relative).is_file(), relative
+        if relative.startswith("secrets/"):
+            assert "example-only-not-a-real" in (CONFIG_DIR / relative).read_text()
+    context = ssl.create_default_context(cafile=str(CONFIG_DIR / "certs" / "private-ca.pem"))
+    (certificate,) = context.get_ca_certs()
+    subject = " ".join(value for pair in certificate["subject"] for _, value in pair)
+    assert "do not trust" in subject
+    assert not list(CONFIG_DIR.rglob("*.key")), "a private key must never be shipped"

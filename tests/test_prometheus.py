@@ -125,6 +125,22 @@ def alerts_with_short_for() -> str:
     return yaml.safe_dump(rules, sort_keys=False)
 
 
+def slo_with_short_for() -> str:
+    """config/slo.yml with the alerts' `for:` set to ALERT_FOR; the recording
+    rules as shipped."""
+    rules = yaml.safe_load(deploy.SLO_RULES.read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if "alert" in rule:
+                rule["for"] = ALERT_FOR
+    return yaml.safe_dump(rules, sort_keys=False)
+
+
+def shipped_rule_files() -> dict[str, str]:
+    """The rule files every shipped Prometheus config lists, for PrometheusServer."""
+    return {"alerts.yml": alerts_with_short_for(), "slo.yml": slo_with_short_for()}
+
+
 def has_finite_value(series: list[dict[str, Any]]) -> bool:
     """True when a query result holds at least one sample that is a number."""
     for one in series:
@@ -326,9 +342,7 @@ def daemon(
                 "static_configs": [{"targets": [f"127.0.0.1:{free_port()}"]}],
             }
         )
-        prometheus = PrometheusServer(
-            config, directory, rule_files={"alerts.yml": alerts_with_short_for()}
-        ).start()
+        prometheus = PrometheusServer(config, directory, rule_files=shipped_rule_files()).start()
         stack = DaemonStack(emulators, exporter, prometheus, config_text)
         wait_for_daemon_data(stack)
         yield stack
@@ -341,8 +355,8 @@ def daemon(
 
 def wait_for_daemon_data(stack: DaemonStack) -> None:
     """Until Prometheus holds what every test of this mode reads: every target
-    seen, canary histograms that moved, library results, and a second round
-    of counters so that rates exist."""
+    seen, canary histograms that moved, library results, a second round of
+    counters so that rates exist, and the SLO rules evaluated over them."""
     prometheus = stack.prometheus
 
     def ready() -> bool:
@@ -361,9 +375,12 @@ def wait_for_daemon_data(stack: DaemonStack) -> None:
                 'rate(sandbox_probe_runs_total{probe="specifications"}[1m]) > 0'
             )
         }
+        # The SLO recording rules have run over those rates (NaN dropped).
+        budgets = {s["metric"]["target"] for s in prometheus.query("sandbox:slo_burn_rate:1h >= 0")}
         return (
             len(up) == 1
             and seen == set(ALL_TARGETS)
+            and set(HEALTHY) <= budgets
             and set(HEALTHY) <= moved
             and set(HEALTHY) | {"pl-broken"} <= libraries
             and rates == set(ALL_TARGETS)
@@ -439,8 +456,11 @@ def test_generation_excuses_cover_only_generation_specific_series(daemon: Daemon
 
 
 def assert_every_rule_evaluates(prometheus: PrometheusServer) -> None:
-    """Every rule of alerts.yml is loaded, has been evaluated, and without error."""
-    expected = {rule["alert"] for rule in deploy.alert_rules()}
+    """Every rule of alerts.yml and slo.yml is loaded, has been evaluated, and
+    without error."""
+    expected = {rule["alert"] for rule in deploy.alert_rules()} | {
+        rule.get("record") or rule["alert"] for rule in deploy.slo_rules()
+    }
 
     def evaluated() -> list[dict[str, Any]]:
         rules = [r for g in prometheus.rule_groups() for r in g["rules"]]
@@ -450,7 +470,8 @@ def assert_every_rule_evaluates(prometheus: PrometheusServer) -> None:
     assert {r["name"] for r in rules} == expected
     broken = [(r["name"], r["health"], r.get("lastError")) for r in rules if r["health"] != "ok"]
     assert broken == []
-    assert all(r["duration"] == deploy.duration_seconds(ALERT_FOR) for r in rules), (
+    alerting = [r for r in rules if r["type"] == "alerting"]
+    assert all(r["duration"] == deploy.duration_seconds(ALERT_FOR) for r in alerting), (
         "the shortened for: did not load"
     )
 
@@ -527,6 +548,15 @@ def test_broken_sandboxes_fire_their_alerts_and_healthy_ones_stay_quiet(
         identity(alertname="SandboxDown", job=job, target="pl-gone"),
         # A replica that is not running any more.
         identity(alertname="SandboxExporterDown", job=GONE_JOB),
+        # Every canary probe of both fails: the availability budget burns
+        # at 200 times the allowed rate, which pages and opens a ticket
+        # (Alertmanager's inhibit rule in config/alertmanager.yml keeps the
+        # ticket and the budget page of pl-gone quiet behind SandboxDown).
+        *(
+            identity(alertname=alert, job=job, target=target, slo="canary-availability")
+            for alert in ("SandboxErrorBudgetFastBurn", "SandboxErrorBudgetSlowBurn")
+            for target in ("pl-broken", "pl-gone")
+        ),
     }
 
     def all_expected_firing() -> list[dict[str, Any]]:
@@ -666,7 +696,7 @@ def test_probe_mode_stores_each_sandbox_under_its_name_within_the_scrape_timeout
     config = shipped_prometheus_config(
         "prometheus-probe.yml", {SHIPPED_EXPORTER: exporter.address}, probe_timing=PROBE_SCRAPE
     )
-    rules = {"alerts.yml": alerts_with_short_for()}
+    rules = shipped_rule_files()
     with PrometheusServer(config, tmp_path, rule_files=rules) as prometheus:
 
         def scraped_fine() -> set[str]:
@@ -732,7 +762,7 @@ def test_hashmod_gives_each_sandbox_to_exactly_one_replica(
         j["job_name"] for j in config["scrape_configs"] if j.get("metrics_path") == "/probe"
     ]
     assert len(shard_jobs) == len(replicas)
-    rules = {"alerts.yml": alerts_with_short_for()}
+    rules = shipped_rule_files()
     with PrometheusServer(config, tmp_path, rule_files=rules) as prometheus:
         shard_selector = f'job=~"{"|".join(shard_jobs)}"'
 
