@@ -29,6 +29,7 @@ OUTPUT = REPO / "deploy" / "kubernetes" / "prometheusrule.yaml"
 # to the repository. Adding a file is adding a line.
 RULE_FILES: list[str] = [
     "config/alerts.yml",
+    "config/slo.yml",
 ]
 
 HEADER = """\
