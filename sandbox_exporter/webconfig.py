@@ -148,7 +148,7 @@ def parse_web_config(
     """Check web configuration ``text``; relative paths resolve against ``base_dir``
     (default: the current directory). Raises :class:`WebConfigError` listing every problem."""
     try:
-        document = _load_yaml(text, source)
+        document = load_yaml(text, source)
     except ConfigError as error:
         raise WebConfigError(error.errors, source) from None
     if document is not None and not isinstance(document, Mapping):
