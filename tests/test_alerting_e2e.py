@@ -35,7 +35,7 @@ from alertmanager_server import AlertmanagerServer
 from prometheus_server import PrometheusServer
 from test_deploy_guide import one_block
 
-from sandbox_exporter.emulator import Fault
+from sandbox_emulator import Fault
 
 from helpers import free_port, wait_until
 

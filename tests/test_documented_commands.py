@@ -62,14 +62,14 @@ PLACEHOLDERS = {r"<file>": "config/minimal.yml", r"\bFILE\b": "config/minimal.ym
 TARGET_NAME = "local"  # the one target of the sessions' configuration
 # Synopses (alternatives a|b, N, ...) and the instance of each that is run.
 SYNOPSES = {
-    "python -m sandbox_exporter.emulator --api 2|3 --port N --containers N ...": (
-        "python -m sandbox_exporter.emulator --api 3 --port N --containers 2"
+    "python -m sandbox_emulator --api 2|3 --port N --containers N ...": (
+        "python -m sandbox_emulator --api 3 --port N --containers 2"
     ),
 }
 # Directories that another branch adds; the path checks accept their absence
 # until they exist, and test_pending_paths_are_still_pending makes sure this
 # list is emptied once they do.
-PENDING_PATHS = ("deploy/kubernetes",)
+PENDING_PATHS: tuple[str, ...] = ()
 
 
 def markdown_sources() -> list[str]:
@@ -324,8 +324,8 @@ def is_daemon(words: list[str]) -> bool:
         one_shot = {"--config.check", "--once", "--version", "-h", "--help"}
         return not one_shot & set(words)
     return words[:3] in (
-        ["python", "-m", "sandbox_exporter.emulator"],
-        ["python3", "-m", "sandbox_exporter.emulator"],
+        ["python", "-m", "sandbox_emulator"],
+        ["python3", "-m", "sandbox_emulator"],
     )
 
 
