@@ -1,4 +1,4 @@
-"""The one harness for a running exporter inside the test process.
+"""The harnesses for a running exporter: in the test process, or as a subprocess.
 
 The exporter lives on an asyncio loop; the harness runs that loop in a
 background thread so tests can talk to it over real HTTP on loopback, as
@@ -8,16 +8,24 @@ Prometheus would, and stops it (bounded) at the end.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
+
+import requests
 
 from sandbox_exporter.config import Config, load_config
 from sandbox_exporter.daemon import run
 from sandbox_exporter.exporter import Exporter
 from sandbox_exporter.web import WebServer
 from sandbox_exporter.webconfig import WebConfig
+
+from helpers import free_port, wait_until
 
 T = TypeVar("T")
 
@@ -94,3 +102,63 @@ class RunningExporter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class ExporterProcess:
+    """`sandbox-exporter ARGS` as a subprocess on a free loopback port."""
+
+    def __init__(self, *args: str, scheme: str = "http") -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.url = f"{scheme}://{self.address}/"
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sandbox_exporter.cli",
+                "--web.listen-address",
+                self.address,
+                *list(args),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def threads(self) -> int:
+        """How many threads the process has now."""
+        return len(os.listdir(f"/proc/{self.pid}/task"))
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(self.url + path, **{"timeout": 30, **kwargs})
+
+    def poll(self, check: Callable[[], object], timeout: float = 60) -> object:
+        """Wait for `check()` while the process lives; refused connections count as no."""
+
+        def attempt() -> object:
+            assert self.process.poll() is None, self.process.communicate()
+            try:
+                return check()
+            except requests.ConnectionError:
+                return False
+
+        return wait_until(attempt, timeout=timeout, interval=0.2)
+
+    def wait_serving(self, **kwargs: Any) -> None:
+        self.poll(lambda: self.get("-/healthy", timeout=2, **kwargs).status_code == 200)
+
+    def terminate(self, timeout: float = 30) -> tuple[int, str, str]:
+        """SIGTERM, then (exit code, stdout, stderr)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        out, err = self.process.communicate(timeout=timeout)
+        return self.process.returncode, out, err
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate(timeout=30)

@@ -1,0 +1,221 @@
+"""Every probe ends within its deadline plus 0.5 s, whatever the server does.
+
+The promise holds for the scheduler, `/probe` and `--once` alike; each is
+driven here against every misbehaving server of `misbehaving.py` over real
+sockets on loopback. Bounds get `SLACK` on top of what the product promises,
+for a loaded 2-core machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from harness import RunningExporter
+from misbehaving import Misbehaving
+
+from sandbox_exporter.config import config_for_url
+from sandbox_exporter.probes import run_probe
+from sandbox_exporter.transport import ProbeTransport, open_session
+from sandbox_exporter.vocabulary import CANARY, SPECIFICATIONS, Reason
+
+from helpers import wait_until
+
+PROMISE = 0.5  # what the product promises beyond a probe's deadline
+SLACK = 2.0  # for a loaded 2-core machine
+
+# What each misbehaviour may end in: the cut-off, or the size cap.
+EXPECTED = {
+    "backlog-full": {Reason.TIMEOUT},
+    "silent": {Reason.TIMEOUT},
+    "header-drip": {Reason.TIMEOUT},
+    "body-drip": {Reason.TIMEOUT},
+    "endless-chunked": {Reason.TIMEOUT, Reason.INVALID_RESPONSE},
+    "gzip-bomb": {Reason.TIMEOUT, Reason.INVALID_RESPONSE},
+    "content-length-lie": {Reason.TIMEOUT},
+}
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[dict[str, Misbehaving]]:
+    started = {kind: Misbehaving(kind) for kind in Misbehaving.KINDS}
+    yield started
+    for server in started.values():
+        server.stop()
+
+
+async def _probe(url: str, kind: str, timeout: float):
+    target = config_for_url(url).targets[0]
+    async with open_session() as session:
+        return await run_probe(kind, ProbeTransport(target, session), target, timeout)
+
+
+@pytest.mark.parametrize("probe", [SPECIFICATIONS, CANARY])
+@pytest.mark.parametrize("kind", Misbehaving.KINDS)
+def test_a_probe_ends_within_its_deadline(servers, kind: str, probe: str) -> None:
+    started = time.monotonic()
+    result = asyncio.run(_probe(servers[kind].url, probe, timeout=1.0))
+    elapsed = time.monotonic() - started
+    assert not result.success
+    assert result.reason in EXPECTED[kind], result.message
+    assert elapsed <= 1.0 + PROMISE + SLACK, f"{kind}: {elapsed:.2f}s: {result.message}"
+    assert result.duration_seconds <= 1.0 + PROMISE + SLACK
+
+
+def test_the_size_cap_counts_inflated_bytes(servers) -> None:
+    # The bomb is ~1 KiB a MiB on the wire: the cap (16 MiB) is reached
+    # long before the deadline only if decoded bytes are what is counted.
+    result = asyncio.run(_probe(servers["gzip-bomb"].url, SPECIFICATIONS, timeout=20.0))
+    assert result.reason is Reason.INVALID_RESPONSE, result.message
+    assert "over the limit" in result.message
+    assert result.duration_seconds < 20.0
+
+
+def test_a_name_lookup_that_hangs_is_cut_off_too(monkeypatch) -> None:
+    # A resolver that never answers cannot be made on loopback without
+    # changing the machine's resolver configuration, so this one case stands
+    # in for the system's getaddrinfo; everything above it is the real path.
+    released = threading.Event()
+    real = socket.getaddrinfo
+
+    def hanging(host, *args, **kwargs):
+        if host == "lookup-hangs.invalid":
+            released.wait(30)
+            raise socket.gaierror(socket.EAI_NONAME, "released by the test")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+
+    async def probe():
+        try:
+            return await _probe("http://lookup-hangs.invalid:8080/", SPECIFICATIONS, 1.0)
+        finally:
+            released.set()  # let the resolver's thread go before the loop closes
+
+    started = time.monotonic()
+    result = asyncio.run(probe())
+    assert result.reason is Reason.TIMEOUT, result.message
+    assert "name lookup" in result.message
+    assert time.monotonic() - started <= 1.0 + PROMISE + SLACK
+
+
+def _config(servers: dict[str, Misbehaving], timeout: str, interval: str) -> str:
+    targets = [{"name": kind, "url": server.url} for kind, server in servers.items()]
+    kinds = ("specifications", "usage", "libraries", "canary")
+    return json.dumps(
+        {
+            "defaults": {
+                "intervals": dict.fromkeys(kinds, interval),
+                "timeouts": dict.fromkeys(kinds, timeout),
+            },
+            "targets": targets,
+        }
+    )
+
+
+def test_probe_endpoint_answers_within_the_scrape_timeout(servers, tmp_path: Path) -> None:
+    path = tmp_path / "config.yml"
+    path.write_text(_config(servers, "30s", "1m"))
+    with RunningExporter(path, scheduled=False) as exporter:
+
+        def probe(kind: str) -> tuple[str, float, str]:
+            started = time.monotonic()
+            response = requests.get(
+                exporter.url + "probe",
+                params={"target": kind, "debug": "true"},
+                # Prometheus' 2 s, less the 0.5 s we keep: 1.5 s to probe in.
+                headers={"X-Prometheus-Scrape-Timeout-Seconds": "2"},
+                timeout=30,
+            )
+            assert response.status_code == 200
+            return kind, time.monotonic() - started, response.text
+
+        with ThreadPoolExecutor(len(servers)) as pool:
+            answers = list(pool.map(probe, servers))
+    for kind, elapsed, text in answers:
+        assert elapsed <= 1.5 + PROMISE + SLACK, f"{kind}: {elapsed:.2f}s\n{text}"
+        assert "FAILED" in text, kind
+
+
+def test_scheduled_probes_end_within_their_deadline(servers, tmp_path: Path) -> None:
+    path = tmp_path / "config.yml"
+    path.write_text(_config(servers, "1s", "2s"))
+    with RunningExporter(path) as exporter:
+        state = exporter.exporter.state
+
+        def ran_twice() -> bool:
+            return all(
+                sum(e.probe == SPECIFICATIONS for e in state.history(kind).entries) >= 2
+                for kind in servers
+            )
+
+        wait_until(ran_twice, timeout=30)
+        for kind in servers:
+            for entry in state.history(kind).entries:
+                assert not entry.success
+                assert entry.duration_seconds <= 1.0 + PROMISE + SLACK, (kind, entry)
+
+
+def _once(config: Path, *extra: str) -> tuple[float, subprocess.CompletedProcess]:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox_exporter.cli", "--once", "-c", str(config), *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return time.monotonic() - started, done
+
+
+@pytest.mark.parametrize(("flags", "budget"), [(["-t", "3"], 3.0), ([], 30.0)])
+def test_once_reports_within_its_timeout(servers, tmp_path: Path, flags, budget) -> None:
+    path = tmp_path / "config.yml"
+    # Per-probe deadlines far beyond the check's: the check's own cuts them.
+    path.write_text(_config(servers, "50s", "1m"))
+    elapsed, done = _once(path, *flags)
+    assert elapsed <= budget + 1.0 + SLACK, f"{elapsed:.1f}s\n{done.stdout}"
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("SANDBOX CRITICAL - ")
+    for kind in servers:
+        assert any(line.startswith(f"[CRITICAL] {kind}: ") for line in lines), done.stdout
+
+
+def test_once_shrinks_deadlines_to_its_budget(servers, tmp_path: Path) -> None:
+    path = tmp_path / "config.yml"
+    path.write_text(json.dumps({"targets": [{"name": "silent", "url": servers["silent"].url}]}))
+    elapsed, done = _once(path, "--timeout", "2")
+    assert elapsed <= 2.0 + 1.0 + SLACK, done.stdout
+    # The default specifications deadline is 10 s; what was left of 2 s is said.
+    assert "no answer within 1.7 s" in done.stdout, done.stdout
+
+
+def test_once_does_not_probe_an_unreachable_target_again(tmp_path: Path) -> None:
+    server = Misbehaving("silent")
+    try:
+        path = tmp_path / "config.yml"
+        path.write_text(json.dumps({"targets": [{"name": "gone", "url": server.url}]}))
+        _, done = _once(path, "-t", "3")
+        assert "unreachable (timeout)" in done.stdout
+        assert server.requests == 1, "probed again after its specifications timed out"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+def test_once_refuses_a_timeout_that_is_not_a_positive_number(value: str, tmp_path) -> None:
+    path = tmp_path / "config.yml"
+    path.write_text("targets: []\n")
+    _, done = _once(path, "-t", value)
+    assert done.returncode == 3
+    assert "timeout" in done.stderr

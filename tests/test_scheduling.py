@@ -1,0 +1,68 @@
+"""A reload keeps the scheduler: unchanged jobs keep their cadence, and no
+two runs of the same (target, probe) ever overlap, reload or not."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from pathlib import Path
+
+import requests
+from harness import RunningExporter
+
+from sandbox_emulator import Fault
+from sandbox_exporter.vocabulary import CANARY
+
+from helpers import wait_until
+
+INTERVAL = 3.0
+JITTER = 0.1  # scheduler.JITTER: each run may move this share of the interval
+CANARY_SECONDS = 2.0  # how long the sandbox takes to answer a canary
+
+
+def _config(urls: dict[str, str]) -> str:
+    quiet = "1h"
+    return json.dumps(
+        {
+            "defaults": {
+                "intervals": {
+                    "specifications": quiet,
+                    "usage": quiet,
+                    "libraries": quiet,
+                    "canary": f"{INTERVAL:g}s",
+                },
+                "timeouts": {"canary": f"{INTERVAL - 0.1:g}s"},
+            },
+            "targets": [{"name": name, "url": url} for name, url in urls.items()],
+        }
+    )
+
+
+def test_a_reload_keeps_cadence_and_never_overlaps_runs(tmp_path: Path, make_emulator) -> None:
+    slow = make_emulator(api=3, faults={"execute": Fault(latency=CANARY_SECONDS)})
+    other = make_emulator(api=3)
+    path = tmp_path / "config.yml"
+    path.write_text(_config({"a": slow.url}))
+    with RunningExporter(path) as exporter:
+        state = exporter.exporter.state
+
+        def canary_runs() -> list:
+            runs = [e for e in state.history("a").entries if e.probe == CANARY]
+            return sorted(runs, key=lambda e: e.started_at)
+
+        wait_until(lambda: len(canary_runs()) >= 1, timeout=30)
+        first = canary_runs()[0]
+        # Reload (adding a target, changing nothing of "a") while a's second
+        # run is in flight: it started about INTERVAL after the first.
+        time.sleep(max(0.0, first.started_at + INTERVAL + 1.0 - time.time()))
+        path.write_text(_config({"a": slow.url, "b": other.url}))
+        assert requests.post(exporter.url + "-/reload", timeout=10).status_code == 200
+        wait_until(lambda: len(canary_runs()) >= 5, timeout=60)
+        runs = canary_runs()
+    for previous, run in itertools.pairwise(runs):
+        # Never two at once...
+        assert run.started_at >= previous.started_at + previous.duration_seconds - 0.05, runs
+        # ...and the cadence went on as before the reload.
+        assert run.started_at - previous.started_at >= INTERVAL * (1 - 2 * JITTER) - 0.1, runs
+    assert all(run.success for run in runs), runs
