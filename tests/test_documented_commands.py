@@ -27,7 +27,8 @@ the configuration it writes itself). Adjustments, all explicit below:
   server of this test, whose log must show that the reload happened.
 
 Commands that cannot run here are listed in NOT_HERE with the reason and
-what is checked instead. A command no rule knows fails the test: classify it.
+what is checked instead. Every other command runs; one that fails here
+fails the test until it is fixed, or added to NOT_HERE with its reason.
 """
 
 from __future__ import annotations
@@ -190,6 +191,12 @@ NOT_HERE = (
     NotHere(r"^(systemctl|journalctl)\b", "needs systemd as PID 1", unit_can_do_it),
     NotHere(r"^(kubectl|kustomize)\b", "needs a Kubernetes cluster", kustomization_exists),
     NotHere(r"^\./scripts/test\b", "it is the command that runs this test", script_parses),
+    NotHere(
+        r"^pip3? install\b",
+        "would install into the Python running the tests; installs into a venv run above",
+        paths_exist,
+    ),
+    NotHere(r"^git clone\b", "needs the network", paths_exist),
     NotHere(
         r"^python3? -m pytest\b",
         "runs part of the suite, which the suite runs anyway",
