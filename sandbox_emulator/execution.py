@@ -22,7 +22,7 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .pool import Container, kill_process_group
@@ -419,7 +419,7 @@ def read_result(workdir: Path, result_path: str, api: int) -> str | int:
 
 
 def format_expiry(expires_at: float, api: int) -> str:
-    moment = datetime.fromtimestamp(expires_at, tz=timezone.utc)
+    moment = datetime.fromtimestamp(expires_at, tz=UTC)
     if api < 3:
         return moment.replace(tzinfo=None).isoformat()
     return moment.isoformat()

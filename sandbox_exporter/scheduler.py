@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -44,7 +44,7 @@ class ProbeScheduler:
         self._scheduler = AsyncIOScheduler(
             event_loop=asyncio.get_running_loop(),
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-            timezone=timezone.utc,
+            timezone=UTC,
         )
         self._scheduler.start()
 
@@ -59,7 +59,7 @@ class ProbeScheduler:
         for key, job in existing.items():
             if key[0] not in self._targets:
                 job.remove()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for target in config.targets:
             for probe in PROBES:
                 interval = target.intervals[probe]

@@ -17,7 +17,7 @@ CANARY = "canary"
 PROBES: tuple[str, ...] = (SPECIFICATIONS, USAGE, LIBRARIES, CANARY)
 
 
-class Reason(str, enum.Enum):
+class Reason(enum.StrEnum):
     """Why a probe failed: the `reason` label of `sandbox_probe_failures_total`."""
 
     TIMEOUT = "timeout"

@@ -20,7 +20,7 @@ import sys
 import tarfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -714,10 +714,10 @@ def test_save_gives_an_environment_and_its_expiry(emulator):
     expire = datetime.fromisoformat(document["expire"])
     if emulator.api == 3:
         assert document["expire"].endswith("+00:00")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
     else:
         assert expire.tzinfo is None
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        now = datetime.now(UTC).replace(tzinfo=None)
     assert timedelta(hours=23) < expire - now <= timedelta(days=1)
 
 
