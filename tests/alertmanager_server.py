@@ -12,8 +12,6 @@ the end of its log.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,13 +19,8 @@ from typing import Any
 import pytest
 import requests
 import yaml
+from server_process import ServerProcess
 
-from helpers import free_port
-
-STARTUP_TIMEOUT_SECONDS = 30.0
-STOP_TIMEOUT_SECONDS = 10.0
-START_ATTEMPTS = 3
-LOG_TAIL_CHARACTERS = 4000
 # Debian renames the server binary; upstream tarballs and images call it alertmanager.
 BINARY_NAMES = ("alertmanager", "prometheus-alertmanager")
 
@@ -44,78 +37,22 @@ def alertmanager_binary() -> str:
     )
 
 
-class AlertmanagerServer:
+class AlertmanagerServer(ServerProcess):
+    name = "Alertmanager"
+
     def __init__(self, config: Mapping[str, Any], directory: Path) -> None:
-        self.binary = alertmanager_binary()
-        self.directory = directory
+        super().__init__(alertmanager_binary(), directory)
         self.config_path = directory / "alertmanager.yml"
         self.config_path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
-        self.log_path = directory / "alertmanager.log"
-        self.process: subprocess.Popen | None = None
-        self.url = ""
 
-    def start(self) -> AlertmanagerServer:
-        for attempt in range(1, START_ATTEMPTS + 1):
-            port = free_port()
-            self.url = f"http://127.0.0.1:{port}"
-            with self.log_path.open("ab") as log:
-                self.process = subprocess.Popen(
-                    [
-                        self.binary,
-                        f"--config.file={self.config_path}",
-                        f"--storage.path={self.directory / 'data'}",
-                        f"--web.listen-address=127.0.0.1:{port}",
-                        # No gossip: the default would listen on 0.0.0.0:9094.
-                        "--cluster.listen-address=",
-                    ],
-                    cwd=self.directory,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            if self._wait_ready():
-                return self
-            port_taken = "address already in use" in self.log_tail()
-            self.stop()
-            if not port_taken or attempt == START_ATTEMPTS:
-                break
-        pytest.fail(f"Alertmanager did not become ready; its log ends with:\n{self.log_tail()}")
-
-    def _wait_ready(self) -> bool:
-        assert self.process is not None
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False
-            try:
-                if requests.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
-                    return True
-            except requests.RequestException:
-                pass  # not listening yet
-            time.sleep(0.1)
-        return False
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-
-    def __enter__(self) -> AlertmanagerServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def log_tail(self) -> str:
-        if not self.log_path.is_file():
-            return "(no log)"
-        return self.log_path.read_text(errors="replace")[-LOG_TAIL_CHARACTERS:]
+    def arguments(self, port: int) -> list[str]:
+        return [
+            f"--config.file={self.config_path}",
+            f"--storage.path={self.directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            # No gossip: the default would listen on 0.0.0.0:9094.
+            "--cluster.listen-address=",
+        ]
 
     def alerts(self) -> list[dict[str, Any]]:
         """Alerts Alertmanager holds now (API v2), with their status."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,16 +22,9 @@ from typing import Any
 import pytest
 import requests
 import yaml
+from server_process import ServerProcess
 
-from helpers import free_port
-
-STARTUP_TIMEOUT_SECONDS = 30.0
-STOP_TIMEOUT_SECONDS = 10.0
 REQUEST_TIMEOUT_SECONDS = 10.0
-# A port picked by free_port() can be taken by someone else before Prometheus
-# binds it; try a few fresh ones before giving up.
-START_ATTEMPTS = 3
-LOG_TAIL_CHARACTERS = 4000
 
 
 class PrometheusAPIError(AssertionError):
@@ -64,7 +56,9 @@ def prometheus_version(binary: str) -> str:
     return match.group(1)
 
 
-class PrometheusServer:
+class PrometheusServer(ServerProcess):
+    name = "Prometheus"
+
     def __init__(
         self,
         config: Mapping[str, Any],
@@ -72,86 +66,23 @@ class PrometheusServer:
         rule_files: Mapping[str, str] | None = None,
         extra_args: Sequence[str] = (),
     ) -> None:
-        self.binary = prometheus_binary()
+        super().__init__(prometheus_binary(), directory)
         self.version = prometheus_version(self.binary)
-        self.directory = directory
         self.config_path = directory / "prometheus.yml"
         self.config_path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
         for name, text in (rule_files or {}).items():
             (directory / name).parent.mkdir(parents=True, exist_ok=True)
             (directory / name).write_text(text)
-        self.log_path = directory / "prometheus.log"
         # e.g. --web.enable-lifecycle, for tests of POST /-/reload
         self.extra_args = list(extra_args)
-        self.process: subprocess.Popen | None = None
-        self.url = ""
 
-    # ------------------------------------------------------------- lifecycle
-
-    def start(self) -> PrometheusServer:
-        for attempt in range(1, START_ATTEMPTS + 1):
-            port = free_port()
-            self.url = f"http://127.0.0.1:{port}"
-            with self.log_path.open("ab") as log:
-                self.process = subprocess.Popen(
-                    [
-                        self.binary,
-                        f"--config.file={self.config_path}",
-                        f"--storage.tsdb.path={self.directory / 'data'}",
-                        f"--web.listen-address=127.0.0.1:{port}",
-                        *self.extra_args,
-                    ],
-                    cwd=self.directory,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            if self._wait_ready():
-                return self
-            port_taken = "address already in use" in self.log_tail()
-            self.stop()
-            if not port_taken or attempt == START_ATTEMPTS:
-                break
-        pytest.fail(f"Prometheus did not become ready; its log ends with:\n{self.log_tail()}")
-
-    def _wait_ready(self) -> bool:
-        """True once /-/ready answers 200; False if the process exits or time runs out."""
-        assert self.process is not None
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False
-            try:
-                response = requests.get(f"{self.url}/-/ready", timeout=2)
-                if response.status_code == 200:
-                    return True
-            except requests.RequestException:
-                pass  # not listening yet
-            time.sleep(0.1)
-        return False
-
-    def stop(self) -> None:
-        """Terminate (Prometheus flushes and exits on SIGTERM), kill after a bound."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-
-    def __enter__(self) -> PrometheusServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def log_tail(self) -> str:
-        if not self.log_path.is_file():
-            return "(no log)"
-        return self.log_path.read_text(errors="replace")[-LOG_TAIL_CHARACTERS:]
+    def arguments(self, port: int) -> list[str]:
+        return [
+            f"--config.file={self.config_path}",
+            f"--storage.tsdb.path={self.directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            *self.extra_args,
+        ]
 
     # ------------------------------------------------------------------- API
 
