@@ -14,6 +14,7 @@ import logging
 import resource
 import signal
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from . import __version__
 from .exporter import Exporter
@@ -23,6 +24,9 @@ from .webconfig import WebConfig
 log = logging.getLogger("sandbox_exporter")
 
 STOP_SECONDS = 1.5
+# The loop's worker threads: name lookups (getaddrinfo blocks) and reading
+# the configuration on reload. A fixed few, whatever the number of targets.
+WORKER_THREADS = 4
 
 
 def raise_open_file_limit() -> int:
@@ -46,6 +50,9 @@ async def run(
 ) -> int:
     """Serve until ``stop`` is set (or, in the main thread, SIGTERM/SIGINT)."""
     loop = asyncio.get_running_loop()
+    loop.set_default_executor(
+        ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="worker")
+    )
     stop = stop or asyncio.Event()
     await exporter.start()
     try:
