@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import bcrypt
 import pytest
 import requests
 from harness import ExporterProcess
@@ -76,15 +77,27 @@ def config(tmp_path: Path, make_emulator) -> Path:
     return path
 
 
-def test_half_sent_requests_and_slow_readers_cost_no_thread(config: Path) -> None:
+@pytest.mark.parametrize("basic_auth", [False, True], ids=["open", "basic-auth"])
+def test_half_sent_requests_and_slow_readers_cost_no_thread(
+    config: Path, tmp_path: Path, basic_auth: bool
+) -> None:
     count = _room_for(HALF_SENT)
     assert count >= 500, "the open-file hard limit leaves too little room for this test"
-    exporter = ExporterProcess("-c", str(config))
+    args = ["-c", str(config)]
+    auth: dict = {}
+    if basic_auth:
+        # Half-sent requests never reach the password check: no bcrypt, no thread.
+        hashed = bcrypt.hashpw(b"secret", bcrypt.gensalt(4)).decode()
+        web_config = tmp_path / "web.yml"
+        web_config.write_text(f"basic_auth_users: {{prometheus: '{hashed}'}}\n")
+        args += ["--web.config.file", str(web_config)]
+        auth = {"auth": ("prometheus", "secret")}
+    exporter = ExporterProcess(*args)
     clients: list[socket.socket] = []
     try:
-        exporter.wait_serving()
-        exporter.poll(lambda: exporter.get("-/ready").status_code == 200)
-        _timed_metrics(exporter)  # the render thread exists from now on
+        exporter.wait_serving(**auth)
+        exporter.poll(lambda: exporter.get("-/ready", **auth).status_code == 200)
+        _timed_metrics(exporter, **auth)  # the render (and bcrypt) threads exist from now on
         threads = exporter.threads()
         clients = _half_sent(exporter.port, count)
         # Slow readers: a whole request each, and no reading of the answer.
@@ -93,8 +106,12 @@ def test_half_sent_requests_and_slow_readers_cost_no_thread(config: Path) -> Non
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
             sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             clients.append(sock)
-        latencies = [_timed_metrics(exporter) for _ in range(5)]
+        latencies = [_timed_metrics(exporter, **auth) for _ in range(5)]
         assert max(latencies) < 1.0 + SLACK, latencies
+        started = time.monotonic()
+        probed = exporter.get("probe", params={"target": "s0", "probe": "canary"}, **auth)
+        assert probed.status_code == 200
+        assert time.monotonic() - started < 2.0 + SLACK
         assert exporter.threads() <= threads, "threads grew with connections"
         # Each half-sent request is dropped once its header deadline passes.
         half_sent = clients[:count]
@@ -103,7 +120,7 @@ def test_half_sent_requests_and_slow_readers_cost_no_thread(config: Path) -> Non
             timeout=HEADER_DEADLINE + 5 + SLACK,
             interval=0.5,
         )
-        assert _timed_metrics(exporter) < 1.0 + SLACK
+        assert _timed_metrics(exporter, **auth) < 1.0 + SLACK
     finally:
         for sock in clients:
             sock.close()
