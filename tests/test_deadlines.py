@@ -24,6 +24,7 @@ import requests
 from harness import RunningExporter
 from misbehaving import Misbehaving
 
+from sandbox_emulator import Fault
 from sandbox_exporter.config import config_for_url
 from sandbox_exporter.probes import run_probe
 from sandbox_exporter.transport import ProbeTransport, open_session
@@ -219,3 +220,17 @@ def test_once_refuses_a_timeout_that_is_not_a_positive_number(value: str, tmp_pa
     _, done = _once(path, "-t", value)
     assert done.returncode == 3
     assert "timeout" in done.stderr
+
+
+def test_once_reports_what_had_not_finished_as_timed_out(tmp_path: Path, make_emulator) -> None:
+    # Reachable and quick, but its canary would take 5 s: -t 2 ends it.
+    slow = make_emulator(api=3, faults={"execute": Fault(latency=5.0)})
+    path = tmp_path / "config.yml"
+    path.write_text(json.dumps({"targets": [{"name": "slow-canary", "url": slow.url}]}))
+    elapsed, done = _once(path, "-t", "2", "--output", "json")
+    assert elapsed <= 2.0 + 1.0 + SLACK, done.stdout
+    report = json.loads(done.stdout)
+    probes = report["targets"][0]["probes"]
+    assert probes["specifications"]["success"] is True
+    assert probes["canary"]["reason"] == "timeout", probes["canary"]
+    assert report["status"] == "CRITICAL"
