@@ -196,7 +196,7 @@ def test_expectations_is_empty_and_len() -> None:
 
 
 def v2_languages(doc: dict) -> dict[str, str | None]:
-    """The 2.x top-level language versions, named the way documents.py names them."""
+    """The 2.x top-level language versions, named the way the documents package names them."""
     names = {"python3": "python3", "python2": "python2", "java": "java", "gcc": "gcc"}
     names.update({"g++": "gpp", "perl": "perl", "postgres": "postgres"})
     return {ours: doc.get(theirs) for theirs, ours in names.items()}
@@ -241,7 +241,7 @@ def test_check_expectations_against_the_recorded_2x_document() -> None:
 
 def test_check_expectations_against_the_recorded_3x_document() -> None:
     doc = load_libraries("v3")
-    # 3.x reports no top-level languages: documents.py derives them and may
+    # 3.x reports no top-level languages: the documents package derives them and may
     # leave some absent (None).
     languages = {"python3": "3.7.3", "java": None}
     expect = Expectations(
