@@ -15,7 +15,6 @@ from sandbox_exporter.expectations import (
     FrozenDict,
     Matcher,
     check_expectations,
-    parse_matcher,
     version_number,
 )
 
@@ -114,7 +113,7 @@ def test_an_absent_version_never_matches(spec: str | None) -> None:
     ],
 )
 def test_str_gives_the_spec_back(spec: str | None, text: str) -> None:
-    matcher = parse_matcher(spec)
+    matcher = Matcher(spec)
     assert str(matcher) == text
     assert Matcher(str(matcher)) == matcher
 
@@ -162,11 +161,6 @@ def test_a_non_string_spec_is_a_value_error() -> None:
 )
 def test_version_number(version: str, number: tuple[int, ...] | None) -> None:
     assert version_number(version) == number
-
-
-def test_presence_property() -> None:
-    assert Matcher(None).is_presence
-    assert not Matcher(">=1").is_presence
 
 
 def test_frozen_dict_is_immutable_but_json_and_pickle_friendly() -> None:
