@@ -41,10 +41,13 @@ from .protocol import (
     LIBRARIES_PATH,
     SPECIFICATIONS_PATH,
     USAGES_PATH,
+    Secrets,
     environment_path,
     execute_config_text,
+    parse_base_url,
+    request_headers,
 )
-from .requests_transport import RequestsTransport
+from .requests_transport import RequestsTransport, new_session
 
 __all__ = ["Sandbox", "SandboxErrCode", "validate", *_error_names]
 
@@ -178,14 +181,17 @@ class Sandbox:
         verify: bool | str | os.PathLike[str] = True,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
+        base_url, url_auth = parse_base_url(url)
+        if auth is not None and url_auth is not None:
+            raise ValueError("give credentials either in the URL or as auth=, not both")
+        auth = auth if auth is not None else url_auth
+        extra_headers = request_headers(headers, auth, bearer_token)
         self._http = RequestsTransport(
-            url,
-            timeout,
+            base_url,
+            new_session(extra_headers, auth, verify),
+            Secrets(extra_headers, auth),
+            timeout=timeout,
             connect_timeout=connect_timeout,
-            headers=headers,
-            auth=auth,
-            bearer_token=bearer_token,
-            verify=verify,
             max_response_bytes=max_response_bytes,
         )
         self._api_version: int | None = None

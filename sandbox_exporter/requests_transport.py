@@ -27,14 +27,11 @@ import urllib3.exceptions
 
 from . import errors
 from .protocol import (
-    DEFAULT_MAX_RESPONSE_BYTES,
     ERROR_BODY_BYTES,
     EXCERPT_CHARS,
     USER_AGENT,
     Secrets,
     check_seconds,
-    parse_base_url,
-    request_headers,
     seconds_text,
 )
 
@@ -66,7 +63,10 @@ def _innermost(error: BaseException) -> BaseException:
     return current
 
 
-def _checked_verify(verify: bool | str | os.PathLike[str]) -> bool | str:
+def new_session(
+    headers: Mapping[str, str], auth: tuple[str, str] | None, verify: bool | str | os.PathLike[str]
+) -> requests.Session:
+    """A session sending ``headers`` and basic ``auth``, trusting what ``verify`` says."""
     if isinstance(verify, os.PathLike):
         verify = os.fspath(verify)
     if isinstance(verify, str):
@@ -74,58 +74,50 @@ def _checked_verify(verify: bool | str | os.PathLike[str]) -> bool | str:
             raise ValueError(f"verify: CA bundle {verify!r} does not exist")
     elif not isinstance(verify, bool):
         raise TypeError("verify must be True, False or the path of a CA bundle")
-    return verify
-
-
-def _checked_size(max_response_bytes: object) -> int:
-    if (
-        isinstance(max_response_bytes, bool)
-        or not isinstance(max_response_bytes, int)
-        or max_response_bytes <= 0
-    ):
-        raise ValueError(
-            f"max_response_bytes must be a positive integer, got {max_response_bytes!r}"
-        )
-    return max_response_bytes
+    session = requests.Session()
+    # A probe's result must not depend on the environment: no proxies,
+    # .netrc or CA variables.
+    session.trust_env = False
+    session.headers["User-Agent"] = USER_AGENT
+    # The size cap counts bytes on the wire: no compressed bombs.
+    session.headers["Accept-Encoding"] = "identity"
+    session.headers.update(headers)
+    session.auth = auth
+    session.verify = verify
+    return session
 
 
 class RequestsTransport:
-    """One sandbox server over requests, for the classic client (see the module's docstring)."""
+    """One sandbox server over requests, for the classic client (see the module's docstring).
+
+    ``session`` talks to the server at ``base_url``; ``secrets`` are the
+    credentials it sends, kept out of every message.
+    """
 
     def __init__(
         self,
-        url: str,
-        timeout: float | None,
+        base_url: str,
+        session: requests.Session,
+        secrets: Secrets,
         *,
-        connect_timeout: float | None = None,
-        headers: Mapping[str, str] | None = None,
-        auth: tuple[str, str] | None = None,
-        bearer_token: str | None = None,
-        verify: bool | str | os.PathLike[str] = True,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        timeout: float | None,
+        connect_timeout: float | None,
+        max_response_bytes: int,
     ) -> None:
-        self.base_url, url_auth = parse_base_url(url)
+        self.base_url = base_url
+        self._session = session
+        self.secrets = secrets
         self.timeout = timeout
         self._connect_timeout = check_seconds("connect_timeout", connect_timeout)
-        self.max_response_bytes = _checked_size(max_response_bytes)
-        if auth is not None and url_auth is not None:
-            raise ValueError("give credentials either in the URL or as auth=, not both")
-        auth = auth if auth is not None else url_auth
-        extra_headers = request_headers(headers, auth, bearer_token)
-        verify = _checked_verify(verify)
-        self.secrets = Secrets(extra_headers, auth)
-
-        session = requests.Session()
-        # A probe's result must not depend on the environment: no proxies,
-        # .netrc or CA variables.
-        session.trust_env = False
-        session.headers["User-Agent"] = USER_AGENT
-        # The size cap counts bytes on the wire: no compressed bombs.
-        session.headers["Accept-Encoding"] = "identity"
-        session.headers.update(extra_headers)
-        session.auth = auth
-        session.verify = verify
-        self._session = session
+        if (
+            isinstance(max_response_bytes, bool)
+            or not isinstance(max_response_bytes, int)
+            or max_response_bytes <= 0
+        ):
+            raise ValueError(
+                f"max_response_bytes must be a positive integer, got {max_response_bytes!r}"
+            )
+        self.max_response_bytes = max_response_bytes
 
     @property
     def timeout(self) -> float | None:

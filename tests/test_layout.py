@@ -149,8 +149,10 @@ def test_no_module_uses_another_modules_private_name(package: str) -> None:
 # ------------------------------------------- the checks can see what they look for
 
 
-def write_package(tmp_path: Path, files: dict[str, str]) -> dict[str, Module]:
-    for relative, text in files.items():
+def write_package(tmp_path: Path, tree: str) -> dict[str, Module]:
+    """The package `pkg` that `tree` writes out: each file's text follows a line `== path`."""
+    for block in tree.split("== ")[1:]:
+        relative, _, text = block.partition("\n")
         path = tmp_path / "pkg" / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
@@ -160,28 +162,39 @@ def write_package(tmp_path: Path, files: dict[str, str]) -> dict[str, Module]:
 def test_a_cycle_through_a_lazy_import_is_found(tmp_path: Path) -> None:
     known = write_package(
         tmp_path,
-        {
-            "__init__.py": "",
-            "a.py": "from .b import run\n",
-            "b.py": "def run():\n    from . import c\n",
-            "c.py": "from .sub.d import x\n",
-            "sub/__init__.py": "",
-            "sub/d.py": "from ..a import y\n",
-        },
+        """
+== __init__.py
+== a.py
+from .b import run
+== b.py
+def run():
+    from . import c
+== c.py
+from .sub.d import x
+== sub/__init__.py
+== sub/d.py
+from ..a import y
+""",
     )
     assert find_cycle(import_graph(known)) == ["pkg.a", "pkg.b", "pkg.c", "pkg.sub.d", "pkg.a"]
 
 
 def test_a_one_way_graph_has_no_cycle(tmp_path: Path) -> None:
+    # The package imports b; b imports its sibling c, not the package.
     known = write_package(
         tmp_path,
-        {
-            # The package imports b; b imports its sibling c, not the package.
-            "__init__.py": "from .b import x\n",
-            "a.py": "import json\nfrom .b import x\n",
-            "b.py": "from . import c\nx = c.y\n",
-            "c.py": "y = 1\n",
-        },
+        """
+== __init__.py
+from .b import x
+== a.py
+import json
+from .b import x
+== b.py
+from . import c
+x = c.y
+== c.py
+y = 1
+""",
     )
     graph = import_graph(known)
     assert graph == {"pkg": {"pkg.b"}, "pkg.a": {"pkg.b"}, "pkg.b": {"pkg.c"}, "pkg.c": set()}
@@ -191,13 +204,21 @@ def test_a_one_way_graph_has_no_cycle(tmp_path: Path) -> None:
 def test_private_names_borrowed_either_way_are_found(tmp_path: Path) -> None:
     known = write_package(
         tmp_path,
-        {
-            "__init__.py": "",
-            "a.py": "_mine = 1\nfrom .b import _theirs, public\nfrom . import c\nc._hidden()\n",
-            "b.py": "_theirs = public = 1\nfrom .errors import __all__ as _names\n",
-            "c.py": "def _hidden(): pass\n",
-            "errors.py": "__all__ = []\n",
-        },
+        """
+== __init__.py
+== a.py
+_mine = 1
+from .b import _theirs, public
+from . import c
+c._hidden()
+== b.py
+_theirs = public = 1
+from .errors import __all__ as _names
+== c.py
+def _hidden(): pass
+== errors.py
+__all__ = []
+""",
     )
     found = [use for module in known.values() for use in private_uses(module, known)]
     assert found == ["pkg.a:2 imports pkg.b._theirs", "pkg.a:4 uses pkg.c._hidden"]
