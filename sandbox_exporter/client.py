@@ -134,9 +134,10 @@ class Sandbox:
     client gives back: exception messages, and the documents themselves (a
     server echoing the Authorization header into an answer gets ``***``).
 
-    Attributes as in the classic client: specifications (``sandbox_version``,
+    Attributes as in the classic client, each category named in a class
+    attribute as there: specifications (``Sandbox._specs``: ``sandbox_version``,
     ``docker_version``, ``containers``, ``memory``, ``cpu``, ``environ``,
-    ``execute_timeout``, ``expiration``) and libraries (``python3``,
+    ``execute_timeout``, ``expiration``) and libraries (``Sandbox._libs``: ``python3``,
     ``python2``, ``java``, ``gcc``, ``gpp``, ``perl``, ``postgres``,
     ``libraries``, ``bin``). A category is fetched on the first access to any
     of its attributes and cached; ``containers`` is fetched on every access.
