@@ -6,11 +6,9 @@ Flags follow the Prometheus style (`--config.file`, `--web.listen-address`).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from . import __version__
 from .config import Config, ConfigError, config_for_url, load_config, parse_config
 from .daemon import serve
 from .exporter import Exporter
+from .logs import LEVELS, setup_logging
 from .once import DEFAULT_TIMEOUT_SECONDS, Status, render_json, render_text, run_once
 from .state import DEFAULT_HISTORY_LIMIT
 from .web import parse_listen_address
@@ -83,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log.level",
         dest="log_level",
         default="info",
-        choices=["debug", "info", "warn", "error"],
+        choices=LEVELS,
     )
     parser.add_argument(
         "--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"]
@@ -139,50 +138,6 @@ def _history_limit(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more, not {text!r}")
     return int(text)
-
-
-class LogfmtFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        fields = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            fields["exc"] = self.formatException(record.exc_info)
-        return " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields.items())
-
-
-def _logfmt_value(value: str) -> str:
-    if value and not any(c in value for c in ' ="\n\\'):
-        return value
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        fields = {
-            "ts": record.created,
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            fields["exc"] = self.formatException(record.exc_info)
-        return json.dumps(fields)
-
-
-def setup_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel({"warn": logging.WARNING}.get(level, level.upper()))
-    # APScheduler logs every job run at INFO; that is noise at our default level.
-    logging.getLogger("apscheduler").setLevel(max(root.level, logging.WARNING))
 
 
 def listen_address_for(args: argparse.Namespace) -> str:

@@ -4,29 +4,22 @@ Code written for the classic package ports by changing one import::
 
     from sandbox_exporter.client import Sandbox, SandboxError, Sandbox404
 
-On top of the classic interface this client adds what an exporter running
-thousands of probes a minute needs: one connection pool per server, a hard
-deadline per request (body included), a cap on response sizes, TLS and
-credential settings, and one exception class per kind of transport failure,
-all under :class:`SandboxError`.
+On top of the classic interface this client adds one connection pool per
+server, a deadline per request, a cap on response sizes, TLS and credential
+settings, and one exception class per kind of transport failure, all under
+:class:`SandboxError`. Its HTTP is :mod:`sandbox_exporter.requests_transport`;
+the execute config check is :mod:`sandbox_exporter.execute_config`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
-import http
-import http.client
 import io
-import json
 import os
-import socket
-import time
-from collections.abc import Iterable, Mapping
-from typing import IO, Any, Generic, TypeVar, overload
+from collections.abc import Callable, Iterable, Mapping
+from typing import IO, Any, ClassVar, Generic, TypeVar, overload
 
 import requests
-import urllib3.exceptions
 
 from .documents import (
     InvalidDocument,
@@ -39,97 +32,24 @@ from .documents import (
     parse_usage,
 )
 from .errors import *  # noqa: F403 -- the classic module exports every Sandbox<code>
-from .errors import (
-    SandboxConnectionError,
-    SandboxConnectTimeout,
-    SandboxError,
-    SandboxInvalidResponse,
-    SandboxReadTimeout,
-    SandboxResponseTooLarge,
-    SandboxTLSError,
-    error_class_for_status,
-)
+from .errors import SandboxInvalidResponse, error_class_for_status
 from .errors import __all__ as _error_names
+from .execute_config import SandboxErrCode, validate
 from .protocol import (
     DEFAULT_MAX_RESPONSE_BYTES,
-    ERROR_BODY_BYTES,
-    EXCERPT_CHARS,
-    USER_AGENT,
+    EXECUTE_PATH,
+    LIBRARIES_PATH,
+    SPECIFICATIONS_PATH,
+    USAGES_PATH,
     Secrets,
-    check_seconds,
     environment_path,
     execute_config_text,
     parse_base_url,
     request_headers,
-    seconds_text,
 )
+from .requests_transport import RequestsTransport, new_session
 
 __all__ = ["Sandbox", "SandboxErrCode", "validate", *_error_names]
-
-
-# Bodies are read in pieces so the deadline and the size cap are checked
-# between socket reads instead of after the whole body arrived.
-_READ_SIZE = 64 * 1024
-
-
-class SandboxErrCode(enum.IntEnum):
-    """Negative ``status`` values of an ``/execute/`` answer."""
-
-    UNKNOWN = -1
-    TIMEOUT = -2
-    RESULT_NOT_FOUND = -3
-    RESULT_NOT_UTF8 = -4
-
-
-# ------------------------------------------------------------ config checks
-
-
-def _command_is_valid(command: object) -> bool:
-    if isinstance(command, str):
-        return True
-    if not isinstance(command, dict):
-        return False
-    # Anything but these two keys makes the server fail with a 500.
-    if set(command) - {"command", "timeout"}:
-        return False
-    # The server tests isinstance(timeout, (int, float)), which lets true/false through.
-    return isinstance(command.get("command"), str) and (
-        "timeout" not in command or isinstance(command["timeout"], (int, float))
-    )
-
-
-def validate(config: object) -> tuple[bool, str]:
-    """Check an ``/execute/`` config the way the server does, without sending it.
-
-    Returns ``(True, "")`` or ``(False, message)`` with the server's own
-    message for the first problem (3.x wording). Whether a referenced
-    ``environment`` exists can only be known by the server.
-    """
-    try:
-        # The server sees the JSON text: check what survives the round trip
-        # (tuples become lists, keys become strings).
-        config = json.loads(json.dumps(config))
-    except (TypeError, ValueError) as error:
-        return False, f"config is not JSON serializable: {error}"
-    if not isinstance(config, dict):
-        return False, f"config must be an object, not {type(config)}"
-    if "commands" not in config:
-        return False, "Missing field 'commands' in config"
-    commands = config["commands"]
-    if not isinstance(commands, list):
-        return False, f"commands must be a list, not {type(commands)}"
-    if "environ" in config and not isinstance(config["environ"], dict):
-        return False, f"environ must be an object, not {type(config['environ'])}"
-    if not commands:
-        return False, "Command list cannot be empty"
-    for command in commands:
-        if not _command_is_valid(command):
-            return False, f"Command badly formatted : '{command}'"
-    if "result_path" in config and not isinstance(config["result_path"], str):
-        return False, f"result_path must be a string, not {type(config['result_path'])}"
-    if "save" in config and not isinstance(config["save"], bool):
-        return False, f"save must be a boolean, not {type(config['save'])}"
-    return True, ""
 
 
 # ------------------------------------------------------------ lazy attributes
@@ -138,6 +58,7 @@ _SPECIFICATIONS = "specifications"
 _LIBRARIES = "libraries"
 
 T = TypeVar("T")
+D = TypeVar("D")
 
 
 class _Cached(Generic[T]):
@@ -178,50 +99,31 @@ class _Live(_Cached[T]):
         return instance._live_containers()  # type: ignore[return-value]
 
 
+def _attribute_names(cls: type, category: str) -> tuple[str, ...]:
+    """The classic attributes of ``category`` that ``cls`` declares, in their order."""
+    return tuple(
+        name
+        for name, value in vars(cls).items()
+        if isinstance(value, _Cached) and value.category == category
+    )
+
+
 # ---------------------------------------------------------------- the client
-
-
-def _socket_of(raw: urllib3.HTTPResponse) -> socket.socket | None:
-    """The socket a streamed response reads from, to shorten its timeout as the deadline nears.
-
-    http.client drops the connection's own reference when the server says
-    ``Connection: close`` (the sandbox always does), so look behind the
-    response's file object first.
-    """
-    try:
-        sock = raw._fp.fp.raw._sock  # type: ignore[union-attr]
-    except AttributeError:
-        connection = getattr(raw, "connection", None)
-        sock = getattr(connection, "sock", None)
-    return sock if isinstance(sock, socket.socket) else None
-
-
-def _innermost(error: BaseException) -> BaseException:
-    """The root cause behind requests' and urllib3's wrappers."""
-    seen = set()
-    current = error
-    while id(current) not in seen:
-        seen.add(id(current))
-        reason = getattr(current, "reason", None)
-        if isinstance(reason, BaseException):
-            current = reason
-        elif current.__cause__ is not None:
-            current = current.__cause__
-        else:
-            # ('Connection aborted.', RemoteDisconnected(...)) and the like
-            nested = [arg for arg in current.args if isinstance(arg, BaseException)]
-            if not nested:
-                break
-            current = nested[0]
-    return current
 
 
 class Sandbox:
     """A sandbox server, 2.x or 3.x (detected from its answers).
 
     ``timeout`` (seconds, default 60; ``None`` for none) bounds every request
-    unless a call gives its own: a hard deadline for the whole exchange, body
-    included. ``connect_timeout`` optionally bounds connecting more tightly.
+    unless a call gives its own. It is not a hard deadline: each wait for the
+    server (connecting, the status line, each read of the body) is bounded
+    by it, and the body is cut off once the deadline has passed between two
+    reads, so a silent server is given up on at most one ``timeout`` late
+    (twice the ``timeout`` in all), and a server dripping its status line or
+    headers a byte at a time can hold a request for longer. The exporter's
+    probes do not use this client: their aiohttp transport holds a hard
+    deadline over the whole exchange. ``connect_timeout`` optionally bounds
+    connecting more tightly.
     ``auth`` is a ``(user, password)`` pair for basic auth (credentials in the
     URL are used the same way), ``bearer_token`` an ``Authorization: Bearer``
     token, ``headers`` extra headers for every request, ``verify`` False, True
@@ -232,9 +134,10 @@ class Sandbox:
     client gives back: exception messages, and the documents themselves (a
     server echoing the Authorization header into an answer gets ``***``).
 
-    Attributes as in the classic client: specifications (``sandbox_version``,
+    Attributes as in the classic client, each category named in a class
+    attribute as there: specifications (``Sandbox._specs``: ``sandbox_version``,
     ``docker_version``, ``containers``, ``memory``, ``cpu``, ``environ``,
-    ``execute_timeout``, ``expiration``) and libraries (``python3``,
+    ``execute_timeout``, ``expiration``) and libraries (``Sandbox._libs``: ``python3``,
     ``python2``, ``java``, ``gcc``, ``gpp``, ``perl``, ``postgres``,
     ``libraries``, ``bin``). A category is fetched on the first access to any
     of its attributes and cached; ``containers`` is fetched on every access.
@@ -243,17 +146,11 @@ class Sandbox:
     language versions come from the dpkg list.
     """
 
-    __slots__ = (
-        "_api_version",
-        "_auth",
-        "_base_url",
-        "_connect_timeout",
-        "_max_response_bytes",
-        "_secrets",
-        "_session",
-        "_timeout",
-        "_values",
-    )
+    __slots__ = ("_api_version", "_http", "_values")
+
+    #: The classic attributes of each category, as the classic package lists them.
+    _specs: ClassVar[tuple[str, ...]]
+    _libs: ClassVar[tuple[str, ...]]
 
     sandbox_version: _Cached[str] = _Cached(_SPECIFICATIONS)
     docker_version: _Cached[str] = _Cached(_SPECIFICATIONS)
@@ -285,65 +182,41 @@ class Sandbox:
         verify: bool | str | os.PathLike[str] = True,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        self._base_url, url_auth = parse_base_url(url)
-        self._timeout = check_seconds("timeout", timeout)
-        self._connect_timeout = check_seconds("connect_timeout", connect_timeout)
-        if (
-            isinstance(max_response_bytes, bool)
-            or not isinstance(max_response_bytes, int)
-            or max_response_bytes <= 0
-        ):
-            raise ValueError(
-                f"max_response_bytes must be a positive integer, got {max_response_bytes!r}"
-            )
-        self._max_response_bytes = max_response_bytes
-        self._api_version: int | None = None
-        self._values: dict[str, Any] = {}
-
+        base_url, url_auth = parse_base_url(url)
         if auth is not None and url_auth is not None:
             raise ValueError("give credentials either in the URL or as auth=, not both")
         auth = auth if auth is not None else url_auth
         extra_headers = request_headers(headers, auth, bearer_token)
-        self._auth = auth
-
-        if isinstance(verify, os.PathLike):
-            verify = os.fspath(verify)
-        if isinstance(verify, str):
-            if not os.path.exists(verify):
-                raise ValueError(f"verify: CA bundle {verify!r} does not exist")
-        elif not isinstance(verify, bool):
-            raise TypeError("verify must be True, False or the path of a CA bundle")
-        self._secrets = Secrets(extra_headers, auth)
-
-        session = requests.Session()
-        session.trust_env = False
-        session.headers["User-Agent"] = USER_AGENT
-        # The size cap counts bytes on the wire: no compressed bombs.
-        session.headers["Accept-Encoding"] = "identity"
-        session.headers.update(extra_headers)
-        session.auth = auth
-        session.verify = verify
-        self._session = session
+        self._http = RequestsTransport(
+            base_url,
+            new_session(extra_headers, auth, verify),
+            Secrets(extra_headers, auth),
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_response_bytes=max_response_bytes,
+        )
+        self._api_version: int | None = None
+        self._values: dict[str, Any] = {}
 
     # ------------------------------------------------------------- basics
 
     @property
     def url(self) -> str:
         """The server's base URL, ending with '/', without credentials."""
-        return self._base_url
+        return self._http.base_url
 
     @property
     def timeout(self) -> float | None:
         """Default deadline of a request, in seconds."""
-        return self._timeout
+        return self._http.timeout
 
     @timeout.setter
     def timeout(self, value: float | None) -> None:
-        self._timeout = check_seconds("timeout", value)
+        self._http.timeout = value
 
     @property
     def max_response_bytes(self) -> int:
-        return self._max_response_bytes
+        return self._http.max_response_bytes
 
     @property
     def api_version(self) -> int:
@@ -358,11 +231,11 @@ class Sandbox:
         return self._api_version
 
     def __repr__(self) -> str:
-        return f"Sandbox({self._base_url!r}, api_version={self._api_version})"
+        return f"Sandbox({self.url!r}, api_version={self._api_version})"
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self._session.close()
+        self._http.close()
 
     def __enter__(self) -> Sandbox:
         return self
@@ -370,249 +243,48 @@ class Sandbox:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # ---------------------------------------------------------- transport
+    def _parsed(self, parse: Callable[[Any], D], path: str, timeout: float | None = None) -> D:
+        """GET ``path`` and parse the document."""
+        response, doc = self._http.get_object(path, timeout)
+        return self._checked(parse, doc, "GET", path, response)
 
-    def _redact(self, text: str) -> str:
-        return self._secrets.redact(text)
-
-    def _failure(
+    def _checked(
         self,
-        kind: type[SandboxError],
-        method: str,
-        url: str,
-        what: str,
-        response: requests.Response | None = None,
-    ) -> SandboxError:
-        return self._secrets.failure(kind, method, url, what, response)
-
-    def _cause(self, error: BaseException) -> str:
-        cause = _innermost(error)
-        text = str(cause) or type(cause).__name__
-        return self._redact(text)[:EXCERPT_CHARS]
-
-    def _request(
-        self,
+        parse: Callable[[Any], D],
+        doc: dict[str, Any],
         method: str,
         path: str,
-        timeout: float | None,
-        *,
-        files: Mapping[str, Any] | None = None,
-    ) -> tuple[requests.Response, bytes]:
-        """One exchange within its deadline: (response, body) for a status < 300."""
-        budget = self._timeout if timeout is None else check_seconds("timeout", timeout)
-        deadline = None if budget is None else time.monotonic() + budget
-        connect = self._connect_timeout or budget
-        if connect is not None and budget is not None:
-            connect = min(connect, budget)
-        url = self._base_url + path
-        try:
-            response = self._session.request(
-                method,
-                url,
-                files=files,
-                timeout=(connect, budget),
-                allow_redirects=False,
-                stream=True,
-            )
-        except requests.exceptions.SSLError as error:
-            raise self._failure(
-                SandboxTLSError, method, url, f"TLS failed: {self._cause(error)}"
-            ) from None
-        except requests.exceptions.ConnectTimeout:
-            raise self._failure(
-                SandboxConnectTimeout,
-                method,
-                url,
-                f"could not connect within {seconds_text(connect)}",
-            ) from None
-        except requests.exceptions.ReadTimeout:
-            raise self._failure(
-                SandboxReadTimeout, method, url, f"no answer within {seconds_text(budget)}"
-            ) from None
-        except (
-            requests.exceptions.ConnectionError,
-            requests.exceptions.ChunkedEncodingError,
-        ) as error:
-            raise self._failure(
-                SandboxConnectionError, method, url, f"connection failed: {self._cause(error)}"
-            ) from None
-        except requests.exceptions.ContentDecodingError as error:
-            raise self._failure(
-                SandboxInvalidResponse, method, url, f"cannot decode: {self._cause(error)}"
-            ) from None
-        # requests' exceptions are OSErrors too: this must come before OSError.
-        except requests.exceptions.RequestException as error:
-            raise self._failure(
-                SandboxError, method, url, f"request failed: {self._cause(error)}"
-            ) from None
-        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as error:
-            raise self._failure(
-                SandboxConnectionError, method, url, f"connection failed: {self._cause(error)}"
-            ) from None
-
-        if response.status_code >= 300:
-            try:
-                body = self._read_body(
-                    response, method, url, deadline, ERROR_BODY_BYTES, truncate=True
-                )
-            except SandboxError:
-                body = b""  # the status is what matters; the page only adds detail
-            raise self._secrets.status_error(method, url, response.status_code, body, response)
-        body = self._read_body(response, method, url, deadline, self._max_response_bytes)
-        return response, body
-
-    def _read_body(
-        self,
         response: requests.Response,
-        method: str,
-        url: str,
-        deadline: float | None,
-        limit: int,
-        *,
-        truncate: bool = False,
-    ) -> bytes:
-        """Stream the body, giving up at the deadline or past ``limit`` bytes."""
-        raw = response.raw
-        declared = response.headers.get("Content-Length", "")
-        if not truncate and declared.isdigit() and int(declared) > limit:
-            response.close()
-            raise self._failure(
-                SandboxResponseTooLarge,
-                method,
-                url,
-                f"answer of {declared} bytes is over the limit of {limit} bytes",
-                response,
-            )
-        sock = _socket_of(raw) if deadline is not None else None
-        pooled_timeout = sock.gettimeout() if sock is not None else None
-        # urllib3 1.x has no read1(); its read() may wait for several socket reads.
-        read = getattr(raw, "read1", raw.read)
-        chunks: list[bytes] = []
-        size = 0
-        complete = True
+    ) -> D:
+        """``parse(doc)``; a document of the wrong shape is SandboxInvalidResponse."""
         try:
-            while True:
-                if deadline is not None:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise self._failure(
-                            SandboxReadTimeout,
-                            method,
-                            url,
-                            f"answer not complete within the deadline ({size} bytes read)",
-                            response,
-                        )
-                    if sock is not None:
-                        # One socket read may not outlive the deadline. (Once the
-                        # body is complete the socket may already be closed.)
-                        with contextlib.suppress(OSError):
-                            sock.settimeout(remaining)
-                chunk = read(_READ_SIZE, decode_content=True)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > limit:
-                    if truncate:
-                        chunks.append(chunk)
-                        complete = False
-                        break
-                    raise self._failure(
-                        SandboxResponseTooLarge,
-                        method,
-                        url,
-                        f"answer is over the limit of {limit} bytes",
-                        response,
-                    )
-                chunks.append(chunk)
-        except SandboxError:
-            response.close()
-            raise
-        except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
-            response.close()
-            raise self._failure(
-                SandboxReadTimeout,
-                method,
-                url,
-                f"answer not complete within the deadline ({size} bytes read)",
-                response,
+            return parse(doc)
+        except InvalidDocument as error:
+            raise self._http.failure(
+                SandboxInvalidResponse, method, path, f"unexpected document: {error}", response
             ) from None
-        except urllib3.exceptions.SSLError as error:
-            response.close()
-            raise self._failure(
-                SandboxTLSError, method, url, f"TLS failed: {self._cause(error)}", response
-            ) from None
-        except urllib3.exceptions.DecodeError as error:
-            response.close()
-            raise self._failure(
-                SandboxInvalidResponse,
-                method,
-                url,
-                f"cannot decode the answer: {self._cause(error)}",
-                response,
-            ) from None
-        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as error:
-            response.close()
-            raise self._failure(
-                SandboxConnectionError,
-                method,
-                url,
-                f"connection broken after {size} bytes of the answer: {self._cause(error)}",
-                response,
-            ) from None
-        if sock is not None and complete:
-            # The connection may be reused: give it back with the timeout it had.
-            with contextlib.suppress(OSError):
-                sock.settimeout(pooled_timeout)
-        body = b"".join(chunks)
-        # Fully read, the connection goes back to the pool; cut short, it is
-        # closed, never reused with the rest of a body still on it.
-        response._content_consumed = complete
-        response.close()
-        # Let requests' own accessors (.content, .json()) work on the exception's response.
-        response._content = body
-        response._content_consumed = True
-        return body
-
-    def _get_object(
-        self, path: str, timeout: float | None
-    ) -> tuple[requests.Response, dict[str, Any]]:
-        response, body = self._request("GET", path, timeout)
-        return response, self._secrets.json_object(body, "GET", self._base_url + path, response)
-
-    def _invalid(
-        self, path: str, error: InvalidDocument, response: requests.Response
-    ) -> SandboxError:
-        return self._failure(
-            SandboxInvalidResponse,
-            "GET",
-            self._base_url + path,
-            f"unexpected document: {error}",
-            response,
-        )
 
     # --------------------------------------------------- raw documents
 
     def fetch_specifications(self, timeout: float | None = None) -> dict[str, Any]:
         """``/specifications/`` as received, never cached (records the generation)."""
-        return self._fetch_specifications(timeout)[1]
+        return self._recorded(self._http.get_object(SPECIFICATIONS_PATH, timeout)[1])
 
-    def _fetch_specifications(
-        self, timeout: float | None
-    ) -> tuple[requests.Response, dict[str, Any]]:
-        response, doc = self._get_object("specifications/", timeout)
+    def _recorded(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """A specifications document, its generation recorded."""
         # A document of neither shape leaves the generation unknown; the
         # caller's parser says what is wrong with it.
         with contextlib.suppress(InvalidDocument):
             self._api_version = detect_api(doc)
-        return response, doc
+        return doc
 
     def fetch_usages(self, timeout: float | None = None) -> dict[str, Any]:
         """``/usages/`` as received (3.x; a 2.x server answers 404 -> ``Sandbox404``)."""
-        return self._get_object("usages/", timeout)[1]
+        return self._http.get_object(USAGES_PATH, timeout)[1]
 
     def fetch_libraries(self, timeout: float | None = None) -> dict[str, Any]:
         """``/libraries/`` as received, never cached. Slow: the server starts a container."""
-        return self._get_object("libraries/", timeout)[1]
+        return self._http.get_object(LIBRARIES_PATH, timeout)[1]
 
     # ------------------------------------------------ classic attributes
 
@@ -633,11 +305,9 @@ class Sandbox:
             self._values.setdefault(name, value)
 
     def _load_specifications(self) -> Specifications:
-        response, doc = self._fetch_specifications(None)
-        try:
-            spec = parse_specifications(doc)
-        except InvalidDocument as error:
-            raise self._invalid("specifications/", error, response) from None
+        spec = self._parsed(
+            lambda doc: parse_specifications(self._recorded(doc)), SPECIFICATIONS_PATH
+        )
         self._api_version = spec.api
         raw = spec.raw
         if spec.api == 2:
@@ -667,13 +337,9 @@ class Sandbox:
         return spec
 
     def _load_libraries(self) -> Libraries:
-        response, doc = self._get_object("libraries/", None)
-        try:
-            libraries = parse_libraries(doc)
-        except InvalidDocument as error:
-            raise self._invalid("libraries/", error, response) from None
+        libraries = self._parsed(parse_libraries, LIBRARIES_PATH)
         self._remember(libraries.languages.items())
-        self._remember([("libraries", doc["libraries"]), ("bin", doc["bin"])])
+        self._remember([("libraries", libraries.raw["libraries"]), ("bin", libraries.raw["bin"])])
         return libraries
 
     def _live_containers(self) -> dict[str, int]:
@@ -683,12 +349,7 @@ class Sandbox:
             running = spec.containers_running
             available = spec.raw["containers"]["available"]
         else:
-            response, doc = self._get_object("usages/", None)
-            try:
-                usage = parse_usage(doc)
-            except InvalidDocument as error:
-                raise self._invalid("usages/", error, response) from None
-            running = usage.containers_running
+            running = self._parsed(parse_usage, USAGES_PATH).containers_running
             available = max(total - running, 0)
         return {"total": total, "running": running, "available": available}
 
@@ -703,24 +364,24 @@ class Sandbox:
 
     def download(self, uuid: str, path: str | None = None) -> io.BytesIO:
         """An environment (a .tgz) or, with ``path``, one file inside it."""
-        _, body = self._request("GET", environment_path(uuid, path), None)
+        _, body = self._http.request("GET", environment_path(uuid, path))
         return io.BytesIO(body)
 
     def check(self, uuid: str, path: str | None = None) -> int:
         """Size in bytes of an environment or of a file inside it, 0 if it does not exist."""
         location = environment_path(uuid, path)
         try:
-            response, _ = self._request("HEAD", location, None)
+            response, _ = self._http.request("HEAD", location)
         except error_class_for_status(404):
             return 0
         length = response.headers.get("Content-Length")
         if length is None:
             return 0
         if not length.strip().isdigit():
-            raise self._failure(
+            raise self._http.failure(
                 SandboxInvalidResponse,
                 "HEAD",
-                self._base_url + location,
+                location,
                 f"Content-Length is not a size: {length[:40]!r}",
                 response,
             )
@@ -752,19 +413,11 @@ class Sandbox:
                     f"got {type(environ).__name__}"
                 )
             files["environment"] = ("environment.tgz", content, "application/gzip")
-        path = "execute/"
-        response, body = self._request("POST", path, timeout, files=files)
-        url = self._base_url + path
-        try:
-            doc = self._secrets.scrub(json.loads(body))
-        except (ValueError, RecursionError) as error:
-            raise self._failure(
-                SandboxInvalidResponse, "POST", url, f"answer is not JSON ({error})", response
-            ) from None
-        try:
-            parse_execute_response(doc)
-        except InvalidDocument as error:
-            raise self._failure(
-                SandboxInvalidResponse, "POST", url, f"unexpected document: {error}", response
-            ) from None
+        response, body = self._http.request("POST", EXECUTE_PATH, timeout, files=files)
+        doc = self._http.json_object("POST", EXECUTE_PATH, body, response)
+        self._checked(parse_execute_response, doc, "POST", EXECUTE_PATH, response)
         return doc
+
+
+Sandbox._specs = _attribute_names(Sandbox, _SPECIFICATIONS)
+Sandbox._libs = _attribute_names(Sandbox, _LIBRARIES)

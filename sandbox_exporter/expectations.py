@@ -46,7 +46,6 @@ __all__ = [
     "FrozenDict",
     "Matcher",
     "check_expectations",
-    "parse_matcher",
     "version_number",
 ]
 
@@ -245,11 +244,6 @@ class Matcher:
         object.__setattr__(self, "spec", normalised)
         object.__setattr__(self, "_clauses", clauses)
 
-    @property
-    def is_presence(self) -> bool:
-        """True when any reported version satisfies this matcher."""
-        return not self._clauses
-
     def matches(self, version: str | None) -> bool:
         """Whether a reported ``version`` (``None``: not installed) satisfies the spec."""
         if version is None:
@@ -258,11 +252,6 @@ class Matcher:
 
     def __str__(self) -> str:
         return str(self.spec)
-
-
-def parse_matcher(spec: str | None) -> Matcher:
-    """Parse a version spec; :class:`ValueError` with a clear message if invalid."""
-    return Matcher(spec)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
+from harness import ExporterProcess
 
 from sandbox_emulator import Fault
 
@@ -164,45 +164,11 @@ def test_config_check(tmp_path):
     assert "targets[0].canaries" in result.stderr
 
 
-class Daemon:
-    def __init__(self, *args: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sandbox_exporter.cli",
-                "--web.listen-address",
-                f"127.0.0.1:{self.port}",
-                *args,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def wait_serving(self) -> None:
-        def serving() -> bool:
-            assert self.process.poll() is None, self.process.communicate()
-            try:
-                return requests.get(self.url + "-/healthy", timeout=2).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        wait_until(serving, timeout=60, interval=0.2)
-
-    def terminate(self) -> tuple[int, str, str]:
-        self.process.send_signal(signal.SIGTERM)
-        out, err = self.process.communicate(timeout=30)
-        return self.process.returncode, out, err
-
-
 def test_daemon_reloads_on_sighup_and_stops_on_sigterm(tmp_path, make_emulator):
     emulator = make_emulator(api=3)
     path = tmp_path / "config.yml"
     path.write_text(one_target(emulator.url))
-    daemon = Daemon("-c", str(path), "--log.format", "json")
+    daemon = ExporterProcess("-c", str(path), "--log.format", "json")
     try:
         daemon.wait_serving()
         assert scrape(daemon.url + "metrics").value("sandbox_exporter_targets") == 1
@@ -243,7 +209,7 @@ def test_daemon_refuses_to_start_with_a_bad_config(tmp_path):
 
 
 def test_demo_starts_and_serves_metrics():
-    daemon = Daemon("--demo")
+    daemon = ExporterProcess("--demo")
     try:
         daemon.wait_serving()
 
@@ -275,7 +241,7 @@ def test_sigterm_stops_promptly_even_mid_probe(tmp_path, make_emulator):
     emulator = make_emulator(api=3, faults={"*": Fault(latency=20)})
     path = tmp_path / "config.yml"
     path.write_text(f"targets:\n  - name: slow\n    url: {json.dumps(emulator.url)}\n")
-    daemon = Daemon("-c", str(path))
+    daemon = ExporterProcess("-c", str(path))
     daemon.wait_serving()
     time.sleep(0.5)
     code, _, err = daemon.terminate()

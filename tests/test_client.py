@@ -319,6 +319,40 @@ def test_deleting_an_attribute_never_fetched_is_harmless(sandbox):
     assert sandbox.perl == "5.28.1"
 
 
+def test_the_classic_category_lists(emulator, sandbox):
+    # The classic package's own tests read these class attributes.
+    assert Sandbox._specs == (
+        "sandbox_version",
+        "docker_version",
+        "containers",
+        "memory",
+        "cpu",
+        "environ",
+        "execute_timeout",
+        "expiration",
+    )
+    assert Sandbox._libs == (
+        "python3",
+        "python2",
+        "java",
+        "gcc",
+        "gpp",
+        "perl",
+        "postgres",
+        "libraries",
+        "bin",
+    )
+    # Each list names attributes fetched with its own document and no other.
+    emulator.set_fault("libraries", Fault(status=500))
+    for name in Sandbox._specs:
+        getattr(sandbox, name)
+    emulator.clear_faults()
+    emulator.set_fault("specifications", Fault(status=500))
+    emulator.set_fault("usages", Fault(status=500))
+    for name in Sandbox._libs:
+        getattr(sandbox, name)
+
+
 def test_unknown_attributes_raise_attribute_error(sandbox):
     with pytest.raises(AttributeError):
         sandbox.ruby  # noqa: B018
@@ -669,6 +703,30 @@ def test_a_slow_drip_cannot_stretch_the_deadline(emulator):
     # this test is allowed to run.
     assert elapsed >= deadline
     assert caught.value.response is not None  # headers did arrive
+
+
+def test_a_body_that_stops_is_given_up_on_within_twice_the_timeout(tiny_server):
+    # The documented bound of the classic client: each read waits at most the
+    # timeout, and no read starts after the deadline.
+    def stalls(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", "1000")
+        handler.end_headers()
+        handler.wfile.write(b'{"a": ')
+        handler.wfile.flush()
+        time.sleep(0.3)
+        handler.wfile.write(b"1")
+        handler.wfile.flush()
+        time.sleep(8)  # then the handler ends; the test is long over
+
+    server = tiny_server(stalls)
+    timeout = 1.0
+    with Sandbox(server.url(), timeout=timeout) as sandbox:
+        started = time.monotonic()
+        with pytest.raises(SandboxReadTimeout, match=r"\(7 bytes read\)"):
+            sandbox.fetch_specifications()
+        elapsed = time.monotonic() - started
+    assert timeout <= elapsed < 2 * timeout + 1.5  # slack for a loaded machine
 
 
 def test_a_dropped_connection(emulator, sandbox):

@@ -1,4 +1,4 @@
-"""documents.py: recorded server documents of both generations, and every kind of bad shape."""
+"""documents/: recorded server documents of both generations, and every kind of bad shape."""
 
 from __future__ import annotations
 

@@ -15,7 +15,6 @@ from sandbox_exporter.expectations import (
     FrozenDict,
     Matcher,
     check_expectations,
-    parse_matcher,
     version_number,
 )
 
@@ -114,7 +113,7 @@ def test_an_absent_version_never_matches(spec: str | None) -> None:
     ],
 )
 def test_str_gives_the_spec_back(spec: str | None, text: str) -> None:
-    matcher = parse_matcher(spec)
+    matcher = Matcher(spec)
     assert str(matcher) == text
     assert Matcher(str(matcher)) == matcher
 
@@ -164,11 +163,6 @@ def test_version_number(version: str, number: tuple[int, ...] | None) -> None:
     assert version_number(version) == number
 
 
-def test_presence_property() -> None:
-    assert Matcher(None).is_presence
-    assert not Matcher(">=1").is_presence
-
-
 def test_frozen_dict_is_immutable_but_json_and_pickle_friendly() -> None:
     frozen = FrozenDict({"command": "echo hi", "timeout": 5})
     with pytest.raises(TypeError):
@@ -196,7 +190,7 @@ def test_expectations_is_empty_and_len() -> None:
 
 
 def v2_languages(doc: dict) -> dict[str, str | None]:
-    """The 2.x top-level language versions, named the way documents.py names them."""
+    """The 2.x top-level language versions, named the way the documents package names them."""
     names = {"python3": "python3", "python2": "python2", "java": "java", "gcc": "gcc"}
     names.update({"g++": "gpp", "perl": "perl", "postgres": "postgres"})
     return {ours: doc.get(theirs) for theirs, ours in names.items()}
@@ -241,7 +235,7 @@ def test_check_expectations_against_the_recorded_2x_document() -> None:
 
 def test_check_expectations_against_the_recorded_3x_document() -> None:
     doc = load_libraries("v3")
-    # 3.x reports no top-level languages: documents.py derives them and may
+    # 3.x reports no top-level languages: the documents package derives them and may
     # leave some absent (None).
     languages = {"python3": "3.7.3", "java": None}
     expect = Expectations(

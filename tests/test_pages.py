@@ -6,16 +6,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-import requests
+from harness import ExporterProcess
 
 from sandbox_emulator import Emulator
 from sandbox_exporter import pages
@@ -27,8 +25,6 @@ from sandbox_exporter.health import load_ratio, missed_expectations, pool_size
 from sandbox_exporter.probes import CanaryResult, LibrariesReport, Load, ProbeResult
 from sandbox_exporter.state import MAX_DEBUG_TEXT, MAX_HISTORY_MESSAGE, State
 from sandbox_exporter.vocabulary import CANARY, LIBRARIES, SPECIFICATIONS, USAGE, Reason
-
-from helpers import free_port, wait_until
 
 FIXTURES = Path(__file__).parent / "fixtures"
 T0 = 1_790_000_000.0  # a fixed clock: the pages print times and ages
@@ -500,45 +496,6 @@ def dump_dom(url: str, profile: Path) -> str:
     return done.stdout
 
 
-class Exporter:
-    """`sandbox-exporter -c FILE` as a subprocess on a free loopback port."""
-
-    def __init__(self, config: Path, *args: str) -> None:
-        self.url = f"http://127.0.0.1:{free_port()}/"
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sandbox_exporter.cli",
-                "-c",
-                str(config),
-                "--web.listen-address",
-                self.url.removeprefix("http://").rstrip("/"),
-                *args,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def get(self, path: str, **params: str) -> requests.Response:
-        return requests.get(self.url + path, params=params, timeout=30)
-
-    def poll(self, check: Callable[[], object], timeout: float = 60) -> None:
-        def attempt() -> object:
-            assert self.process.poll() is None, self.process.communicate()[1]
-            try:
-                return check()
-            except requests.ConnectionError:
-                return False
-
-        wait_until(attempt, timeout=timeout, interval=0.3)
-
-    def stop(self) -> str:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.communicate(timeout=30)[1]
-
-
 BAD = "<img src=x onerror=alert(1)>bad"
 
 
@@ -554,14 +511,14 @@ def exporter(tmp_path: Path, make_emulator: Callable[..., Emulator]):
         f"  - name: {json.dumps(BAD)}\n    url: {json.dumps(failing.url)}\n"
         "    expect:\n      languages: {java: '>=17'}\n" + CANARY_4
     )
-    running = Exporter(config, "--history.limit", "3")
+    running = ExporterProcess("-c", str(config), "--history.limit", "3")
     yield running
-    stderr = running.stop()
-    assert running.process.returncode == 0, stderr
+    code, _, stderr = running.terminate()
+    assert code == 0, stderr
     assert "Traceback" not in stderr
 
 
-def test_the_pages_in_a_real_browser(exporter: Exporter, tmp_path: Path):
+def test_the_pages_in_a_real_browser(exporter: ExporterProcess, tmp_path: Path):
     def both_probed() -> bool:
         text = visible(exporter.get("").text)
         return "not run yet" not in text and "1 critical, 1 ok of 2 targets" in text
@@ -578,7 +535,7 @@ def test_the_pages_in_a_real_browser(exporter: Exporter, tmp_path: Path):
     link = next(attrs["href"] for tag, attrs in tags if tag == "a" and "bad" in str(attrs))
     assert link == "target?name=%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3Ebad"
 
-    debug = exporter.get("probe", target=BAD, debug="true")
+    debug = exporter.get("probe", params={"target": BAD, "debug": "true"})
     assert debug.status_code == 200 and "FAILED (unexpected_output)" in debug.text
     exporter.poll(lambda: "Last 3 probe results" in visible(exporter.get(link).text))
     dom = dump_dom(exporter.url + link, tmp_path / "profile-target")
@@ -591,9 +548,9 @@ def test_the_pages_in_a_real_browser(exporter: Exporter, tmp_path: Path):
     assert "canary: FAILED (unexpected_output)" in text
 
 
-def test_an_unknown_target_page_is_a_clear_404(exporter: Exporter):
+def test_an_unknown_target_page_is_a_clear_404(exporter: ExporterProcess):
     exporter.poll(lambda: exporter.get("-/healthy").ok)
-    response = exporter.get("target", name="nope")
+    response = exporter.get("target", params={"name": "nope"})
     assert response.status_code == 404
     assert response.text == "unknown target 'nope': not in the configuration\n"
     missing = exporter.get("target")
