@@ -267,13 +267,6 @@ class Expectations:
     packages: Mapping[str, Mapping[str, Matcher]] = field(default_factory=FrozenDict)
     bin: tuple[str, ...] = ()
 
-    def is_empty(self) -> bool:
-        return not (self.languages or any(self.packages.values()) or self.bin)
-
-    def __len__(self) -> int:
-        """How many expectations there are (one metric series each)."""
-        return len(self.languages) + sum(map(len, self.packages.values())) + len(self.bin)
-
 
 @dataclass(frozen=True)
 class ExpectationOutcome:

@@ -109,10 +109,6 @@ class ProbeScheduler:
             )
         self._state.record(result)
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._running)
-
     def shutdown(self) -> None:
         # Removing the jobs, not shutting APScheduler down: its shutdown
         # cancels runs not yet started and logs each as a crash.

@@ -36,7 +36,7 @@ from sandbox_exporter.config import (
     parse_config,
     parse_duration,
 )
-from sandbox_exporter.expectations import Matcher
+from sandbox_exporter.expectations import Expectations, Matcher
 from sandbox_exporter.vocabulary import PROBES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -912,7 +912,7 @@ def test_built_in_defaults() -> None:
     assert DEFAULT_CANARY.expect_stdout == "4"
     assert DEFAULT_CANARY.expect_status == 0
     assert DEFAULT_CANARY.timeout == 10.0
-    assert target.expect.is_empty()
+    assert target.expect == Expectations()
     assert (target.thresholds.load_warning, target.thresholds.load_critical) == (0.8, None)
     severities = target.severities
     assert (severities.expectation_missed, severities.overloaded, severities.canary_failed) == (
@@ -983,7 +983,7 @@ def test_targets_merge_scalar_mappings_and_replace_lists_and_expect() -> None:
     assert overrides.severities.overloaded == "warning"
 
     assert opts_out.canaries == ()
-    assert opts_out.expect.is_empty()
+    assert opts_out.expect == Expectations()
     assert config.defaults.canaries == inherits.canaries
 
 
@@ -1348,7 +1348,7 @@ def test_the_example_config_loads(example_directory: Path) -> None:
     assert [c.name for c in lyon.canaries] == ["shell", "python", "c", "java"]
     assert marseille.auth.password.value() == "marseille-" + MARKER  # type: ignore[union-attr]
     assert marseille.expect == lyon.expect  # shared through a YAML anchor
-    assert len(lyon.expect) > 10
+    assert len(lyon.expect.languages) + sum(map(len, lyon.expect.packages.values())) > 10
     assert not config.probe_endpoint.allow_unlisted_targets
     assert [p.pattern for p in config.probe_endpoint.allowed_urls] == [
         "https://sandbox-[0-9]+\\.example\\.org/"

@@ -177,18 +177,6 @@ def test_frozen_dict_is_immutable_but_json_and_pickle_friendly() -> None:
     assert hash(frozen) == hash(FrozenDict({"timeout": 5, "command": "echo hi"}))
 
 
-def test_expectations_is_empty_and_len() -> None:
-    assert Expectations().is_empty()
-    assert Expectations(packages=FrozenDict(python=FrozenDict())).is_empty()
-    expect = Expectations(
-        languages=FrozenDict(python3=Matcher(">=3.7")),
-        packages=FrozenDict(python=FrozenDict(numpy=Matcher("1.*"))),
-        bin=("gcc",),
-    )
-    assert not expect.is_empty()
-    assert len(expect) == 3
-
-
 def v2_languages(doc: dict) -> dict[str, str | None]:
     """The 2.x top-level language versions, named the way the documents package names them."""
     names = {"python3": "python3", "python2": "python2", "java": "java", "gcc": "gcc"}
