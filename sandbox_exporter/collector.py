@@ -28,6 +28,7 @@ from prometheus_client.samples import Sample
 from . import __version__
 from .config import Target
 from .documents import Specifications
+from .health import load_ratio
 from .metric_names import METRICS, METRICS_BY_NAME
 from .probes import LibrariesReport, Load, ProbeResult
 from .state import CANARY_BUCKETS, HistogramData, Snapshot, State
@@ -292,14 +293,11 @@ def _render_usage(
         return
     load = result.data
     families.add("sandbox_containers_running", [name], load.containers_running)
-    # health.py: the pool size (2.x reports it with the load, 3.x in its
-    # specifications) and the load ratio.
-    pool = load.containers_max
-    spec = _successful_specifications(spec_result)
-    if pool is None and spec is not None:
-        pool = spec.containers_max
-    if pool:
-        families.add("sandbox_load_ratio", [name], load.containers_running / pool)
+    # The pool size and the load are judged once, in health.py, for the
+    # pages, --once and the metrics alike.
+    ratio = load_ratio({USAGE: result} | ({SPECIFICATIONS: spec_result} if spec_result else {}))
+    if ratio is not None:
+        families.add("sandbox_load_ratio", [name], ratio)
     usage = load.usage
     if usage is None:
         return
@@ -340,7 +338,7 @@ def _render_libraries(families: Families, name: str, result: ProbeResult | None)
     for kind, packages in sorted(report.libraries.packages.items()):
         families.add("sandbox_libraries", [name, kind], len(packages))
     families.add("sandbox_libraries", [name, "bin"], len(report.libraries.bin))
-    # health.py: the missed expectations (each outcome's `met`).
+    # Every outcome, met or not: the judgement of what a miss means is health.py's.
     for outcome in report.outcomes:
         labels = [name, outcome.kind, outcome.name]
         families.add("sandbox_library_expectation_met", labels, int(outcome.met))
