@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import resource
 import ssl
 from collections.abc import Mapping
 from typing import Any
@@ -47,22 +46,9 @@ from .protocol import (
     seconds_text,
 )
 
-# Connections the exporter keeps open to all sandboxes together: half of the
-# open-file limit (the daemon raises it to the hard limit at start), the rest
-# left for its own clients and files, and never fewer than this. A probe
-# waiting for a connection waits within its deadline, and the wait counts in
-# the duration it reports: a cap below the number of probes due at once
-# (every probe of every target, at start and after a reload) would show as
-# latency the sandboxes never had.
-MIN_CONNECTIONS = 256
-
-
-def connection_limit() -> int:
-    """How many connections the probes may hold at once; 0 is aiohttp's "no limit"."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return 0
-    return max(MIN_CONNECTIONS, soft // 2)
+# Connections the exporter keeps open to all sandboxes together. A probe
+# waiting for one waits within its deadline like for anything else.
+MAX_CONNECTIONS = 256
 
 
 def open_session() -> aiohttp.ClientSession:
@@ -72,7 +58,7 @@ def open_session() -> aiohttp.ClientSession:
     tracing.on_connection_create_start.append(_phase("connecting"))
     tracing.on_request_headers_sent.append(_phase("waiting for the answer"))
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=connection_limit()),
+        connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
         # A probe's result must not depend on the exporter's environment
         # (proxies, .netrc) nor on cookies another sandbox set.
         trust_env=False,
