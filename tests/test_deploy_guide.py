@@ -219,7 +219,6 @@ def test_the_grafana_provider_is_the_shipped_one() -> None:
 LEAD_REWRITES = {
     # Being rewritten on another branch; strict, so the marks must go once fixed.
     "docs/design.md": "names ../shared/ files outside the repository",
-    "docs/performance.md": "names benchmarks/exporter_variant.py, since removed",
 }
 
 
