@@ -232,6 +232,9 @@ class ErrorCounter(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         if record.exc_info or not message.startswith("config reload failed"):
+            if record.exc_info:
+                # The traceback is what tells a crash's cause.
+                message += "\n" + logging.Formatter().formatException(record.exc_info)
             self.unexpected.append(message)
 
 
