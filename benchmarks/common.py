@@ -207,6 +207,7 @@ class EmulatorProcess(Child):
     """The emulator in its own process (its own GIL), see emulator_main.py."""
 
     def __init__(self, api: int = 3, containers: int = 5, faults: Sequence[str] = (), **options):
+        self.api = api
         args = [
             sys.executable,
             "-m",
@@ -293,3 +294,43 @@ def sample_value(text: str, name: str, **labels: str) -> float | None:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value
     return None
+
+
+def sum_samples(text: str, name: str, **labels: str) -> float:
+    """The sum of one metric's samples whose labels include `labels`.
+
+    A line scan rather than prometheus_client's parser: at 1000 targets the
+    exposition is several MB, and parsing it would cost the benchmark's
+    process (and the shared cores) seconds.
+    """
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(label in line for label in wanted):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def targets_yaml(count: int, urls: Sequence[str], intervals: str = "") -> str:
+    """`count` targets named t0000..., spread over `urls`, optional default intervals."""
+    lines = [f"defaults:\n  intervals: {intervals}"] if intervals else []
+    lines.append("targets:")
+    for index in range(count):
+        lines.append(f"  - {{name: t{index:04d}, url: '{urls[index % len(urls)]}'}}")
+    return "\n".join(lines) + "\n"
+
+
+def wait_all_probed(exporter: ExporterProcess, timeout: float, every: float = 0.5) -> float:
+    """Until every probe of every target has run once; seconds since the process started.
+
+    The landing page lists what has not run yet and costs far less to render
+    than /metrics. A failed probe makes the numbers incomparable: refused.
+    """
+    while "not run yet" in (page := requests.get(exporter.url, timeout=30).text):
+        if time.monotonic() - exporter.started > timeout:
+            raise RuntimeError(f"not every probe ran within {timeout} s")
+        time.sleep(every)
+    failed = page.count('class="fail"')
+    if failed:
+        raise RuntimeError(f"{failed} probes failed; the numbers would not be comparable")
+    return time.monotonic() - exporter.started

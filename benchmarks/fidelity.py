@@ -6,8 +6,10 @@ clients taking turns:
 
 - wire floor: a raw socket sending pre-encoded request bytes;
 - bare requests: `requests.Session.post` with the same multipart field;
-- exporter: `run_probe("canary", ...)` in process, its `round_trip_seconds`
-  (what `sandbox_canary_duration_seconds` exports);
+- exporter: `await run_probe("canary", ...)` in process, on an event loop of
+  the benchmark's own, over the transport the daemon uses (one aiohttp
+  session, `Transports`); its `round_trip_seconds` (what
+  `sandbox_canary_duration_seconds` exports);
 - exporter /probe: the daemon in its own process, `sandbox_canary_duration_seconds`
   from `/probe?target=...&probe=canary`;
 - blackbox_exporter: Debian's prometheus-blackbox-exporter with an http
@@ -20,6 +22,7 @@ round trip measured by the benchmark (difference in ms and ratio of medians).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -30,7 +33,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from requests.models import RequestEncodingMixin
 
 from sandbox_exporter.config import parse_config
-from sandbox_exporter.probes import make_sandbox, run_probe
+from sandbox_exporter.probes import run_probe
+from sandbox_exporter.transport import Transports, open_session
 
 from .common import BlackboxProcess, EmulatorProcess, ExporterProcess, Report, median, spread
 
@@ -62,6 +66,11 @@ def blackbox_config(body: bytes, content_type: str) -> str:
 """
 
 
+async def _open_session():
+    # aiohttp binds a session to the loop it is created on.
+    return open_session()
+
+
 def _families(text: str) -> dict[str, list]:
     return {f.name: f.samples for f in text_string_to_metric_families(text)}
 
@@ -71,7 +80,10 @@ class Clients:
         self.execute_url = emulator_url + "execute/"
         config = parse_config(f"targets:\n  - {{name: bench, url: '{emulator_url}'}}\n")
         self.target = config.targets[0]
-        self.sandbox = make_sandbox(self.target)
+        # The probes' own stack, as the daemon builds it, on a loop we drive.
+        self.loop = asyncio.new_event_loop()
+        self.probe_http = self.loop.run_until_complete(_open_session())
+        self.transport = Transports(self.probe_http).get(self.target)
         self.session = requests.Session()
         self.session.trust_env = False
         self.session.headers["Accept-Encoding"] = "identity"
@@ -111,8 +123,14 @@ class Clients:
             raise RuntimeError(f"bare canary failed: {response.status_code}")
         return elapsed
 
+    def close(self) -> None:
+        self.loop.run_until_complete(self.probe_http.close())
+        self.loop.close()
+        self.session.close()
+        self.probe_session.close()
+
     def exporter_in_process(self) -> float:
-        result = run_probe("canary", self.sandbox, self.target)
+        result = self.loop.run_until_complete(run_probe("canary", self.transport, self.target))
         if not result.success:
             raise RuntimeError(f"exporter canary failed: {result.message}")
         return result.data[0].round_trip_seconds
@@ -137,7 +155,7 @@ def run(report: Report, quick: bool) -> None:
     repetitions = 40 if quick else 300
     body, content_type = encoded_canary()
     emulator = EmulatorProcess(api=3, containers=2)
-    exporter = blackbox = None
+    exporter = blackbox = clients = None
     try:
         exporter = ExporterProcess(
             "defaults:\n  intervals: {specifications: 1h, usage: 1h, libraries: 1h, canary: 1h}\n"
@@ -164,6 +182,8 @@ def run(report: Report, quick: bool) -> None:
             series["blackbox_http"].append(http_phases)
             series["blackbox_total"].append(total)
     finally:
+        if clients is not None:
+            clients.close()
         for child in (blackbox, exporter, emulator):
             if child is not None:
                 child.stop()

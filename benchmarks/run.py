@@ -1,7 +1,9 @@
 """Run every benchmark and print one table (Markdown).
 
-    python -m benchmarks            # the full run (about 3 minutes on 2 cores)
+    python -m benchmarks            # the full run (about 4 minutes on 2 cores)
     python -m benchmarks --quick    # a shorter run (about 1 minute)
+
+B3 and B4 need Debian's prometheus-blackbox-exporter on the PATH.
     python -m benchmarks --only B1,B3
 
 Ratios are what to read: each comes from measurements taken in the same run,
@@ -22,7 +24,7 @@ BENCHMARKS = {
     "B1": ("scrape cost against prometheus_client's floor", scrape.run),
     "B2": ("fan-out over slow targets and concurrent /probe", fanout.run),
     "B3": ("fidelity of the reported canary round trip", fidelity.run),
-    "B4": ("CPU and memory beside blackbox_exporter", cost.run),
+    "B4": ("CPU, memory and threads beside blackbox_exporter", cost.run),
 }
 
 

@@ -3,8 +3,10 @@
     python benchmarks/soak.py                  # 180 s, 60 targets
     python benchmarks/soak.py --seconds 30 --targets 20
 
-The exporter runs in this process (so /proc/self tells its memory, threads
-and file descriptors); the sandboxes are emulator subprocesses, most of them
+The exporter runs in this process, its event loop in a thread of its own,
+as the daemon runs it (`daemon.run`), so /proc/self tells its memory,
+threads and file descriptors (the script's own two threads, main and
+scraper, included); the sandboxes are emulator subprocesses, most of them
 faulty on purpose (slow, 500, dropped, truncated, not JSON, dripping,
 overloaded, refused). A thread scrapes /metrics every 0.5 s and checks that
 no counter of a target that stays ever goes down; halfway through, a reload
@@ -20,6 +22,7 @@ are for docs/reliability.md.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -38,8 +41,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from sandbox_exporter.config import load_config
+from sandbox_exporter.daemon import run
 from sandbox_exporter.exporter import Exporter
-from sandbox_exporter.web import ExporterApp, WebServer
+from sandbox_exporter.web import WebServer
 
 # name -> emulator arguments; "refused" has no server at all.
 SANDBOX_KINDS: dict[str, list[str]] = {
@@ -98,6 +102,37 @@ def sandboxes() -> Iterator[dict[str, str]]:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@contextmanager
+def serving(exporter: Exporter) -> Iterator[str]:
+    """Run the exporter as the daemon does, on its own loop in a thread; yield its URL."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    url: list[str] = []
+    stop: list[asyncio.Event] = []
+
+    async def main() -> int:
+        stop.append(asyncio.Event())
+
+        def on_started(server: WebServer) -> None:
+            url.append(server.url)
+            started.set()
+
+        try:
+            return await run(exporter, "127.0.0.1:0", on_started, stop=stop[0])
+        finally:
+            started.set()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    if not started.wait(60) or not url:
+        raise RuntimeError("the exporter did not start")
+    try:
+        yield url[0]
+    finally:
+        loop.call_soon_threadsafe(stop[0].set)
+        thread.join(timeout=15)
 
 
 def config_text(urls: dict[str, str], targets: int, variant: str) -> str:
@@ -197,6 +232,9 @@ class ErrorCounter(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         if record.exc_info or not message.startswith("config reload failed"):
+            if record.exc_info:
+                # The traceback is what tells a crash's cause.
+                message += "\n" + logging.Formatter().formatException(record.exc_info)
             self.unexpected.append(message)
 
 
@@ -279,48 +317,48 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(directory) / "config.yml"
         path.write_text(texts["full"])
         exporter = Exporter(load_config(path), path)
-        server = WebServer(ExporterApp(exporter), "127.0.0.1:0").start()
-        watch = Watch(surviving_targets(args.targets))
-        stop = threading.Event()
-        scraping = threading.Thread(target=scraper, args=(server.url, watch, stop), daemon=True)
-        samples: list[Sample] = []
-        storm: list[str] = []
-        storm_done = threading.Event()
-        phase = "probing"
-        started = time.monotonic()
-        scraping.start()
-        try:
-            next_sample = 0.0
-            storm_at = args.seconds / 2
-            while (elapsed := time.monotonic() - started) < args.seconds:
-                if elapsed >= next_sample:
-                    rss, threads, fds = process_sample()
-                    samples.append(
-                        Sample(elapsed, rss, threads, fds, watch.scrapes, watch.probe_runs, phase)
-                    )
-                    next_sample += args.sample_every
-                if elapsed >= storm_at and phase == "probing":
-                    phase = "reload storm"
+        with serving(exporter) as url:
+            watch = Watch(surviving_targets(args.targets))
+            stop = threading.Event()
+            scraping = threading.Thread(target=scraper, args=(url, watch, stop), daemon=True)
+            samples: list[Sample] = []
+            storm: list[str] = []
+            storm_done = threading.Event()
+            phase = "probing"
+            started = time.monotonic()
+            scraping.start()
+            try:
+                next_sample = 0.0
+                storm_at = args.seconds / 2
+                while (elapsed := time.monotonic() - started) < args.seconds:
+                    if elapsed >= next_sample:
+                        rss, threads, fds = process_sample()
+                        samples.append(
+                            Sample(
+                                elapsed, rss, threads, fds, watch.scrapes, watch.probe_runs, phase
+                            )
+                        )
+                        next_sample += args.sample_every
+                    if elapsed >= storm_at and phase == "probing":
+                        phase = "reload storm"
 
-                    def storm_job() -> None:
-                        storm.extend(reload_storm(server.url, path, texts, args.reloads))
-                        storm_done.set()
+                        def storm_job() -> None:
+                            storm.extend(reload_storm(url, path, texts, args.reloads))
+                            storm_done.set()
 
-                    threading.Thread(target=storm_job, daemon=True).start()
-                if phase == "reload storm" and storm_done.is_set():
-                    phase = "after storm"
-                time.sleep(0.1)
-            rss, threads, fds = process_sample()
-            samples.append(
-                Sample(time.monotonic() - started, rss, threads, fds, watch.scrapes,
-                       watch.probe_runs, phase)
-            )  # fmt: skip
-        finally:
-            stop.set()
-            scraping.join(timeout=15)
-            server.stop()
-            exporter.stop()
-            logging.getLogger().removeHandler(errors)
+                        threading.Thread(target=storm_job, daemon=True).start()
+                    if phase == "reload storm" and storm_done.is_set():
+                        phase = "after storm"
+                    time.sleep(0.1)
+                rss, threads, fds = process_sample()
+                samples.append(
+                    Sample(time.monotonic() - started, rss, threads, fds, watch.scrapes,
+                           watch.probe_runs, phase)
+                )  # fmt: skip
+            finally:
+                stop.set()
+                scraping.join(timeout=15)
+    logging.getLogger().removeHandler(errors)
     if not storm_done.is_set():
         storm.append("the reload storm did not finish within the run")
     kinds = ", ".join(SANDBOX_KINDS)

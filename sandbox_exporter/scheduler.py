@@ -41,6 +41,7 @@ class ProbeScheduler:
         self._transports = transports
         self._targets: dict[str, Target] = {}
         self._running: dict[Key, asyncio.Task] = {}
+        self._stopped = False
         self._scheduler = AsyncIOScheduler(
             event_loop=asyncio.get_running_loop(),
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -83,7 +84,9 @@ class ProbeScheduler:
     async def _run(self, name: str, probe: str) -> None:
         key = (name, probe)
         target = self._targets.get(name)
-        if target is None:
+        # A run APScheduler handed to the loop just before shutdown() starts
+        # after it, when the probes' session may already be closed.
+        if target is None or self._stopped:
             return
         if key in self._running:
             log.debug("skipped %s probe of %s: the previous run is still going", probe, name)
@@ -110,6 +113,7 @@ class ProbeScheduler:
         self._state.record(result)
 
     def shutdown(self) -> None:
+        self._stopped = True
         # Removing the jobs, not shutting APScheduler down: its shutdown
         # cancels runs not yet started and logs each as a crash.
         self._scheduler.remove_all_jobs()

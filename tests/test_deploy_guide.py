@@ -216,11 +216,6 @@ def test_the_grafana_provider_is_the_shipped_one() -> None:
 
 # ------------------------------------------------------------ references
 
-LEAD_REWRITES = {
-    # Being rewritten on another branch; strict, so the marks must go once fixed.
-    "docs/performance.md": "names benchmarks/exporter_variant.py, since removed",
-}
-
 
 def named_files(path: Path) -> list[str]:
     """Relative links, and inline code that reads as a path into the repository."""
@@ -235,15 +230,9 @@ def named_files(path: Path) -> list[str]:
     return names
 
 
-def markdown_files() -> list[Any]:
-    files = []
-    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
-        relative = str(path.relative_to(REPO))
-        marks = []
-        if relative in LEAD_REWRITES:
-            marks = [pytest.mark.xfail(strict=True, reason=LEAD_REWRITES[relative])]
-        files.append(pytest.param(relative, marks=marks, id=relative))
-    return files
+def markdown_files() -> list[str]:
+    paths = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    return [str(path.relative_to(REPO)) for path in paths]
 
 
 @pytest.mark.parametrize("relative", markdown_files())
