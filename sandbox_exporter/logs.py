@@ -76,5 +76,8 @@ def setup_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel({"warn": logging.WARNING}.get(level, level.upper()))
-    # APScheduler logs every job run at INFO; that is noise at our default level.
-    logging.getLogger("apscheduler").setLevel(max(root.level, logging.WARNING))
+    # APScheduler logs every job run at INFO, and a run skipped because the
+    # previous one is still going (a slow sandbox) at WARNING, once per
+    # skip: noise that would flood the log. The scheduler logs skips itself,
+    # at debug; only APScheduler's errors are worth showing.
+    logging.getLogger("apscheduler").setLevel(max(root.level, logging.ERROR))

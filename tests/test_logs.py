@@ -140,3 +140,16 @@ def test_setup_logging_writes_the_level_and_format_asked(
     assert len(lines) == 1
     fields = json.loads(lines[0]) if fmt == "json" else parse_logfmt(lines[0])
     assert fields["msg"] == "shown once" and fields["level"] == "warning"
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_apscheduler_skips_are_not_logged_but_its_errors_are(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    setup_logging("info", "logfmt")
+    scheduler = logging.getLogger("apscheduler.scheduler")
+    # What APScheduler says for every run skipped behind a slow one.
+    scheduler.warning('Execution of job "x" skipped: maximum number of running instances')
+    scheduler.error("job crashed")
+    lines = capsys.readouterr().err.splitlines()
+    assert [parse_logfmt(line)["msg"] for line in lines] == ["job crashed"]
