@@ -108,7 +108,7 @@ class ResultFactory:
         data = {
             SPECIFICATIONS: spec,
             USAGE: load,
-            LIBRARIES: LibrariesReport(libraries, outcomes),
+            LIBRARIES: LibrariesReport.of(libraries, outcomes),
             CANARY: canaries,
         }
         return [

@@ -335,9 +335,9 @@ def _render_libraries(families: Families, name: str, result: ProbeResult | None)
     if result is None or not isinstance(result.data, LibrariesReport):
         return
     report = result.data
-    for kind, packages in sorted(report.libraries.packages.items()):
-        families.add("sandbox_libraries", [name, kind], len(packages))
-    families.add("sandbox_libraries", [name, "bin"], len(report.libraries.bin))
+    for kind, count in sorted(report.package_counts.items()):
+        families.add("sandbox_libraries", [name, kind], count)
+    families.add("sandbox_libraries", [name, "bin"], report.bin_count)
     # Every outcome, met or not: the judgement of what a miss means is health.py's.
     for outcome in report.outcomes:
         labels = [name, outcome.kind, outcome.name]

@@ -44,8 +44,20 @@ class Load:
 
 @dataclass(frozen=True)
 class LibrariesReport:
-    libraries: Libraries
+    """What the exporter keeps of a libraries document: how many packages of
+    each kind and executables it listed, and the expectations checked against
+    it. Not the lists themselves: a server's package list (thousands of
+    entries on a real one) must not cost memory per target for as long as
+    the result is kept."""
+
+    package_counts: Mapping[str, int]
+    bin_count: int
     outcomes: tuple[ExpectationOutcome, ...]
+
+    @classmethod
+    def of(cls, libraries: Libraries, outcomes: tuple[ExpectationOutcome, ...]) -> LibrariesReport:
+        counts = {kind: len(packages) for kind, packages in libraries.packages.items()}
+        return cls(counts, len(libraries.bin), outcomes)
 
 
 @dataclass(frozen=True)
@@ -155,7 +167,7 @@ async def probe_libraries(transport: ProbeTransport, target: Target, deadline: f
         summary += f", {len(outcomes) - len(missed)}/{len(outcomes)} expectations met"
     if missed:
         summary += f" (missed: {', '.join(missed)})"
-    return LibrariesReport(libraries=libraries, outcomes=outcomes), summary
+    return LibrariesReport.of(libraries, outcomes), summary
 
 
 async def run_canary(transport: ProbeTransport, canary: Canary, deadline: float) -> CanaryResult:

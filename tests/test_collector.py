@@ -126,7 +126,7 @@ def libraries_report(target: Target) -> LibrariesReport:
     outcomes = check_expectations(
         target.expect, libraries.languages, libraries.packages, libraries.bin
     )
-    return LibrariesReport(libraries, tuple(outcomes))
+    return LibrariesReport.of(libraries, tuple(outcomes))
 
 
 def canaries(target: Target, *, round_trip: float = 0.03) -> tuple[CanaryResult, ...]:

@@ -141,7 +141,7 @@ def healthy_results(target: Target, at: float = T0) -> list[ProbeResult]:
             LIBRARIES,
             at=at,
             message="43 packages listed",
-            data=LibrariesReport(libraries, outcomes),
+            data=LibrariesReport.of(libraries, outcomes),
         ),
         result(target.name, CANARY, at=at, message="shell: ok in 0.010s", data=(canary,)),
     ]
