@@ -54,8 +54,10 @@ MAX_CONNECTIONS = 256
 def open_session() -> aiohttp.ClientSession:
     """The one HTTP session every probe of a process shares (one connection pool)."""
     tracing = aiohttp.TraceConfig()
-    tracing.on_dns_resolvehost_start.append(_phase("looking up the name"))
+    # aiohttp starts creating a connection, then looks the name up within it.
     tracing.on_connection_create_start.append(_phase("connecting"))
+    tracing.on_dns_resolvehost_start.append(_phase("looking up the name"))
+    tracing.on_dns_resolvehost_end.append(_phase("connecting"))
     tracing.on_request_headers_sent.append(_phase("waiting for the answer"))
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),

@@ -110,6 +110,17 @@ def test_a_name_lookup_that_hangs_is_cut_off_too(monkeypatch) -> None:
     assert time.monotonic() - started <= 1.0 + PROMISE + SLACK
 
 
+def test_a_timeout_says_which_step_the_deadline_cut(servers) -> None:
+    # A name that resolves, then a handshake that never completes.
+    url = servers["backlog-full"].url.replace("127.0.0.1", "localhost")
+    result = asyncio.run(_probe(url, SPECIFICATIONS, 1.0))
+    assert "could not connect within" in result.message, result.message
+    result = asyncio.run(_probe(servers["silent"].url, SPECIFICATIONS, 1.0))
+    assert "no answer within" in result.message, result.message
+    result = asyncio.run(_probe(servers["body-drip"].url, SPECIFICATIONS, 1.0))
+    assert "answer not complete within" in result.message, result.message
+
+
 def _config(servers: dict[str, Misbehaving], timeout: str, interval: str) -> str:
     targets = [{"name": kind, "url": server.url} for kind, server in servers.items()]
     kinds = ("specifications", "usage", "libraries", "canary")
