@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import random
+import threading
 from pathlib import Path
 
 import pytest
@@ -560,3 +561,43 @@ def test_probe_endpoint_renders_one_target_without_exporter_metrics():
     assert {s.labels.get("target") for s in m.samples} == {"new"}
     assert not any(s.name.startswith("sandbox_exporter_") for s in m.samples)
     assert m.value("sandbox_up", target="new") == 1
+
+
+def test_concurrent_scrapes_each_see_every_series_once():
+    """Scrapes in several threads share one collector while probes record:
+    none may see a series twice or lose one (what it keeps is never mutated)."""
+    state, config = state_with()
+    populate(state, config)
+    collector = SandboxCollector(state)
+    registry = registry_of(collector)
+    problems: list[str] = []
+    stop = threading.Event()
+
+    def record() -> None:
+        step = 0
+        while not stop.is_set() and step < 2000:
+            target = config.targets[step % 2]
+            probe = PROBES[step % len(PROBES)]
+            state.record(result(target.name, probe, probe_data(target, probe)))
+            step += 1
+
+    def scrape_repeatedly() -> None:
+        for _ in range(25):
+            m = Scrape(generate_latest(registry).decode())
+            series = [(s.name, tuple(sorted(s.labels.items()))) for s in m.samples]
+            if len(series) != len(set(series)):
+                problems.append("a series appeared twice")
+            if {s.labels["target"] for s in m.find("sandbox_up")} != {"old", "new"}:
+                problems.append("a target's sandbox_up is missing")
+
+    writer = threading.Thread(target=record)
+    readers = [threading.Thread(target=scrape_repeatedly) for _ in range(3)]
+    writer.start()
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join(timeout=60)
+    stop.set()
+    writer.join(timeout=60)
+    assert not any(thread.is_alive() for thread in [writer, *readers])
+    assert problems == []
