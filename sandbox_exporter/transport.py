@@ -55,10 +55,10 @@ def open_session() -> aiohttp.ClientSession:
     """The one HTTP session every probe of a process shares (one connection pool)."""
     tracing = aiohttp.TraceConfig()
     # aiohttp starts creating a connection, then looks the name up within it.
-    tracing.on_connection_create_start.append(_phase("connecting"))
-    tracing.on_dns_resolvehost_start.append(_phase("looking up the name"))
-    tracing.on_dns_resolvehost_end.append(_phase("connecting"))
-    tracing.on_request_headers_sent.append(_phase("waiting for the answer"))
+    tracing.on_connection_create_start.append(_phase(_CONNECTING))
+    tracing.on_dns_resolvehost_start.append(_phase(_LOOKING_UP))
+    tracing.on_dns_resolvehost_end.append(_phase(_CONNECTING))
+    tracing.on_request_headers_sent.append(_phase(_WAITING))
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
         # A probe's result must not depend on the exporter's environment
@@ -72,19 +72,27 @@ def open_session() -> aiohttp.ClientSession:
     )
 
 
+# Where a request is, as (what a timeout there raises, what it says).
+_Phase = tuple[type[SandboxError], str]
+_LOOKING_UP: _Phase = (SandboxConnectTimeout, "name lookup not done")
+_CONNECTING: _Phase = (SandboxConnectTimeout, "could not connect")
+_WAITING: _Phase = (SandboxReadTimeout, "no answer")
+
+
 class _Progress:
     """How far one request got, to say what the deadline interrupted."""
 
     def __init__(self) -> None:
-        self.phase = "connecting"
+        self.phase = _CONNECTING
+        # Set once the status line and headers are in; counts the body since.
         self.body_bytes: int | None = None
 
 
-def _phase(name: str):
+def _phase(phase: _Phase):
     async def record(session: object, context: Any, params: object) -> None:
         progress = context.trace_request_ctx
         if isinstance(progress, _Progress):
-            progress.phase = name
+            progress.phase = phase
 
     return record
 
@@ -155,7 +163,6 @@ class ProbeTransport:
                     allow_redirects=False,
                     trace_request_ctx=progress,
                 ) as response:
-                    progress.phase = "reading the answer"
                     progress.body_bytes = 0
                     if response.status >= 300:
                         body = await self._read(response, ERROR_BODY_BYTES, progress, cut=True)
@@ -226,18 +233,9 @@ class ProbeTransport:
 
     def _timeout(self, method: str, url: str, budget: float, progress: _Progress) -> SandboxError:
         within = seconds_text(max(budget, 0.0))
-        if progress.phase == "looking up the name":
-            return self._secrets.failure(
-                SandboxConnectTimeout, method, url, f"name lookup not done within {within}"
-            )
-        if progress.phase == "connecting":
-            return self._secrets.failure(
-                SandboxConnectTimeout, method, url, f"could not connect within {within}"
-            )
         if progress.body_bytes is None:
-            return self._secrets.failure(
-                SandboxReadTimeout, method, url, f"no answer within {within}"
-            )
+            kind, what = progress.phase
+            return self._secrets.failure(kind, method, url, f"{what} within {within}")
         return self._secrets.failure(
             SandboxReadTimeout,
             method,

@@ -44,11 +44,7 @@ TLS_HANDSHAKE_SECONDS = 5.0
 # Prometheus opens many connections at once when it scrapes /probe targets.
 LISTEN_BACKLOG = 1024
 
-_REFUSAL_STATUS = {
-    Refusal.NOT_CONFIGURED: web.HTTPNotFound,
-    Refusal.FORBIDDEN: web.HTTPForbidden,
-    Refusal.INVALID: web.HTTPBadRequest,
-}
+_REFUSAL_STATUS = {Refusal.NOT_CONFIGURED: 404, Refusal.FORBIDDEN: 403, Refusal.INVALID: 400}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -140,9 +136,7 @@ class Routes:
         try:
             outcome = await self.exporter.probe_now(requested, budget, probes)
         except UnknownTarget as error:
-            raise _REFUSAL_STATUS[error.refusal](
-                text=f"{error}\n", content_type="text/plain"
-            ) from None
+            return _text(_REFUSAL_STATUS[error.refusal], f"{error}\n")
         registry = CollectorRegistry(auto_describe=False)
         registry.register(
             SandboxCollector(
@@ -196,9 +190,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPMethodNotAllowed as error:
         allowed = ", ".join(sorted(error.allowed_methods))
         return _text(405, f"{request.method} is not allowed here; use {allowed}\n", Allow=allowed)
-    except web.HTTPNotFound as error:
-        if error.text and not error.text.startswith("404: Not Found"):
-            raise
+    except web.HTTPNotFound:
         return _text(404, f"no such page: {request.path}\n")
     except web.HTTPException:
         raise

@@ -13,9 +13,9 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 
@@ -26,8 +26,6 @@ from sandbox_exporter.web import WebServer
 from sandbox_exporter.webconfig import WebConfig
 
 from helpers import free_port, wait_until
-
-T = TypeVar("T")
 
 
 class RunningExporter:
@@ -87,10 +85,6 @@ class RunningExporter:
     def address(self) -> str:
         """host:port, as Prometheus' static_configs take it."""
         return self.url.split("://", 1)[1].rstrip("/")
-
-    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60) -> T:
-        """Run a coroutine on the exporter's loop (e.g. `exporter.reload()`)."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def stop(self) -> None:
         if self._thread.is_alive() and self._stop is not None:
