@@ -1,20 +1,22 @@
-"""Render a state snapshot as Prometheus metric families; no I/O here.
+"""Render a state snapshot as exposition text; no I/O here.
 
-A target's samples are rendered in parts, each a function of a few
-immutable inputs (see `target_parts`). A part is rendered once when its
-inputs change; a scrape joins the parts of every target into one family per
-metric. Samples are made by prometheus_client's own family classes; metric
-names, types and help texts come from `metric_names`. One target's bad data
-is logged and skipped, never a failed scrape.
+A scrape writes each sample's line straight from the snapshot, in the
+Prometheus text format, whose sample lines OpenMetrics shares: only the
+families' HELP and TYPE lines differ, and prometheus_client writes those
+(`header`). Nothing is kept between scrapes, so a scrape costs the same
+whatever changed and the exporter holds no second copy of its results.
+The order of families is the metric table's (`metric_names`), the order of
+samples the order they are added in; one target's bad data is logged and
+its samples left out, never a failed scrape.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
-import operator
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import NamedTuple
+from collections.abc import Iterable, Sequence
+from types import SimpleNamespace
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -22,8 +24,9 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.utils import floatToGoString
 
 from . import __version__
 from .config import Target
@@ -31,7 +34,7 @@ from .documents import Specifications
 from .health import load_ratio
 from .metric_names import METRICS, METRICS_BY_NAME
 from .probes import LibrariesReport, Load, ProbeResult
-from .state import CANARY_BUCKETS, HistogramData, Snapshot, State
+from .state import CANARY_BUCKETS, HistogramData, Snapshot
 from .vocabulary import CANARY, LIBRARIES, POSSIBLE_REASONS, PROBES, SPECIFICATIONS, USAGE
 
 log = logging.getLogger(__name__)
@@ -41,205 +44,155 @@ _FAMILY_CLASSES: dict[str, type[Metric]] = {
     "counter": CounterMetricFamily,
     "histogram": HistogramMetricFamily,
 }
-
-# One family's samples, as made by its add_metric (immutable named tuples).
-Samples = Sequence[Sample]
+_OPENMETRICS_END = "# EOF\n"
 
 
-def new_family(name: str, labels: Sequence[str] | None = None) -> Metric:
-    """An empty family of metric `name`; `labels` replaces the declared label names."""
+@functools.cache
+def header(name: str, openmetrics: bool) -> str:
+    """The HELP and TYPE lines of metric `name`, as prometheus_client writes them."""
     spec = METRICS_BY_NAME[name]
-    return _FAMILY_CLASSES[spec.type](spec.name, spec.help, labels=labels or spec.labels)
+    family = _FAMILY_CLASSES[spec.type](spec.name, spec.help, labels=spec.labels)
+    encode = generate_openmetrics if openmetrics else generate_latest
+    text = encode(SimpleNamespace(collect=lambda: [family])).decode()
+    return text.removesuffix(_OPENMETRICS_END)
 
 
-class Families:
-    """Families filled by the renders of one scrape, each made on first use.
+def _escaped(value: str) -> str:
+    # The exposition formats escape these three in label values.
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return value
 
-    One family object per metric serves every part: making one per part
-    cost as much as the samples themselves. `render` hands out what one
-    part added.
-    """
+
+def sample_line(name: str, labels: Iterable[tuple[str, str]], value: float) -> str:
+    """One sample, its labels sorted by name as prometheus_client writes them."""
+    pairs = ",".join(f'{key}="{_escaped(text)}"' for key, text in sorted(labels))
+    return (
+        f"{name}{{{pairs}}} {floatToGoString(value)}\n"
+        if pairs
+        else (f"{name} {floatToGoString(value)}\n")
+    )
+
+
+class Lines:
+    """Sample lines by metric name, as the renders below add them."""
 
     def __init__(self) -> None:
-        self.by_name: dict[str, Metric] = {}
-        # Family name -> its length when the current render began.
-        self._start: dict[str, int] = {}
-
-    def family(self, name: str) -> Metric:
-        family = self.by_name.get(name)
-        if family is None:
-            family = self.by_name[name] = new_family(name)
-        if name not in self._start:
-            self._start[name] = len(family.samples)
-        return family
+        self.by_name: dict[str, list[str]] = {}
 
     def add(self, name: str, labels: Sequence[str], value: float | None) -> None:
-        """One sample; none where the value is unknown (None or NaN)."""
+        """A sample with the metric's declared labels; none where the value is
+        unknown (None or NaN)."""
         if value is None or value != value:
             return
-        self.family(name).add_metric(labels, value)
+        names = METRICS_BY_NAME[name].labels
+        self.add_labelled(name, zip(names, labels, strict=True), value)
 
-    def render(self, part: Part) -> tuple[tuple[str, Samples], ...]:
-        """Render `part`; the samples it added, by metric name."""
-        self._start = {}
-        part.render(self, *part.inputs)
-        return tuple(
-            (name, self.by_name[name].samples[start:]) for name, start in self._start.items()
-        )
+    def add_labelled(self, name: str, labels: Iterable[tuple[str, str]], value: float) -> None:
+        self.by_name.setdefault(name, []).append(sample_line(name, labels, value))
 
+    def add_histogram(self, name: str, labels: Sequence[str], data: HistogramData) -> None:
+        pairs = list(zip(METRICS_BY_NAME[name].labels, labels, strict=True))
+        cumulative = 0
+        lines = self.by_name.setdefault(name, [])
+        for bound, count in zip((*CANARY_BUCKETS, math.inf), data.bucket_counts, strict=True):
+            cumulative += count
+            le = floatToGoString(bound)
+            lines.append(sample_line(f"{name}_bucket", [*pairs, ("le", le)], cumulative))
+        lines.append(sample_line(f"{name}_count", pairs, cumulative))
+        lines.append(sample_line(f"{name}_sum", pairs, data.total))
 
-class Part(NamedTuple):
-    """A render function and its inputs: its samples depend on nothing else."""
+    def extend(self, other: Lines) -> None:
+        for name, lines in other.by_name.items():
+            self.by_name.setdefault(name, []).extend(lines)
 
-    render: Callable[..., None]
-    inputs: tuple
-
-
-def _renders_like(old: Part, new: Part) -> bool:
-    """True if `new` renders to the same samples as `old`.
-
-    By identity: results, documents and targets are immutable, and a new
-    probe run makes new objects even when they are equal (a result's
-    equality even ignores its data). Numbers come from the state's dicts,
-    the same objects until they change; an equal new number only costs a
-    render. The cache holds the old objects, so none of their ids can be
-    reused by a new one.
-    """
-    return (
-        old.render is new.render
-        and len(old.inputs) == len(new.inputs)
-        and all(map(operator.is_, old.inputs, new.inputs))
-    )
-
-
-# A part and the samples it rendered, by metric name.
-_Rendered = tuple[Part, tuple[tuple[str, Samples], ...]]
+    def text(self, openmetrics: bool = False, *, end: bool = False) -> str:
+        """Every family with samples, in the order of the metric table; `end`
+        adds OpenMetrics' end marker (when nothing follows in the answer)."""
+        parts = []
+        for spec in METRICS:
+            lines = self.by_name.get(spec.name)
+            if lines:
+                parts.append(header(spec.name, openmetrics))
+                parts.extend(lines)
+        if openmetrics and end:
+            parts.append(_OPENMETRICS_END)
+        return "".join(parts)
 
 
-def target_parts(snapshot: Snapshot, target: Target) -> list[Part]:
-    """One target's samples as parts, each with what it reads of the snapshot.
+def render(
+    snapshot: Snapshot,
+    targets: Iterable[Target] | None = None,
+    *,
+    exporter_metrics: bool = True,
+) -> Lines:
+    """The samples of `targets` (every configured target by default) and,
+    unless told otherwise, of the exporter itself."""
+    if targets is None:
+        targets = snapshot.config.targets if snapshot.config is not None else ()
+    lines = Lines()
+    if exporter_metrics:
+        render_exporter(lines, snapshot)
+    for target in targets:
+        own = Lines()
+        try:
+            render_target(own, snapshot, target)
+        except Exception:
+            # Rendered apart, joined only when whole: the target is left out whole.
+            log.exception("skipping bad data of target %s in this scrape", target.name)
+            continue
+        lines.extend(own)
+    return lines
 
-    Split where inputs change at different rates: usage results every
-    scrape or so, specifications and canaries less often, libraries hourly,
-    failure counters rarely. A new series goes into the part whose inputs
-    it reads, or into a new part: a render function that read the snapshot
-    itself would go stale.
-    """
+
+def render_target(lines: Lines, snapshot: Snapshot, target: Target) -> None:
     name = target.name
     results = {probe: snapshot.results.get((name, probe)) for probe in PROBES}
-    parts = [Part(_render_info, (target,))]
+    _render_info(lines, target)
     for probe in PROBES:
         key = (name, probe)
-        last_success, runs = snapshot.last_success.get(key), snapshot.runs.get(key, 0)
-        parts.append(Part(_render_runs, (name, probe, results[probe], last_success, runs)))
-        failures = [snapshot.failures.get((*key, reason), 0) for reason in POSSIBLE_REASONS[probe]]
-        parts.append(Part(_render_failures, (name, probe, *failures)))
+        _render_runs(
+            lines,
+            name,
+            probe,
+            results[probe],
+            snapshot.last_success.get(key),
+            snapshot.runs.get(key, 0),
+        )
+        for reason in POSSIBLE_REASONS[probe]:
+            count = snapshot.failures.get((*key, reason), 0)
+            lines.add("sandbox_probe_failures_total", [name, probe, reason.value], count)
     spec_result = results[SPECIFICATIONS]
-    parts += [
-        Part(_render_specifications, (name, spec_result)),
-        Part(_render_usage, (name, results[USAGE], spec_result)),
-        Part(_render_libraries, (name, results[LIBRARIES])),
-        Part(_render_canaries, (name, results[CANARY])),
-    ]
+    _render_specifications(lines, name, spec_result)
+    _render_usage(lines, name, results[USAGE], spec_result)
+    _render_libraries(lines, name, results[LIBRARIES])
+    _render_canaries(lines, name, results[CANARY])
     for canary in target.canaries:
         histogram = snapshot.canary_histograms.get((name, canary.name))
-        parts.append(Part(_render_histogram, (name, canary.name, histogram)))
-    return parts
+        if histogram is not None:
+            lines.add_histogram("sandbox_canary_round_trip_seconds", [name, canary.name], histogram)
 
 
-def render_target(
-    families: Families, snapshot: Snapshot, target: Target, previous: Sequence[_Rendered] = ()
-) -> list[_Rendered]:
-    """Every part of `target`, rendered, or reused from `previous` where unchanged."""
-    parts = target_parts(snapshot, target)
-    if len(previous) != len(parts):
-        previous = ()
-    rendered = []
-    for index, part in enumerate(parts):
-        if previous and _renders_like(previous[index][0], part):
-            rendered.append(previous[index])
-        else:
-            rendered.append((part, families.render(part)))
-    return rendered
-
-
-class SandboxCollector(Collector):
-    """Renders a `State`; `targets` limits the render to some targets (for /probe)."""
-
-    def __init__(
-        self,
-        state: State,
-        *,
-        targets: Callable[[], Iterable[Target]] | None = None,
-        exporter_metrics: bool = True,
-    ) -> None:
-        self._state = state
-        self._targets = targets
-        self._exporter_metrics = exporter_metrics
-        # By target name, as of the last scrape; replaced whole by each scrape,
-        # so a concurrent scrape never sees half of it.
-        self._rendered: dict[str, list[_Rendered]] = {}
-
-    def describe(self) -> list[Metric]:
-        # Registration must do no work; the families are only known at scrape time.
-        return []
-
-    def collect(self) -> Iterator[Metric]:
-        snapshot = self._state.snapshot()
-        if self._targets is not None:
-            targets = list(self._targets())
-        else:
-            targets = list(snapshot.config.targets) if snapshot.config is not None else []
-        # Every metric's samples, in the order of the metric table.
-        joined: dict[str, list[Sample]] = {spec.name: [] for spec in METRICS}
-        families = Families()
-        if self._exporter_metrics:
-            for name, samples in families.render(Part(render_exporter, (snapshot,))):
-                joined[name] += samples
-        previous, rendered = self._rendered, {}
-        for target in targets:
-            try:
-                parts = render_target(families, snapshot, target, previous.get(target.name, ()))
-            except Exception:
-                # Every part is rendered before any is joined: the target is left out whole.
-                log.exception("skipping bad data of target %s in this scrape", target.name)
-                continue
-            rendered[target.name] = parts
-            for _, samples_by_name in parts:
-                for name, samples in samples_by_name:
-                    joined[name] += samples
-        self._rendered = rendered
-        for name, samples in joined.items():
-            if samples:
-                # `samples` is the family's public list; add_metric made each one.
-                family = new_family(name)
-                family.samples += samples
-                yield family
-
-
-def render_exporter(families: Families, snapshot: Snapshot) -> None:
-    families.add("sandbox_exporter_build_info", [__version__], 1)
-    families.add(
-        "sandbox_exporter_config_last_reload_successful", [], int(snapshot.reload.successful)
-    )
-    families.add(
+def render_exporter(lines: Lines, snapshot: Snapshot) -> None:
+    lines.add("sandbox_exporter_build_info", [__version__], 1)
+    lines.add("sandbox_exporter_config_last_reload_successful", [], int(snapshot.reload.successful))
+    lines.add(
         "sandbox_exporter_config_last_reload_success_timestamp_seconds",
         [],
         snapshot.reload.last_success_timestamp,
     )
     count = len(snapshot.config.targets) if snapshot.config is not None else 0
-    families.add("sandbox_exporter_targets", [], count)
+    lines.add("sandbox_exporter_targets", [], count)
 
 
-def _render_info(families: Families, target: Target) -> None:
-    # The user labels vary by target: the sample is made by a family of its own.
-    info = new_family("sandbox_target_info", ["target", "url", *target.labels])
-    info.add_metric([target.name, target.url, *target.labels.values()], 1)
-    families.family("sandbox_target_info").samples += info.samples
+def _render_info(lines: Lines, target: Target) -> None:
+    # The user labels vary by target: the one metric whose label names do.
+    labels = [("target", target.name), ("url", target.url), *target.labels.items()]
+    lines.add_labelled("sandbox_target_info", labels, 1)
 
 
 def _render_runs(
-    families: Families,
+    lines: Lines,
     name: str,
     probe: str,
     result: ProbeResult | None,
@@ -247,68 +200,59 @@ def _render_runs(
     runs: int,
 ) -> None:
     if result is not None:
-        families.add("sandbox_probe_success", [name, probe], int(result.success))
-        families.add("sandbox_probe_duration_seconds", [name, probe], result.duration_seconds)
-    families.add("sandbox_probe_last_success_timestamp_seconds", [name, probe], last_success)
-    families.add("sandbox_probe_runs_total", [name, probe], runs)
+        lines.add("sandbox_probe_success", [name, probe], int(result.success))
+        lines.add("sandbox_probe_duration_seconds", [name, probe], result.duration_seconds)
+    lines.add("sandbox_probe_last_success_timestamp_seconds", [name, probe], last_success)
+    lines.add("sandbox_probe_runs_total", [name, probe], runs)
 
 
-def _render_failures(families: Families, name: str, probe: str, *counts: int) -> None:
-    for reason, count in zip(POSSIBLE_REASONS[probe], counts, strict=True):
-        families.add("sandbox_probe_failures_total", [name, probe, reason.value], count)
-
-
-def _render_specifications(families: Families, name: str, result: ProbeResult | None) -> None:
+def _render_specifications(lines: Lines, name: str, result: ProbeResult | None) -> None:
     if result is not None:
-        families.add("sandbox_up", [name], int(result.success))
+        lines.add("sandbox_up", [name], int(result.success))
     spec = _successful_specifications(result)
     if spec is None:
         return
-    families.add(
-        "sandbox_info", [name, spec.sandbox_version, spec.docker_version, str(spec.api)], 1
-    )
-    families.add("sandbox_containers_max", [name], spec.containers_max)
-    families.add("sandbox_container_cpus", [name], spec.container_cpus)
+    lines.add("sandbox_info", [name, spec.sandbox_version, spec.docker_version, str(spec.api)], 1)
+    lines.add("sandbox_containers_max", [name], spec.containers_max)
+    lines.add("sandbox_container_cpus", [name], spec.container_cpus)
     for kind, limit in sorted(spec.container_memory_limits.items()):
-        families.add("sandbox_container_memory_limit_bytes", [name, kind], limit)
-    families.add("sandbox_container_process_limit", [name], spec.container_process_limit)
-    families.add("sandbox_execute_timeout_seconds", [name], spec.execute_timeout_seconds)
-    families.add(
-        "sandbox_environment_expiration_seconds", [name], spec.environment_expiration_seconds
-    )
+        lines.add("sandbox_container_memory_limit_bytes", [name, kind], limit)
+    lines.add("sandbox_container_process_limit", [name], spec.container_process_limit)
+    lines.add("sandbox_execute_timeout_seconds", [name], spec.execute_timeout_seconds)
+    lines.add("sandbox_environment_expiration_seconds", [name], spec.environment_expiration_seconds)
     host = spec.host
     if host is not None:
-        families.add("sandbox_host_cpu_cores", [name], host.cpu_cores)
-        families.add("sandbox_host_cpu_logical_cores", [name], host.cpu_logical_cores)
-        families.add("sandbox_host_memory_bytes", [name], host.memory_bytes)
-        families.add("sandbox_host_swap_bytes", [name], host.swap_bytes)
+        lines.add("sandbox_host_cpu_cores", [name], host.cpu_cores)
+        lines.add("sandbox_host_cpu_logical_cores", [name], host.cpu_logical_cores)
+        lines.add("sandbox_host_memory_bytes", [name], host.memory_bytes)
+        lines.add("sandbox_host_swap_bytes", [name], host.swap_bytes)
         for device, size in sorted(host.storage_bytes.items()):
-            families.add("sandbox_host_storage_bytes", [name, device], size)
+            lines.add("sandbox_host_storage_bytes", [name, device], size)
 
 
 def _render_usage(
-    families: Families, name: str, result: ProbeResult | None, spec_result: ProbeResult | None
+    lines: Lines, name: str, result: ProbeResult | None, spec_result: ProbeResult | None
 ) -> None:
     if result is None or not isinstance(result.data, Load):
         return
     load = result.data
-    families.add("sandbox_containers_running", [name], load.containers_running)
+    lines.add("sandbox_containers_running", [name], load.containers_running)
     # The pool size and the load are judged once, in health.py, for the
     # pages, --once and the metrics alike.
     ratio = load_ratio({USAGE: result} | ({SPECIFICATIONS: spec_result} if spec_result else {}))
     if ratio is not None:
-        families.add("sandbox_load_ratio", [name], ratio)
+        lines.add("sandbox_load_ratio", [name], ratio)
     usage = load.usage
     if usage is None:
         return
-    families.add("sandbox_host_cpu_usage_ratio", [name], usage.cpu_usage_ratio)
+    lines.add("sandbox_host_cpu_usage_ratio", [name], usage.cpu_usage_ratio)
     for window, value in zip(("1m", "5m", "15m"), usage.load_ratio, strict=True):
-        families.add("sandbox_host_load_ratio", [name, window], value)
-    families.add("sandbox_host_cpu_frequency_hertz", [name], usage.cpu_frequency_hz)
-    families.add("sandbox_host_memory_used_bytes", [name], usage.memory_used_bytes)
-    families.add("sandbox_host_swap_used_bytes", [name], usage.swap_used_bytes)
+        lines.add("sandbox_host_load_ratio", [name, window], value)
+    lines.add("sandbox_host_cpu_frequency_hertz", [name], usage.cpu_frequency_hz)
+    lines.add("sandbox_host_memory_used_bytes", [name], usage.memory_used_bytes)
+    lines.add("sandbox_host_swap_used_bytes", [name], usage.swap_used_bytes)
     for device, used in sorted(usage.storage_used_bytes.items()):
-        families.add("sandbox_host_storage_used_bytes", [name, device], used)
+        lines.add("sandbox_host_storage_used_bytes", [name, device], used)
     per_device = {
         "sandbox_host_disk_read_bytes_per_second": usage.disk_read_bytes_per_second,
         "sandbox_host_disk_write_bytes_per_second": usage.disk_write_bytes_per_second,
@@ -317,7 +261,7 @@ def _render_usage(
     }
     for metric, values in per_device.items():
         for device, value in sorted(values.items()):
-            families.add(metric, [name, device], value)
+            lines.add(metric, [name, device], value)
     network = {
         "sandbox_host_network_sent_bytes_per_second": usage.network_sent_bytes_per_second,
         "sandbox_host_network_received_bytes_per_second": usage.network_received_bytes_per_second,
@@ -327,52 +271,38 @@ def _render_usage(
         ),
     }
     for metric, value in network.items():
-        families.add(metric, [name], value)
-    families.add("sandbox_host_processes", [name], usage.processes)
+        lines.add(metric, [name], value)
+    lines.add("sandbox_host_processes", [name], usage.processes)
 
 
-def _render_libraries(families: Families, name: str, result: ProbeResult | None) -> None:
+def _render_libraries(lines: Lines, name: str, result: ProbeResult | None) -> None:
     if result is None or not isinstance(result.data, LibrariesReport):
         return
     report = result.data
     for kind, count in sorted(report.package_counts.items()):
-        families.add("sandbox_libraries", [name, kind], count)
-    families.add("sandbox_libraries", [name, "bin"], report.bin_count)
+        lines.add("sandbox_libraries", [name, kind], count)
+    lines.add("sandbox_libraries", [name, "bin"], report.bin_count)
     # Every outcome, met or not: the judgement of what a miss means is health.py's.
     for outcome in report.outcomes:
         labels = [name, outcome.kind, outcome.name]
-        families.add("sandbox_library_expectation_met", labels, int(outcome.met))
+        lines.add("sandbox_library_expectation_met", labels, int(outcome.met))
         if outcome.found is not None:
-            families.add("sandbox_library_version_info", [*labels, outcome.found], 1)
+            lines.add("sandbox_library_version_info", [*labels, outcome.found], 1)
 
 
-def _render_canaries(families: Families, name: str, result: ProbeResult | None) -> None:
+def _render_canaries(lines: Lines, name: str, result: ProbeResult | None) -> None:
     # A failed canary probe still carries the canaries' timings.
     if result is None or not isinstance(result.data, tuple):
         return
     for canary in result.data:
         labels = [name, canary.name]
-        families.add("sandbox_canary_success", labels, int(canary.success))
-        families.add("sandbox_canary_duration_seconds", labels, canary.round_trip_seconds)
-        families.add("sandbox_canary_server_duration_seconds", labels, canary.server_seconds)
-        families.add("sandbox_canary_wait_seconds", labels, canary.wait_seconds)
-        families.add("sandbox_canary_status", labels, canary.status)
+        lines.add("sandbox_canary_success", labels, int(canary.success))
+        lines.add("sandbox_canary_duration_seconds", labels, canary.round_trip_seconds)
+        lines.add("sandbox_canary_server_duration_seconds", labels, canary.server_seconds)
+        lines.add("sandbox_canary_wait_seconds", labels, canary.wait_seconds)
+        lines.add("sandbox_canary_status", labels, canary.status)
         for step, seconds in enumerate(canary.command_seconds):
-            families.add("sandbox_canary_command_duration_seconds", [*labels, str(step)], seconds)
-
-
-def _render_histogram(
-    families: Families, name: str, canary: str, histogram: HistogramData | None
-) -> None:
-    if histogram is None:
-        return
-    cumulative, buckets = 0, []
-    for bound, count in zip((*CANARY_BUCKETS, math.inf), histogram.bucket_counts, strict=True):
-        cumulative += count
-        buckets.append(("+Inf" if bound == math.inf else repr(bound), cumulative))
-    families.family("sandbox_canary_round_trip_seconds").add_metric(
-        [name, canary], buckets, histogram.total
-    )
+            lines.add("sandbox_canary_command_duration_seconds", [*labels, str(step)], seconds)
 
 
 def _successful_specifications(spec_result: ProbeResult | None) -> Specifications | None:

@@ -21,12 +21,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.gc_collector import GCCollector
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from . import pages
+from . import collector, pages
 from .basic_auth import PasswordCheck, basic_credentials
-from .collector import SandboxCollector
 from .exporter import Exporter, Refusal, UnknownTarget
 from .vocabulary import PROBES
 from .webconfig import WebConfig
@@ -53,9 +53,9 @@ def _text(status: int, text: str, **headers: str) -> web.Response:
     return web.Response(status=status, text=text, content_type="text/plain", headers=headers)
 
 
-def build_registry(exporter: Exporter) -> CollectorRegistry:
+def process_registry() -> CollectorRegistry:
+    """The metrics of the exporter's own process, served after the sandboxes'."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SandboxCollector(exporter.state))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
@@ -65,16 +65,21 @@ def build_registry(exporter: Exporter) -> CollectorRegistry:
 class Routes:
     def __init__(self, exporter: Exporter) -> None:
         self.exporter = exporter
-        self.registry = build_registry(exporter)
+        self.process = process_registry()
         # One thread renders: scrapes queue for it instead of taking every core.
         self.renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
 
-    async def _render(self, request: web.Request, registry: CollectorRegistry) -> web.Response:
+    async def _render(
+        self, request: web.Request, render_text: Callable[[bool], str]
+    ) -> web.Response:
+        """`render_text(openmetrics)` on the render thread, in the format the
+        client accepts, gzipped if it accepts that."""
         encoder, content_type = choose_encoder(request.headers.get("Accept"))
+        openmetrics = encoder is not generate_latest
         zipped = "gzip" in request.headers.get("Accept-Encoding", "")
 
         def render() -> bytes:
-            body = encoder(registry)
+            body = render_text(openmetrics).encode()
             return gzip.compress(body, compresslevel=1) if zipped else body
 
         body = await asyncio.get_running_loop().run_in_executor(self.renderer, render)
@@ -84,7 +89,15 @@ class Routes:
         return response
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
-        return await self._render(request, self.registry)
+        state, process = self.exporter.state, self.process
+
+        def render_text(openmetrics: bool) -> str:
+            encode = generate_openmetrics if openmetrics else generate_latest
+            # The process's families come last: the OpenMetrics end marker with them.
+            text = collector.render(state.snapshot()).text(openmetrics)
+            return text + encode(process).decode()
+
+        return await self._render(request, render_text)
 
     async def healthy(self, request: web.Request) -> web.StreamResponse:
         return _text(200, "Healthy\n")
@@ -137,22 +150,19 @@ class Routes:
             outcome = await self.exporter.probe_now(requested, budget, probes)
         except UnknownTarget as error:
             return _text(_REFUSAL_STATUS[error.refusal], f"{error}\n")
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(
-            SandboxCollector(
-                outcome.state, targets=lambda: [outcome.target], exporter_metrics=False
-            )
-        )
+        lines = collector.render(outcome.state.snapshot(), [outcome.target], exporter_metrics=False)
         if not debug:
-            return await self._render(request, registry)
-        lines = [f"Probes of target {outcome.target.name} (budget {budget:.1f}s):", ""]
+            return await self._render(
+                request, lambda openmetrics: lines.text(openmetrics, end=True)
+            )
+        report = [f"Probes of target {outcome.target.name} (budget {budget:.1f}s):", ""]
         for result in outcome.results:
             status = "ok" if result.success else f"FAILED ({result.reason.value})"
-            lines.append(
+            report.append(
                 f"- {result.probe}: {status} in {result.duration_seconds:.3f}s: {result.message}"
             )
-        lines += ["", "Metrics that would have been returned:", ""]
-        body = "\n".join(lines).encode() + b"\n" + generate_latest(registry)
+        report += ["", "Metrics that would have been returned:", "", lines.text()]
+        body = "\n".join(report).encode()
         outcome.state.record_debug(outcome.target.name, body.decode())
         return web.Response(body=body, content_type="text/plain", charset="utf-8")
 

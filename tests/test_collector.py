@@ -20,9 +20,9 @@ from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
-from sandbox_exporter import __version__
-from sandbox_exporter.collector import SandboxCollector
+from sandbox_exporter import __version__, collector
 from sandbox_exporter.config import Config, Target, parse_config
 from sandbox_exporter.documents import (
     Specifications,
@@ -170,14 +170,8 @@ def populate(state: State, config: Config) -> None:
             state.record(result(target.name, probe, probe_data(target, probe)))
 
 
-def registry_of(collector: SandboxCollector) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
-    return registry
-
-
-def scrape(collector: SandboxCollector) -> Scrape:
-    return Scrape(generate_latest(registry_of(collector)).decode())
+def scrape(state: State, **options) -> Scrape:
+    return Scrape(collector.render(state.snapshot(), **options).text())
 
 
 # ------------------------------------------------------------------ table
@@ -214,7 +208,7 @@ def assert_matches_the_table(m: Scrape, config: Config) -> None:
 def test_a_populated_state():
     state, config = state_with()
     populate(state, config)
-    m = scrape(SandboxCollector(state))
+    m = scrape(state)
     assert_matches_the_table(m, config)
 
     assert m.value("sandbox_exporter_build_info", version=__version__) == 1
@@ -336,7 +330,7 @@ def test_unknown_values_are_absent_not_nan():
     state.record(
         result("new", USAGE, Load(1, None, usage(cpu_usage_ratio=math.nan, processes=None)))
     )
-    m = scrape(SandboxCollector(state))
+    m = scrape(state)
     assert m.find("sandbox_host_cpu_usage_ratio") == []
     assert m.find("sandbox_host_processes") == []
     assert m.value("sandbox_host_memory_used_bytes", target="new") == 1500
@@ -346,15 +340,15 @@ def test_unknown_values_are_absent_not_nan():
 def test_the_openmetrics_format_carries_the_same_samples():
     state, config = state_with()
     populate(state, config)
-    registry = registry_of(SandboxCollector(state))
-    text = openmetrics.generate_latest(registry).decode()
+    lines = collector.render(state.snapshot())
+    text = lines.text(openmetrics=True, end=True)
     assert text.endswith("# EOF\n")
     parsed = {
         (s.name, tuple(sorted(s.labels.items())), s.value)
         for family in parse_openmetrics(text)
         for s in family.samples
     }
-    classic = Scrape(generate_latest(registry).decode())
+    classic = Scrape(lines.text())
     assert parsed == {(s.name, tuple(sorted(s.labels.items())), s.value) for s in classic.samples}
 
 
@@ -364,7 +358,7 @@ def test_the_openmetrics_format_carries_the_same_samples():
 def test_a_partial_state_shows_only_what_ran():
     state, _ = state_with()
     state.record(result("old", SPECIFICATIONS, specifications(2)))
-    m = scrape(SandboxCollector(state))
+    m = scrape(state)
 
     assert m.value("sandbox_up", target="old") == 1
     assert m.value("sandbox_containers_max", target="old") == 5
@@ -398,11 +392,11 @@ def test_usage_without_specifications_has_no_load_ratio():
     # 3.x reports its pool size only in /specifications/, which never answered.
     state, _ = state_with()
     state.record(result("new", USAGE, load("new")))
-    m = scrape(SandboxCollector(state))
+    m = scrape(state)
     assert m.value("sandbox_containers_running", target="new") == 1
     assert m.find("sandbox_load_ratio") == []
     state.record(result("new", SPECIFICATIONS, specifications(3)))
-    assert scrape(SandboxCollector(state)).value("sandbox_load_ratio", target="new") == 1 / 5
+    assert scrape(state).value("sandbox_load_ratio", target="new") == 1 / 5
 
 
 # ------------------------------------------------------------------ failing
@@ -422,7 +416,7 @@ def test_every_failure_reason_is_counted_where_it_belongs():
                     for c in canaries(old, round_trip=0.2)
                 )
             state.record(result("old", probe, data, reason=reason, started_at=NOW + 60))
-    m = scrape(SandboxCollector(state))
+    m = scrape(state)
 
     for probe in PROBES:
         labels = {"target": "old", "probe": probe}
@@ -471,12 +465,11 @@ def test_a_reload_drops_removed_targets_and_keeps_counters_of_those_that_stay():
     state, config = state_with()
     populate(state, config)
     state.record(result("old", USAGE, reason=Reason.TIMEOUT))
-    collector = SandboxCollector(state)
-    before = scrape(collector)
+    before = scrape(state)
     assert before.value("sandbox_up", target="new") == 1
 
     state.set_config(parse_config(RELOADED))
-    m = scrape(collector)  # the same collector, with what it kept from the last scrape
+    m = scrape(state)
     assert m.value("sandbox_exporter_targets") == 2
     assert {s.labels["target"] for s in m.samples if "target" in s.labels} == {"old", "added"}
     # The label change shows; the old labels are gone.
@@ -500,12 +493,11 @@ def test_a_reload_drops_removed_targets_and_keeps_counters_of_those_that_stay():
 def test_one_targets_bad_data_never_fails_the_scrape(caplog):
     state, config = state_with()
     populate(state, config)
-    collector = SandboxCollector(state)
     # A value no parser would produce: rendering it raises inside the collector.
     broken = dataclasses.replace(specifications(2), container_memory_limits=None)
     state.record(result("old", SPECIFICATIONS, broken))
     with caplog.at_level(logging.ERROR, logger="sandbox_exporter.collector"):
-        m = scrape(collector)
+        m = scrape(state)
     assert m.value("sandbox_up", target="new") == 1
     assert m.value("sandbox_containers_max", target="new") == 5
     # The bad target is left out whole, not half-rendered, and the skip is logged.
@@ -514,19 +506,57 @@ def test_one_targets_bad_data_never_fails_the_scrape(caplog):
     assert any("old" in record.getMessage() for record in caplog.records)
     # Good data again: the target is back.
     state.record(result("old", SPECIFICATIONS, specifications(2)))
-    assert scrape(collector).value("sandbox_containers_max", target="old") == 5
+    assert scrape(state).value("sandbox_containers_max", target="old") == 5
 
 
-# ------------------------------------------------------------------ reuse
+# ------------------------------------------------------------------ fidelity
+
+TRICKY = """
+targets:
+  - name: old
+    url: http://127.0.0.1:1/
+    labels: {site: 'a "quoted" \\\\ value', zone: "line\\nbreak"}
+  - name: added
+    url: http://127.0.0.1:3/
+"""
 
 
-def test_reused_parts_never_go_stale():
-    """A collector that reuses unchanged parts renders exactly what a fresh one
-    does, through a long random run of probe results, failures and reloads."""
+def reencoded(text: str, openmetrics_format: bool) -> str:
+    """`text` parsed by prometheus_client and written again by it."""
+    if openmetrics_format:
+        families = list(parse_openmetrics(text))
+        encode = openmetrics.generate_latest
+    else:
+        families = list(text_string_to_metric_families(text))
+        encode = generate_latest
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Prebuilt(families))
+    return encode(registry).decode()
+
+
+class Prebuilt:
+    def __init__(self, families: list) -> None:
+        self.families = families
+
+    def collect(self):
+        return iter(self.families)
+
+
+def test_label_values_are_escaped():
+    state, config = state_with(TRICKY)
+    labels = config.target("old").labels
+    assert "\\" in labels["site"] and "\n" in labels["zone"]
+    (info,) = scrape(state).find("sandbox_target_info", target="old")
+    assert info.labels == {"target": "old", "url": "http://127.0.0.1:1/", **labels}
+
+
+def test_the_text_is_what_prometheus_client_writes_for_the_same_samples():
+    """Through a long random run of probe results, failures and reloads (label
+    values that need escaping included), each scrape, in both formats, is byte
+    for byte what prometheus_client writes for the samples it parses from it."""
     rng = random.Random(20261201)
     state, config = state_with()
-    configs = [config, parse_config(RELOADED)]
-    collector = SandboxCollector(state)
+    configs = [config, parse_config(RELOADED), parse_config(TRICKY)]
     for step in range(150):
         current = state.config
         assert current is not None
@@ -546,30 +576,27 @@ def test_reused_parts_never_go_stale():
                 if probe == CANARY:
                     data = canaries(target, round_trip=rng.choice((0.004, 0.3, 40.0)))
                 state.record(result(target.name, probe, data, started_at=NOW + step))
-        if rng.random() < 0.7:
-            expected = generate_latest(registry_of(SandboxCollector(state)))
-            assert generate_latest(registry_of(collector)) == expected, step
+        if rng.random() < 0.5:
+            lines = collector.render(state.snapshot())
+            for openmetrics_format in (False, True):
+                text = lines.text(openmetrics_format, end=True)
+                assert text == reencoded(text, openmetrics_format), (step, openmetrics_format)
 
 
 def test_probe_endpoint_renders_one_target_without_exporter_metrics():
     state, config = state_with()
     populate(state, config)
-    only_new = SandboxCollector(
-        state, targets=lambda: [config.target("new")], exporter_metrics=False
-    )
-    m = scrape(only_new)
+    m = scrape(state, targets=[config.target("new")], exporter_metrics=False)
     assert {s.labels.get("target") for s in m.samples} == {"new"}
     assert not any(s.name.startswith("sandbox_exporter_") for s in m.samples)
     assert m.value("sandbox_up", target="new") == 1
 
 
 def test_concurrent_scrapes_each_see_every_series_once():
-    """Scrapes in several threads share one collector while probes record:
-    none may see a series twice or lose one (what it keeps is never mutated)."""
+    """Scrapes in several threads while probes record: none may see a series
+    twice or lose one (each renders its own snapshot)."""
     state, config = state_with()
     populate(state, config)
-    collector = SandboxCollector(state)
-    registry = registry_of(collector)
     problems: list[str] = []
     stop = threading.Event()
 
@@ -583,7 +610,7 @@ def test_concurrent_scrapes_each_see_every_series_once():
 
     def scrape_repeatedly() -> None:
         for _ in range(25):
-            m = Scrape(generate_latest(registry).decode())
+            m = scrape(state)
             series = [(s.name, tuple(sorted(s.labels.items()))) for s in m.samples]
             if len(series) != len(set(series)):
                 problems.append("a series appeared twice")
