@@ -70,10 +70,11 @@ class Routes:
         self.renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
 
     async def _render(
-        self, request: web.Request, render_text: Callable[[bool], str]
+        self, request: web.Request, render_text: Callable[[bool], str], *, on_loop: bool = False
     ) -> web.Response:
-        """`render_text(openmetrics)` on the render thread, in the format the
-        client accepts, gzipped if it accepts that."""
+        """`render_text(openmetrics)` in the format the client accepts, gzipped if
+        it accepts that; on the render thread unless `on_loop` (one target's
+        samples take less than handing them to a thread)."""
         encoder, content_type = choose_encoder(request.headers.get("Accept"))
         openmetrics = encoder is not generate_latest
         zipped = "gzip" in request.headers.get("Accept-Encoding", "")
@@ -82,7 +83,10 @@ class Routes:
             body = render_text(openmetrics).encode()
             return gzip.compress(body, compresslevel=1) if zipped else body
 
-        body = await asyncio.get_running_loop().run_in_executor(self.renderer, render)
+        if on_loop:
+            body = render()
+        else:
+            body = await asyncio.get_running_loop().run_in_executor(self.renderer, render)
         response = web.Response(body=body, headers={"Content-Type": content_type})
         if zipped:
             response.headers["Content-Encoding"] = "gzip"
@@ -153,7 +157,7 @@ class Routes:
         lines = collector.render(outcome.state.snapshot(), [outcome.target], exporter_metrics=False)
         if not debug:
             return await self._render(
-                request, lambda openmetrics: lines.text(openmetrics, end=True)
+                request, lambda openmetrics: lines.text(openmetrics, end=True), on_loop=True
             )
         report = [f"Probes of target {outcome.target.name} (budget {budget:.1f}s):", ""]
         for result in outcome.results:
