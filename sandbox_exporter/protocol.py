@@ -1,11 +1,10 @@
-"""What a sandbox server speaks, shared by both transports.
+"""What a sandbox server speaks, whoever asks.
 
-The classic client (:mod:`sandbox_exporter.client`, on requests) and the
-probes' transport (:mod:`sandbox_exporter.transport`, on aiohttp) send the
-same requests and judge the same answers: the base URL and its credentials,
-the paths, the headers, how an error status or a body that is not a JSON
-object becomes an exception, and how our own credentials are kept out of
-every message and document. It is written here once.
+The base URL and its credentials, the paths, the headers, how an error
+status or a body that is not a JSON object becomes an exception, and how our
+own credentials are kept out of every message and document: written here
+once, for the transport (:mod:`sandbox_exporter.transport`) that the probes
+and the classic client share.
 """
 
 from __future__ import annotations
@@ -168,10 +167,7 @@ class Secrets:
         self._secrets = tuple(sorted({s for s in found if s}, key=len, reverse=True))
 
     def redact(self, text: str) -> str:
-        text = without_userinfo(text)
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return self._hide(without_userinfo(text))
 
     def _hide(self, text: str) -> str:
         for secret in self._secrets:
@@ -258,11 +254,3 @@ class Secrets:
                 response,
             )
         return self.scrub(doc)
-
-
-def execute_config_text(config: Mapping[str, Any]) -> str:
-    """The ``config`` form field of ``/execute/``."""
-    try:
-        return json.dumps(config)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"config is not JSON serializable: {error}") from None

@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
-from multidict import CIMultiDictProxy
 
 from .config import Target
 from .errors import (
@@ -42,7 +41,6 @@ from .protocol import (
     USER_AGENT,
     Secrets,
     check_seconds,
-    execute_config_text,
     parse_base_url,
     request_headers,
     seconds_text,
@@ -88,7 +86,7 @@ class Response:
     for code written for the classic client.
     """
 
-    def __init__(self, method: str, url: str, status: int, headers: CIMultiDictProxy[str]):
+    def __init__(self, method: str, url: str, status: int, headers: Mapping[str, str]):
         self.method = method
         self.url = url
         self.status_code = status
@@ -138,9 +136,13 @@ def ssl_setting(verify: bool | str | os.PathLike[str]) -> ssl.SSLContext | bool:
 
 def execute_form(config: Mapping[str, Any], environment: bytes | None = None) -> aiohttp.FormData:
     """The multipart body of ``/execute/``: the ``config`` field, and a .tgz environment."""
+    try:
+        config_text = json.dumps(config)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"config is not JSON serializable: {error}") from None
     form = aiohttp.FormData()
     # A content type makes the body multipart/form-data, as the server expects.
-    form.add_field("config", execute_config_text(config), content_type="application/json")
+    form.add_field("config", config_text, content_type="application/json")
     if environment is not None:
         form.add_field(
             "environment", environment, filename="environment.tgz", content_type="application/gzip"
@@ -244,60 +246,37 @@ class Transport:
                         raise self._secrets.status_error(
                             method, url, response.status, answer.content, answer
                         )
-                    declared = response.content_length
+                    declared, limit = response.content_length or 0, self.max_response_bytes
                     # A HEAD answer declares the size of a body it does not send.
-                    if (
-                        method != "HEAD"
-                        and declared is not None
-                        and declared > self.max_response_bytes
-                    ):
-                        raise self.failure(
-                            SandboxResponseTooLarge,
-                            answer,
-                            f"answer of {declared} bytes is over the limit of "
-                            f"{self.max_response_bytes} bytes",
-                        )
-                    await self._read(response, answer, self.max_response_bytes, progress)
+                    if declared > limit and method != "HEAD":
+                        what = f"answer of {declared} bytes is over the limit of {limit} bytes"
+                        raise self.failure(SandboxResponseTooLarge, answer, what)
+                    await self._read(response, answer, limit, progress)
                     return answer
-        except aiohttp.ConnectionTimeoutError:
+        except aiohttp.ConnectionTimeoutError:  # connect_timeout, not the deadline
+            kind = SandboxConnectTimeout
             what = f"could not connect within {seconds_text(self._connect_timeout)}"
-            raise self._secrets.failure(SandboxConnectTimeout, method, url, what) from None
         except TimeoutError:
-            raise self._timeout(method, url, budget, progress) from None
+            kind, what = _timeout(budget, progress)
         except SandboxError:
             raise
         except (aiohttp.ClientSSLError, ssl.SSLError) as error:
-            raise self._failure(SandboxTLSError, method, url, "TLS failed", error) from None
+            kind, what = SandboxTLSError, f"TLS failed: {_cause(error, errno_name=False)}"
         except aiohttp.ClientConnectorError as error:
-            raise self._failure(
-                SandboxConnectionError, method, url, "connection failed", error
-            ) from None
-        except aiohttp.ServerDisconnectedError:
-            what = (
-                "server closed connection without response"
-                if progress.response is None
-                else f"connection broken after {progress.body_bytes} bytes of the answer"
-            )
-            raise self._secrets.failure(
-                SandboxConnectionError, method, url, what, progress.response
-            ) from None
-        except aiohttp.ClientPayloadError as error:
+            kind, what = SandboxConnectionError, f"connection failed: {_cause(error)}"
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as error:
             if "decode" in str(error).lower():
-                raise self._failure(
-                    SandboxInvalidResponse, method, url, "cannot decode the answer", error, progress
-                ) from None
-            what = f"connection broken after {progress.body_bytes} bytes of the answer"
-            raise self._secrets.failure(
-                SandboxConnectionError, method, url, what, progress.response
-            ) from None
+                kind, what = SandboxInvalidResponse, f"cannot decode the answer: {_cause(error)}"
+            elif progress.response is None:
+                kind, what = SandboxConnectionError, "server closed connection without response"
+            else:
+                kind = SandboxConnectionError
+                what = f"connection broken after {progress.body_bytes} bytes of the answer"
         except aiohttp.ClientResponseError as error:
-            raise self._failure(
-                SandboxInvalidResponse, method, url, "malformed HTTP answer", error
-            ) from None
+            kind, what = SandboxInvalidResponse, f"malformed HTTP answer: {_cause(error)}"
         except (aiohttp.ClientError, OSError, ValueError) as error:
-            raise self._failure(
-                SandboxConnectionError, method, url, "connection failed", error, progress
-            ) from None
+            kind, what = SandboxConnectionError, f"connection failed: {_cause(error)}"
+        raise self._secrets.failure(kind, method, url, what, progress.response)
 
     async def _read(
         self,
@@ -320,37 +299,26 @@ class Transport:
                 break
         answer.content = b"".join(chunks)
 
-    def _timeout(
-        self, method: str, url: str, budget: float | None, progress: _Progress
-    ) -> SandboxError:
-        within = seconds_text(None if budget is None else max(budget, 0.0))
-        if progress.response is None:
-            kind, what = progress.phase
-            return self._secrets.failure(kind, method, url, f"{what} within {within}")
-        return self.failure(
-            SandboxReadTimeout,
-            progress.response,
-            f"answer not complete within {within} ({progress.body_bytes} bytes read)",
-        )
 
-    def _failure(
-        self,
-        kind: type[SandboxError],
-        method: str,
-        url: str,
-        what: str,
-        error: BaseException,
-        progress: _Progress | None = None,
-    ) -> SandboxError:
-        cause = str(error) or type(error).__name__
-        # "[Errno 111] Connect call failed ('127.0.0.1', 80)" says less than the errno's name.
-        number = getattr(error, "errno", None)
-        if kind is not SandboxTLSError and isinstance(number, int) and number > 0:
-            cause = os.strerror(number)
-        response = progress.response if progress is not None else None
-        return self._secrets.failure(
-            kind, method, url, f"{what}: {cause[:EXCERPT_CHARS]}", response
-        )
+def _timeout(budget: float | None, progress: _Progress) -> tuple[type[SandboxError], str]:
+    """What a deadline of ``budget`` seconds interrupted."""
+    within = seconds_text(None if budget is None else max(budget, 0.0))
+    if progress.response is None:
+        kind, what = progress.phase
+        return kind, f"{what} within {within}"
+    return (
+        SandboxReadTimeout,
+        f"answer not complete within {within} ({progress.body_bytes} bytes read)",
+    )
+
+
+def _cause(error: BaseException, errno_name: bool = True) -> str:
+    cause = str(error) or type(error).__name__
+    # "[Errno 111] Connect call failed ('127.0.0.1', 80)" says less than the errno's name.
+    number = getattr(error, "errno", None)
+    if errno_name and isinstance(number, int) and number > 0:
+        cause = os.strerror(number)
+    return cause[:EXCERPT_CHARS]
 
 
 class ProbeTransport(Transport):
