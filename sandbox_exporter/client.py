@@ -58,35 +58,41 @@ __all__ = ["Sandbox", "SandboxErrCode", "validate", *_error_names]
 # --------------------------------------------------------- the background loop
 
 _loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None  # the one running _loop
 _loop_lock = threading.Lock()
 
 
 def _background_loop() -> asyncio.AbstractEventLoop:
     """The event loop every Sandbox of the process sends on, in one daemon thread
     started on first use."""
-    global _loop
+    global _loop, _thread
     with _loop_lock:
         if _loop is None:
             _loop = asyncio.new_event_loop()
-            threading.Thread(target=_loop.run_forever, name="sandbox-client", daemon=True).start()
+            _thread = threading.Thread(target=_loop.run_forever, name="sandbox-client", daemon=True)
+            _thread.start()
         return _loop
 
 
 def _forget_loop() -> None:
     # A forked child has no thread running its parent's loop: it starts its own.
-    global _loop, _loop_lock
-    _loop, _loop_lock = None, threading.Lock()
+    global _loop, _thread, _loop_lock
+    _loop, _thread, _loop_lock = None, None, threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_loop)
 
 
-def _close_soon(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:
-    """Close a session its Sandbox no longer can; without waiting, as the garbage
-    collector may run this on the loop's own thread."""
-    if not session.closed:
-        with contextlib.suppress(RuntimeError):  # the loop is closed
-            asyncio.run_coroutine_threadsafe(session.close(), loop)
+def _close_session(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:
+    """Close a Sandbox's session: by close(), once the Sandbox is gone, or at exit."""
+    if session.closed or loop is not _loop:  # closed, or its loop died with a fork
+        return
+    closing = asyncio.run_coroutine_threadsafe(session.close(), loop)
+    # The garbage collector may run this on the loop's own thread, which
+    # must not wait for itself.
+    if threading.current_thread() is not _thread:
+        with contextlib.suppress(TimeoutError):
+            closing.result(timeout=1)
 
 
 # ------------------------------------------------------------ lazy attributes
@@ -167,9 +173,10 @@ class Sandbox:
     echoing the Authorization header into an answer gets ``***``).
 
     Requests run on one event loop in a daemon thread, shared by every
-    Sandbox of the process; each Sandbox has its own connection pool there,
-    closed by :meth:`close` (or when the Sandbox is garbage collected).
-    Interrupting a call (Ctrl-C) cancels its request.
+    Sandbox of the process (a forked child starts its own); each Sandbox has
+    its own connection pool there, closed by :meth:`close`, else once the
+    Sandbox is garbage collected or the process exits. Interrupting a call
+    (Ctrl-C) cancels its request.
 
     Attributes as in the classic client, each category named in a class
     attribute as there: specifications (``Sandbox._specs``: ``sandbox_version``,
@@ -271,9 +278,8 @@ class Sandbox:
 
     def close(self) -> None:
         """Close the pooled connections (a later request opens new ones)."""
-        session, loop = self._http.session, self._loop
-        if session is not None and not session.closed and loop is _loop:
-            asyncio.run_coroutine_threadsafe(session.close(), loop).result()
+        if self._http.session is not None:
+            _close_session(self._http.session, self._loop)
 
     def __enter__(self) -> Sandbox:
         return self
@@ -308,7 +314,7 @@ class Sandbox:
         # The first request, the first after close(), or the first in a forked child.
         if session is None or session.closed or self._loop is not loop:
             self._loop, self._http.session = loop, open_session()
-            weakref.finalize(self, _close_soon, self._http.session, loop).atexit = False
+            weakref.finalize(self, _close_session, self._http.session, loop)
         deadline = None if budget is None else loop.time() + budget
         return await self._http.request(method, path, deadline, data)
 

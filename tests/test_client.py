@@ -16,6 +16,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -1263,3 +1264,25 @@ def test_one_thread_serves_every_sandbox_of_the_process(make_emulator):
             sandbox.close()
     assert {t.name for t in started} <= {"sandbox-client"}
     assert [t.name for t in threading.enumerate()].count("sandbox-client") == 1
+
+
+# Run in a fresh interpreter: a Sandbox never closed, and a fork after a call.
+NEVER_CLOSED_THEN_FORKED = """
+import os, sys
+from sandbox_exporter.client import Sandbox
+kept = Sandbox(sys.argv[1], timeout=10)  # never closed
+assert kept.fetch_specifications()
+pid = os.fork()
+if pid == 0:  # the parent's loop thread did not come along: calls must not hang
+    ok = kept.fetch_specifications() and Sandbox(sys.argv[1], timeout=10).fetch_specifications()
+    os._exit(0 if ok else 1)
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_a_forked_child_and_the_exit_of_a_sandbox_never_closed(make_emulator):
+    emulator = make_emulator(api=3)
+    command = [sys.executable, "-W", "default", "-c", NEVER_CLOSED_THEN_FORKED, emulator.url]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no "Unclosed client session" at exit
