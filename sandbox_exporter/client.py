@@ -5,21 +5,27 @@ Code written for the classic package ports by changing one import::
     from sandbox_exporter.client import Sandbox, SandboxError, Sandbox404
 
 On top of the classic interface this client adds one connection pool per
-server, a deadline per request, a cap on response sizes, TLS and credential
-settings, and one exception class per kind of transport failure, all under
-:class:`SandboxError`. Its HTTP is :mod:`sandbox_exporter.requests_transport`;
-the execute config check is :mod:`sandbox_exporter.execute_config`.
+server, a hard deadline per request, a cap on response sizes, TLS and
+credential settings, and one exception class per kind of transport failure,
+all under :class:`SandboxError`. Its HTTP is the probes' own
+(:class:`sandbox_exporter.transport.Transport`), run on one event loop in a
+background thread: callers stay synchronous, and a call made from inside
+another event loop does not wait on the loop it blocks. The execute config
+check is :mod:`sandbox_exporter.execute_config`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import os
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Any, ClassVar, Generic, TypeVar, overload
 
-import requests
+import aiohttp
 
 from .documents import (
     InvalidDocument,
@@ -41,15 +47,52 @@ from .protocol import (
     LIBRARIES_PATH,
     SPECIFICATIONS_PATH,
     USAGES_PATH,
-    Secrets,
+    check_seconds,
     environment_path,
-    execute_config_text,
-    parse_base_url,
-    request_headers,
 )
-from .requests_transport import RequestsTransport, new_session
+from .transport import Response, Transport, execute_form, open_session
 
 __all__ = ["Sandbox", "SandboxErrCode", "validate", *_error_names]
+
+
+# --------------------------------------------------------- the background loop
+
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None  # the one running _loop
+_loop_lock = threading.Lock()
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    """The event loop every Sandbox of the process sends on, in one daemon thread
+    started on first use."""
+    global _loop, _thread
+    with _loop_lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            _thread = threading.Thread(target=_loop.run_forever, name="sandbox-client", daemon=True)
+            _thread.start()
+        return _loop
+
+
+def _forget_loop() -> None:
+    # A forked child has no thread running its parent's loop: it starts its own.
+    global _loop, _thread, _loop_lock
+    _loop, _thread, _loop_lock = None, None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_loop)
+
+
+def _close_session(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:
+    """Close a Sandbox's session: by close(), once the Sandbox is gone, or at exit."""
+    if session.closed or loop is not _loop:  # closed, or its loop died with a fork
+        return
+    closing = asyncio.run_coroutine_threadsafe(session.close(), loop)
+    # The garbage collector may run this on the loop's own thread, which
+    # must not wait for itself.
+    if threading.current_thread() is not _thread:
+        with contextlib.suppress(TimeoutError):
+            closing.result(timeout=1)
 
 
 # ------------------------------------------------------------ lazy attributes
@@ -114,25 +157,26 @@ def _attribute_names(cls: type, category: str) -> tuple[str, ...]:
 class Sandbox:
     """A sandbox server, 2.x or 3.x (detected from its answers).
 
-    ``timeout`` (seconds, default 60; ``None`` for none) bounds every request
-    unless a call gives its own. It is not a hard deadline: each wait for the
-    server (connecting, the status line, each read of the body) is bounded
-    by it, and the body is cut off once the deadline has passed between two
-    reads, so a silent server is given up on at most one ``timeout`` late
-    (twice the ``timeout`` in all), and a server dripping its status line or
-    headers a byte at a time can hold a request for longer. The exporter's
-    probes do not use this client: their aiohttp transport holds a hard
-    deadline over the whole exchange. ``connect_timeout`` optionally bounds
-    connecting more tightly.
+    ``timeout`` (seconds, default 60; ``None`` for none) is a hard deadline
+    over every request unless a call gives its own: name lookup, connecting,
+    TLS, the status line and headers, and the whole body must be done
+    within it, however the server drips or stalls. ``connect_timeout``
+    optionally bounds getting a connection more tightly.
     ``auth`` is a ``(user, password)`` pair for basic auth (credentials in the
     URL are used the same way), ``bearer_token`` an ``Authorization: Bearer``
     token, ``headers`` extra headers for every request, ``verify`` False, True
-    or the path of a CA bundle. Answers larger than ``max_response_bytes`` are
-    refused while they stream. Proxies, ``.netrc`` and CA variables from the
-    environment are ignored: a probe's result must not depend on the
-    exporter's environment. Credentials are kept out of everything the
-    client gives back: exception messages, and the documents themselves (a
-    server echoing the Authorization header into an answer gets ``***``).
+    (the system's CA store) or the path of a CA bundle. Answers larger than
+    ``max_response_bytes`` (decoded) are refused while they stream. Redirects
+    are never followed; proxies and ``.netrc`` from the environment are
+    ignored. Credentials are kept out of everything the client gives back:
+    exception messages, reprs, and the documents themselves (a server
+    echoing the Authorization header into an answer gets ``***``).
+
+    Requests run on one event loop in a daemon thread, shared by every
+    Sandbox of the process (a forked child starts its own); each Sandbox has
+    its own connection pool there, closed by :meth:`close`, else once the
+    Sandbox is garbage collected or the process exits. Interrupting a call
+    (Ctrl-C) cancels its request.
 
     Attributes as in the classic client, each category named in a class
     attribute as there: specifications (``Sandbox._specs``: ``sandbox_version``,
@@ -146,7 +190,7 @@ class Sandbox:
     language versions come from the dpkg list.
     """
 
-    __slots__ = ("_api_version", "_http", "_values")
+    __slots__ = ("__weakref__", "_api_version", "_http", "_loop", "_timeout", "_values")
 
     #: The classic attributes of each category, as the classic package lists them.
     _specs: ClassVar[tuple[str, ...]]
@@ -182,19 +226,18 @@ class Sandbox:
         verify: bool | str | os.PathLike[str] = True,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        base_url, url_auth = parse_base_url(url)
-        if auth is not None and url_auth is not None:
-            raise ValueError("give credentials either in the URL or as auth=, not both")
-        auth = auth if auth is not None else url_auth
-        extra_headers = request_headers(headers, auth, bearer_token)
-        self._http = RequestsTransport(
-            base_url,
-            new_session(extra_headers, auth, verify),
-            Secrets(extra_headers, auth),
-            timeout=timeout,
+        self._http = Transport(
+            url,
+            None,  # opened on the background loop by the first request
+            headers=headers,
+            auth=auth,
+            bearer_token=bearer_token,
+            verify=verify,
             connect_timeout=connect_timeout,
             max_response_bytes=max_response_bytes,
         )
+        self.timeout = timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._api_version: int | None = None
         self._values: dict[str, Any] = {}
 
@@ -203,16 +246,16 @@ class Sandbox:
     @property
     def url(self) -> str:
         """The server's base URL, ending with '/', without credentials."""
-        return self._http.base_url
+        return self._http.url
 
     @property
     def timeout(self) -> float | None:
         """Default deadline of a request, in seconds."""
-        return self._http.timeout
+        return self._timeout
 
     @timeout.setter
     def timeout(self, value: float | None) -> None:
-        self._http.timeout = value
+        self._timeout = check_seconds("timeout", value)
 
     @property
     def max_response_bytes(self) -> int:
@@ -234,8 +277,9 @@ class Sandbox:
         return f"Sandbox({self.url!r}, api_version={self._api_version})"
 
     def close(self) -> None:
-        """Close the pooled connections."""
-        self._http.close()
+        """Close the pooled connections (a later request opens new ones)."""
+        if self._http.session is not None:
+            _close_session(self._http.session, self._loop)
 
     def __enter__(self) -> Sandbox:
         return self
@@ -243,32 +287,58 @@ class Sandbox:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _parsed(self, parse: Callable[[Any], D], path: str, timeout: float | None = None) -> D:
-        """GET ``path`` and parse the document."""
-        response, doc = self._http.get_object(path, timeout)
-        return self._checked(parse, doc, "GET", path, response)
-
-    def _checked(
+    def _send(
         self,
-        parse: Callable[[Any], D],
-        doc: dict[str, Any],
         method: str,
         path: str,
-        response: requests.Response,
-    ) -> D:
+        timeout: float | None = None,
+        data: aiohttp.FormData | None = None,
+    ) -> Response:
+        """One request, run on the background loop and waited for."""
+        budget = self._timeout if timeout is None else check_seconds("timeout", timeout)
+        future = asyncio.run_coroutine_threadsafe(
+            self._on_loop(method, path, budget, data), _background_loop()
+        )
+        try:
+            return future.result()
+        except BaseException:
+            # Ctrl-C while waiting: the request stops too. (A no-op once done.)
+            future.cancel()
+            raise
+
+    async def _on_loop(
+        self, method: str, path: str, budget: float | None, data: aiohttp.FormData | None
+    ) -> Response:
+        loop = asyncio.get_running_loop()
+        session = self._http.session
+        # The first request, the first after close(), or the first in a forked child.
+        if session is None or session.closed or self._loop is not loop:
+            self._loop, self._http.session = loop, open_session()
+            weakref.finalize(self, _close_session, self._http.session, loop)
+        deadline = None if budget is None else loop.time() + budget
+        return await self._http.request(method, path, deadline, data)
+
+    def _get_object(self, path: str, timeout: float | None = None) -> tuple[Response, dict]:
+        response = self._send("GET", path, timeout)
+        return response, self._http.json_object(response)
+
+    def _parsed(self, parse: Callable[[Any], D], path: str, timeout: float | None = None) -> D:
+        """GET ``path`` and parse the document."""
+        return self._checked(parse, *self._get_object(path, timeout))
+
+    def _checked(self, parse: Callable[[Any], D], response: Response, doc: dict[str, Any]) -> D:
         """``parse(doc)``; a document of the wrong shape is SandboxInvalidResponse."""
         try:
             return parse(doc)
         except InvalidDocument as error:
-            raise self._http.failure(
-                SandboxInvalidResponse, method, path, f"unexpected document: {error}", response
-            ) from None
+            what = f"unexpected document: {error}"
+            raise self._http.failure(SandboxInvalidResponse, response, what) from None
 
     # --------------------------------------------------- raw documents
 
     def fetch_specifications(self, timeout: float | None = None) -> dict[str, Any]:
         """``/specifications/`` as received, never cached (records the generation)."""
-        return self._recorded(self._http.get_object(SPECIFICATIONS_PATH, timeout)[1])
+        return self._recorded(self._get_object(SPECIFICATIONS_PATH, timeout)[1])
 
     def _recorded(self, doc: dict[str, Any]) -> dict[str, Any]:
         """A specifications document, its generation recorded."""
@@ -280,11 +350,11 @@ class Sandbox:
 
     def fetch_usages(self, timeout: float | None = None) -> dict[str, Any]:
         """``/usages/`` as received (3.x; a 2.x server answers 404 -> ``Sandbox404``)."""
-        return self._http.get_object(USAGES_PATH, timeout)[1]
+        return self._get_object(USAGES_PATH, timeout)[1]
 
     def fetch_libraries(self, timeout: float | None = None) -> dict[str, Any]:
         """``/libraries/`` as received, never cached. Slow: the server starts a container."""
-        return self._http.get_object(LIBRARIES_PATH, timeout)[1]
+        return self._get_object(LIBRARIES_PATH, timeout)[1]
 
     # ------------------------------------------------ classic attributes
 
@@ -364,28 +434,16 @@ class Sandbox:
 
     def download(self, uuid: str, path: str | None = None) -> io.BytesIO:
         """An environment (a .tgz) or, with ``path``, one file inside it."""
-        _, body = self._http.request("GET", environment_path(uuid, path))
-        return io.BytesIO(body)
+        return io.BytesIO(self._send("GET", environment_path(uuid, path)).content)
 
     def check(self, uuid: str, path: str | None = None) -> int:
         """Size in bytes of an environment or of a file inside it, 0 if it does not exist."""
-        location = environment_path(uuid, path)
         try:
-            response, _ = self._http.request("HEAD", location)
+            response = self._send("HEAD", environment_path(uuid, path))
         except error_class_for_status(404):
             return 0
-        length = response.headers.get("Content-Length")
-        if length is None:
-            return 0
-        if not length.strip().isdigit():
-            raise self._http.failure(
-                SandboxInvalidResponse,
-                "HEAD",
-                location,
-                f"Content-Length is not a size: {length[:40]!r}",
-                response,
-            )
-        return int(length)
+        # aiohttp refuses an answer whose Content-Length is not a number.
+        return int(response.headers.get("Content-Length", 0))
 
     def execute(
         self,
@@ -398,24 +456,18 @@ class Sandbox:
         ``environ`` is a .tgz (bytes or a binary file object at its start)
         uploaded as the execution's environment.
         """
-        config_text = execute_config_text(config)
-        # (None, text) makes requests send a plain form field, and giving
-        # `files` at all makes the body multipart/form-data as the server expects.
-        files: dict[str, Any] = {"config": (None, config_text, "application/json")}
-        if environ is not None:
-            if isinstance(environ, (bytes, bytearray, memoryview)):
-                content: bytes | IO[bytes] = bytes(environ)
-            elif hasattr(environ, "read"):
-                content = environ
-            else:
-                raise TypeError(
-                    "environ must be the bytes of a .tgz or a binary file object, "
-                    f"got {type(environ).__name__}"
-                )
-            files["environment"] = ("environment.tgz", content, "application/gzip")
-        response, body = self._http.request("POST", EXECUTE_PATH, timeout, files=files)
-        doc = self._http.json_object("POST", EXECUTE_PATH, body, response)
-        self._checked(parse_execute_response, doc, "POST", EXECUTE_PATH, response)
+        if isinstance(environ, (bytes, bytearray, memoryview)):
+            environ = bytes(environ)
+        elif hasattr(environ, "read"):
+            environ = environ.read()
+        elif environ is not None:
+            raise TypeError(
+                "environ must be the bytes of a .tgz or a binary file object, "
+                f"got {type(environ).__name__}"
+            )
+        response = self._send("POST", EXECUTE_PATH, timeout, execute_form(config, environ))
+        doc = self._http.json_object(response)
+        self._checked(parse_execute_response, response, doc)
         return doc
 
 

@@ -1,10 +1,9 @@
-"""Everything the client and the probes' transport raise about a sandbox.
+"""Everything the transport (for the probes and the classic client) raises about a sandbox.
 
 One class per kind of failure, all under :class:`SandboxError`, and one
 ``Sandbox<code>`` per HTTP status >= 300 (``Sandbox404``, ``Sandbox503``...),
-as the classic ``sandbox-api`` package has them. Both transports (the
-classic client on requests, the probes on aiohttp) raise these, so the
-probes map failures to reasons in one place.
+as the classic ``sandbox-api`` package has them, so the probes map failures
+to reasons in one place.
 """
 
 from __future__ import annotations
@@ -31,8 +30,8 @@ __all__ = [
 class SandboxError(Exception):
     """Base of everything raised about a sandbox.
 
-    ``response`` is the HTTP response when one arrived (a
-    :class:`requests.Response` from the classic client), else None.
+    ``response`` is the HTTP response when its status line and headers
+    arrived (a :class:`sandbox_exporter.transport.Response`), else None.
     """
 
     def __init__(self, message: str = "", response: Any = None) -> None:
@@ -81,8 +80,8 @@ class SandboxHTTPError(SandboxError):
     def __init__(
         self, response: Any, message: str | None = None, *, status_code: int | None = None
     ) -> None:
-        # requests calls it status_code, aiohttp status; a caller without a
-        # response object (or with another library's) names the code itself.
+        # A caller without a response object that has a status_code
+        # (requests' and ours have) names the code itself.
         if status_code is None:
             status_code = response.status_code
         self.status_code: int = status_code

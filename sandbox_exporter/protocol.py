@@ -1,17 +1,15 @@
-"""What a sandbox server speaks, shared by both transports.
+"""What a sandbox server speaks, whoever asks.
 
-The classic client (:mod:`sandbox_exporter.client`, on requests) and the
-probes' transport (:mod:`sandbox_exporter.transport`, on aiohttp) send the
-same requests and judge the same answers: the base URL and its credentials,
-the paths, the headers, how an error status or a body that is not a JSON
-object becomes an exception, and how our own credentials are kept out of
-every message and document. It is written here once.
+The base URL and its credentials, the paths, the headers, how an error
+status or a body that is not a JSON object becomes an exception, and how our
+own credentials are kept out of every message and document: written here
+once, for the transport (:mod:`sandbox_exporter.transport`) that the probes
+and the classic client share.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import math
 import re
@@ -115,23 +113,32 @@ def request_headers(
     auth: tuple[str, str] | None,
     bearer_token: str | None,
 ) -> dict[str, str]:
-    """Checked extra headers (with the bearer token); raises on anything unsendable."""
+    """Checked extra headers, with the Authorization of basic ``auth`` or ``bearer_token``;
+    raises on anything unsendable."""
+    extra: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        extra[check_header_text("header name", name)] = check_header_text(f"header {name!r}", value)
+    if auth is not None and bearer_token is not None:
+        raise ValueError("give either auth= (basic) or bearer_token=, not both")
+    if (auth is not None or bearer_token is not None) and any(
+        name.lower() == "authorization" for name in extra
+    ):
+        raise ValueError("give either an Authorization header or auth=/bearer_token=, not both")
     if auth is not None:
         if not (isinstance(auth, tuple) and len(auth) == 2):
             raise TypeError("auth must be a (username, password) tuple")
         check_header_text("auth username", auth[0])
         check_header_text("auth password", auth[1])
-    if auth is not None and bearer_token is not None:
-        raise ValueError("give either auth= (basic) or bearer_token=, not both")
-    extra: dict[str, str] = {}
-    for name, value in (headers or {}).items():
-        extra[check_header_text("header name", name)] = check_header_text(f"header {name!r}", value)
+        pair = f"{auth[0]}:{auth[1]}"
+        try:
+            raw = pair.encode("latin-1")  # what servers have long expected
+        except UnicodeEncodeError:
+            raw = pair.encode("utf-8")  # RFC 7617's charset="UTF-8"
+        extra["Authorization"] = "Basic " + base64.b64encode(raw).decode("ascii")
     if bearer_token is not None:
         check_header_text("bearer_token", bearer_token)
         if not bearer_token.strip():
             raise ValueError("bearer_token must not be empty")
-        if any(name.lower() == "authorization" for name in extra):
-            raise ValueError("give either an Authorization header or bearer_token=, not both")
         extra["Authorization"] = f"Bearer {bearer_token}"
     return extra
 
@@ -144,29 +151,23 @@ class Secrets:
     """
 
     def __init__(self, headers: Mapping[str, str], auth: tuple[str, str] | None) -> None:
-        found = [
-            value
-            for name, value in headers.items()
-            if _CREDENTIAL_HEADER.search(name) and len(value) >= 4
-        ]
+        found = []
         for name, value in headers.items():
-            if name.lower() == "authorization" and value.lower().startswith("bearer "):
-                found.append(value[7:])
-        if auth is not None and auth[1]:
+            scheme, _, credential = value.partition(" ")
+            if name.lower() == "authorization" and scheme.lower() in ("basic", "bearer"):
+                # A server echoing headers back would show the credential alone.
+                found.append(credential)
+                if scheme.lower() == "basic":
+                    continue  # the encoded pair hidden, "Basic ***" still says the kind
+            if _CREDENTIAL_HEADER.search(name) and len(value) >= 4:
+                found.append(value)
+        if auth is not None:
             found.append(auth[1])
-            # A server echoing headers back would show the encoded pair.
-            for encoding in ("latin-1", "utf-8"):
-                with contextlib.suppress(UnicodeEncodeError):
-                    pair = f"{auth[0]}:{auth[1]}".encode(encoding)
-                    found.append(base64.b64encode(pair).decode("ascii"))
         # Longest first, so a secret containing another is replaced whole.
         self._secrets = tuple(sorted({s for s in found if s}, key=len, reverse=True))
 
     def redact(self, text: str) -> str:
-        text = without_userinfo(text)
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return self._hide(without_userinfo(text))
 
     def _hide(self, text: str) -> str:
         for secret in self._secrets:
@@ -253,11 +254,3 @@ class Secrets:
                 response,
             )
         return self.scrub(doc)
-
-
-def execute_config_text(config: Mapping[str, Any]) -> str:
-    """The ``config`` form field of ``/execute/``."""
-    try:
-        return json.dumps(config)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"config is not JSON serializable: {error}") from None

@@ -1,21 +1,21 @@
-"""The probes' HTTP: asyncio and aiohttp, every request bounded by a deadline.
+"""A sandbox's HTTP: asyncio and aiohttp, every request bounded by a deadline.
 
-A probe gives each request a deadline on the event loop's clock, and
-``asyncio.timeout_at`` enforces it around the whole exchange: name lookup,
-connecting, TLS, sending, waiting for the status line and headers, and
-reading the body. What the server does cannot stretch it: a server that
-never completes the handshake, says nothing, drips its headers or its body a
-byte at a time, or sends an endless body is cut off at the deadline, and one
-that sends more than the size cap (counted in decoded bytes, so a compressed
-body that inflates without end is cut off too) is refused while it streams.
-
-The requests, their headers and how answers are judged are the classic
-client's (:mod:`sandbox_exporter.protocol`), so both say the same things.
+Both the probes and the classic client (:mod:`sandbox_exporter.client`, on
+a background event loop) talk to sandboxes through :class:`Transport`. Each
+request gets a deadline on the event loop's clock, and ``asyncio.timeout_at``
+enforces it around the whole exchange: name lookup, connecting, TLS,
+sending, waiting for the status line and headers, and reading the body.
+What the server does cannot stretch it: a server that never completes the
+handshake, says nothing, drips its headers or its body a byte at a time, or
+sends an endless body is cut off at the deadline, and one that sends more
+than the size cap (counted in decoded bytes, so a compressed body that
+inflates without end is cut off too) is refused while it streams.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import ssl
 from collections.abc import Mapping
@@ -40,19 +40,19 @@ from .protocol import (
     EXECUTE_PATH,
     USER_AGENT,
     Secrets,
-    execute_config_text,
+    check_seconds,
     parse_base_url,
     request_headers,
     seconds_text,
 )
 
-# Connections the exporter keeps open to all sandboxes together. A probe
-# waiting for one waits within its deadline like for anything else.
+# Connections one session keeps open to all its sandboxes together. A
+# request waiting for one waits within its deadline like for anything else.
 MAX_CONNECTIONS = 256
 
 
 def open_session() -> aiohttp.ClientSession:
-    """The one HTTP session every probe of a process shares (one connection pool)."""
+    """An HTTP session (one connection pool): the probes of a process share one."""
     tracing = aiohttp.TraceConfig()
     # aiohttp starts creating a connection, then looks the name up within it.
     tracing.on_connection_create_start.append(_phase(_CONNECTING))
@@ -79,13 +79,39 @@ _CONNECTING: _Phase = (SandboxConnectTimeout, "could not connect")
 _WAITING: _Phase = (SandboxReadTimeout, "no answer")
 
 
+class Response:
+    """An answer's status, headers and the body read, as exceptions carry it.
+
+    Named as in requests (``status_code``, ``content``, ``text``, ``json()``)
+    for code written for the classic client.
+    """
+
+    def __init__(self, method: str, url: str, status: int, headers: Mapping[str, str]):
+        self.method = method
+        self.url = url
+        self.status_code = status
+        self.headers = headers
+        self.content = b""
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    def __repr__(self) -> str:
+        return f"<Response [{self.status_code}]>"
+
+
 class _Progress:
     """How far one request got, to say what the deadline interrupted."""
 
     def __init__(self) -> None:
         self.phase = _CONNECTING
-        # Set once the status line and headers are in; counts the body since.
-        self.body_bytes: int | None = None
+        # Set once the status line and headers are in; its content grows with the body.
+        self.response: Response | None = None
+        self.body_bytes = 0
 
 
 def _phase(phase: _Phase):
@@ -97,16 +123,206 @@ def _phase(phase: _Phase):
     return record
 
 
-def ssl_setting(target: Target) -> ssl.SSLContext | bool:
-    if target.tls.insecure_skip_verify:
-        return False
-    if target.tls.ca_file:
-        return ssl.create_default_context(cafile=target.tls.ca_file)
-    return True
+def ssl_setting(verify: bool | str | os.PathLike[str]) -> ssl.SSLContext | bool:
+    """aiohttp's ``ssl=`` for ``verify``: True, False, or the path of a CA bundle."""
+    if isinstance(verify, bool):
+        return verify
+    if not isinstance(verify, str | os.PathLike):
+        raise TypeError("verify must be True, False or the path of a CA bundle")
+    if not os.path.exists(verify):
+        raise ValueError(f"verify: CA bundle {os.fspath(verify)!r} does not exist")
+    return ssl.create_default_context(cafile=verify)
 
 
-class ProbeTransport:
-    """One sandbox, as the probes talk to it."""
+def execute_form(config: Mapping[str, Any], environment: bytes | None = None) -> aiohttp.FormData:
+    """The multipart body of ``/execute/``: the ``config`` field, and a .tgz environment."""
+    try:
+        config_text = json.dumps(config)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"config is not JSON serializable: {error}") from None
+    form = aiohttp.FormData()
+    # A content type makes the body multipart/form-data, as the server expects.
+    form.add_field("config", config_text, content_type="application/json")
+    if environment is not None:
+        form.add_field(
+            "environment", environment, filename="environment.tgz", content_type="application/gzip"
+        )
+    return form
+
+
+class Transport:
+    """One sandbox server: requests within a deadline, answers under a size cap.
+
+    ``auth`` is a basic-auth pair (or credentials in ``url``), ``bearer_token``
+    an ``Authorization: Bearer`` token, ``headers`` extra headers, ``verify``
+    as for :func:`ssl_setting`; ``connect_timeout`` bounds getting a connection
+    more tightly than the deadline. ``session`` may be set later, before the
+    first request. Our credentials are kept out of every message and document.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        session: aiohttp.ClientSession | None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        bearer_token: str | None = None,
+        verify: bool | str | os.PathLike[str] = True,
+        connect_timeout: float | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        self.url, url_auth = parse_base_url(url)
+        if auth is not None and url_auth is not None:
+            raise ValueError("give credentials either in the URL or as auth=, not both")
+        auth = auth if auth is not None else url_auth
+        self._headers = request_headers(headers, auth, bearer_token)
+        self._secrets = Secrets(self._headers, auth)
+        self._ssl = ssl_setting(verify)
+        self._connect_timeout = check_seconds("connect_timeout", connect_timeout)
+        self._timeouts = aiohttp.ClientTimeout(total=None, connect=self._connect_timeout)
+        if (
+            isinstance(max_response_bytes, bool)
+            or not isinstance(max_response_bytes, int)
+            or max_response_bytes <= 0
+        ):
+            raise ValueError(
+                f"max_response_bytes must be a positive integer, got {max_response_bytes!r}"
+            )
+        self.max_response_bytes = max_response_bytes
+        self.session = session
+        #: 2 or 3 once a specifications document said so; None before.
+        self.api_version: int | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    def json_object(self, response: Response) -> dict[str, Any]:
+        """The body as a JSON object, scrubbed of our credentials, or SandboxInvalidResponse."""
+        return self._secrets.json_object(response.content, response.method, response.url, response)
+
+    def failure(self, kind: type[SandboxError], response: Response, what: str) -> SandboxError:
+        """An exception about the request ``response`` answered, its message redacted."""
+        return self._secrets.failure(kind, response.method, response.url, what, response)
+
+    async def get_object(self, path: str, deadline: float | None) -> dict[str, Any]:
+        """GET a JSON object, within ``deadline`` (event-loop time)."""
+        return self.json_object(await self.request("GET", path, deadline))
+
+    async def execute(self, config: Mapping[str, Any], deadline: float | None) -> dict[str, Any]:
+        """POST ``/execute/`` as the classic client does (multipart ``config`` field)."""
+        return self.json_object(
+            await self.request("POST", EXECUTE_PATH, deadline, execute_form(config))
+        )
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        deadline: float | None,
+        data: aiohttp.FormData | None = None,
+    ) -> Response:
+        """One exchange within ``deadline`` (event-loop time; None for none), status < 300."""
+        assert self.session is not None, "no session to send with"
+        url = self.url + path
+        budget = None if deadline is None else deadline - asyncio.get_running_loop().time()
+        progress = _Progress()
+        try:
+            async with asyncio.timeout_at(deadline):
+                async with self.session.request(
+                    method,
+                    url,
+                    data=data,
+                    headers=self._headers,
+                    ssl=self._ssl,
+                    timeout=self._timeouts,
+                    allow_redirects=False,
+                    trace_request_ctx=progress,
+                ) as response:
+                    answer = Response(method, url, response.status, response.headers)
+                    progress.response = answer
+                    if response.status >= 300:
+                        await self._read(response, answer, ERROR_BODY_BYTES, progress, cut=True)
+                        raise self._secrets.status_error(
+                            method, url, response.status, answer.content, answer
+                        )
+                    declared, limit = response.content_length or 0, self.max_response_bytes
+                    # A HEAD answer declares the size of a body it does not send.
+                    if declared > limit and method != "HEAD":
+                        what = f"answer of {declared} bytes is over the limit of {limit} bytes"
+                        raise self.failure(SandboxResponseTooLarge, answer, what)
+                    await self._read(response, answer, limit, progress)
+                    return answer
+        except aiohttp.ConnectionTimeoutError:  # connect_timeout, not the deadline
+            kind = SandboxConnectTimeout
+            what = f"could not connect within {seconds_text(self._connect_timeout)}"
+        except TimeoutError:
+            kind, what = _timeout(budget, progress)
+        except SandboxError:
+            raise
+        except (aiohttp.ClientSSLError, ssl.SSLError) as error:
+            kind, what = SandboxTLSError, f"TLS failed: {_cause(error, errno_name=False)}"
+        except aiohttp.ClientConnectorError as error:
+            kind, what = SandboxConnectionError, f"connection failed: {_cause(error)}"
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as error:
+            if "decode" in str(error).lower():
+                kind, what = SandboxInvalidResponse, f"cannot decode the answer: {_cause(error)}"
+            elif progress.response is None:
+                kind, what = SandboxConnectionError, "server closed connection without response"
+            else:
+                kind = SandboxConnectionError
+                what = f"connection broken after {progress.body_bytes} bytes of the answer"
+        except aiohttp.ClientResponseError as error:
+            kind, what = SandboxInvalidResponse, f"malformed HTTP answer: {_cause(error)}"
+        except (aiohttp.ClientError, OSError, ValueError) as error:
+            kind, what = SandboxConnectionError, f"connection failed: {_cause(error)}"
+        raise self._secrets.failure(kind, method, url, what, progress.response)
+
+    async def _read(
+        self,
+        response: aiohttp.ClientResponse,
+        answer: Response,
+        limit: int,
+        progress: _Progress,
+        cut: bool = False,
+    ) -> None:
+        """The decoded body into ``answer``; refused (with ``cut``: cut) past ``limit`` bytes."""
+        chunks = []
+        async for chunk in response.content.iter_any():
+            progress.body_bytes += len(chunk)
+            if progress.body_bytes > limit and not cut:
+                raise self.failure(
+                    SandboxResponseTooLarge, answer, f"answer is over the limit of {limit} bytes"
+                )
+            chunks.append(chunk)
+            if progress.body_bytes > limit:
+                break
+        answer.content = b"".join(chunks)
+
+
+def _timeout(budget: float | None, progress: _Progress) -> tuple[type[SandboxError], str]:
+    """What a deadline of ``budget`` seconds interrupted."""
+    within = seconds_text(None if budget is None else max(budget, 0.0))
+    if progress.response is None:
+        kind, what = progress.phase
+        return kind, f"{what} within {within}"
+    return (
+        SandboxReadTimeout,
+        f"answer not complete within {within} ({progress.body_bytes} bytes read)",
+    )
+
+
+def _cause(error: BaseException, errno_name: bool = True) -> str:
+    cause = str(error) or type(error).__name__
+    # "[Errno 111] Connect call failed ('127.0.0.1', 80)" says less than the errno's name.
+    number = getattr(error, "errno", None)
+    if errno_name and isinstance(number, int) and number > 0:
+        cause = os.strerror(number)
+    return cause[:EXCERPT_CHARS]
+
+
+class ProbeTransport(Transport):
+    """One configured target, as the probes talk to it."""
 
     def __init__(
         self,
@@ -114,144 +330,17 @@ class ProbeTransport:
         session: aiohttp.ClientSession,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        self.url, url_auth = parse_base_url(target.url)
-        auth = url_auth
-        if target.auth.username is not None:
-            password = target.auth.password.value() if target.auth.password else ""
-            auth = (target.auth.username, password)
-        bearer = target.auth.bearer_token.value() if target.auth.bearer_token else None
-        self._headers = request_headers(dict(target.auth.headers), auth, bearer)
-        self._auth = aiohttp.BasicAuth(*auth) if auth is not None else None
-        self._secrets = Secrets(self._headers, auth)
-        self._ssl = ssl_setting(target)
-        self._session = session
-        self._limit = max_response_bytes
-        #: 2 or 3 once a specifications document said so; None before.
-        self.api_version: int | None = None
-
-    def __repr__(self) -> str:
-        return f"ProbeTransport({self.url!r})"
-
-    async def get_object(self, path: str, deadline: float) -> dict[str, Any]:
-        """GET a JSON object, within ``deadline`` (event-loop time)."""
-        body = await self._request("GET", path, deadline)
-        return self._secrets.json_object(body, "GET", self.url + path)
-
-    async def execute(self, config: Mapping[str, Any], deadline: float) -> dict[str, Any]:
-        """POST ``/execute/`` as the classic client does (multipart ``config`` field)."""
-        form = aiohttp.FormData()
-        form.add_field("config", execute_config_text(config), content_type="application/json")
-        body = await self._request("POST", EXECUTE_PATH, deadline, form)
-        return self._secrets.json_object(body, "POST", self.url + EXECUTE_PATH)
-
-    async def _request(
-        self, method: str, path: str, deadline: float, data: aiohttp.FormData | None = None
-    ) -> bytes:
-        url = self.url + path
-        loop = asyncio.get_running_loop()
-        budget = deadline - loop.time()
-        progress = _Progress()
-        try:
-            async with asyncio.timeout_at(deadline):
-                async with self._session.request(
-                    method,
-                    url,
-                    data=data,
-                    headers=self._headers,
-                    auth=self._auth,
-                    ssl=self._ssl,
-                    allow_redirects=False,
-                    trace_request_ctx=progress,
-                ) as response:
-                    progress.body_bytes = 0
-                    if response.status >= 300:
-                        body = await self._read(response, ERROR_BODY_BYTES, progress, cut=True)
-                        raise self._secrets.status_error(method, url, response.status, body)
-                    declared = response.content_length
-                    if declared is not None and declared > self._limit:
-                        raise self._secrets.failure(
-                            SandboxResponseTooLarge,
-                            method,
-                            url,
-                            f"answer of {declared} bytes is over the limit of {self._limit} bytes",
-                        )
-                    return await self._read(response, self._limit, progress)
-        except TimeoutError:
-            raise self._timeout(method, url, budget, progress) from None
-        except SandboxError:
-            raise
-        except (aiohttp.ClientSSLError, ssl.SSLError) as error:
-            raise self._failure(SandboxTLSError, method, url, "TLS failed", error) from None
-        except aiohttp.ClientConnectorError as error:
-            raise self._failure(
-                SandboxConnectionError, method, url, "connection failed", error
-            ) from None
-        except aiohttp.ServerDisconnectedError:
-            what = (
-                "server closed connection without response"
-                if progress.body_bytes is None
-                else f"connection broken after {progress.body_bytes} bytes of the answer"
-            )
-            raise self._secrets.failure(SandboxConnectionError, method, url, what) from None
-        except aiohttp.ClientPayloadError as error:
-            if "decode" in str(error).lower():
-                raise self._failure(
-                    SandboxInvalidResponse, method, url, "cannot decode the answer", error
-                ) from None
-            what = f"connection broken after {progress.body_bytes or 0} bytes of the answer"
-            raise self._secrets.failure(SandboxConnectionError, method, url, what) from None
-        except aiohttp.ClientResponseError as error:
-            raise self._failure(
-                SandboxInvalidResponse, method, url, "malformed HTTP answer", error
-            ) from None
-        except (aiohttp.ClientError, OSError, ValueError) as error:
-            raise self._failure(
-                SandboxConnectionError, method, url, "connection failed", error
-            ) from None
-
-    async def _read(
-        self, response: aiohttp.ClientResponse, limit: int, progress: _Progress, cut: bool = False
-    ) -> bytes:
-        """The decoded body, refused (or, with ``cut``, cut) past ``limit`` bytes."""
-        chunks = []
-        size = 0
-        async for chunk in response.content.iter_any():
-            size += len(chunk)
-            progress.body_bytes = size
-            if size > limit:
-                if cut:
-                    chunks.append(chunk)
-                    break
-                raise self._secrets.failure(
-                    SandboxResponseTooLarge,
-                    response.method,
-                    str(response.url),
-                    f"answer is over the limit of {limit} bytes",
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _timeout(self, method: str, url: str, budget: float, progress: _Progress) -> SandboxError:
-        within = seconds_text(max(budget, 0.0))
-        if progress.body_bytes is None:
-            kind, what = progress.phase
-            return self._secrets.failure(kind, method, url, f"{what} within {within}")
-        return self._secrets.failure(
-            SandboxReadTimeout,
-            method,
-            url,
-            f"answer not complete within {within} ({progress.body_bytes} bytes read)",
+        auth = target.auth
+        password = auth.password.value() if auth.password else ""
+        super().__init__(
+            target.url,
+            session,
+            headers=dict(auth.headers),
+            auth=(auth.username, password) if auth.username is not None else None,
+            bearer_token=auth.bearer_token.value() if auth.bearer_token else None,
+            verify=False if target.tls.insecure_skip_verify else target.tls.ca_file or True,
+            max_response_bytes=max_response_bytes,
         )
-
-    def _failure(
-        self, kind: type[SandboxError], method: str, url: str, what: str, error: BaseException
-    ) -> SandboxError:
-        cause = str(error) or type(error).__name__
-        # "[Errno 111] Connect call failed ('127.0.0.1', 80)" says less than the errno's name.
-        number = getattr(error, "errno", None)
-        if kind is not SandboxTLSError and isinstance(number, int) and number > 0:
-            cause = os.strerror(number)
-        return self._secrets.failure(kind, method, url, f"{what}: {cause[:EXCERPT_CHARS]}")
 
 
 def _connection_settings(target: Target) -> tuple:
