@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from sandbox_exporter.config.models import Expectations
 from sandbox_exporter.expectations import (
     ExpectationOutcome,
-    Expectations,
     FrozenDict,
     Matcher,
     check_expectations,

@@ -18,26 +18,25 @@ deadline, whichever is shorter, but at least its longest command timeout).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+from ..expectations import FrozenDict
 from ..vocabulary import CANARY, PROBES
-from .canary import DEFAULT_CANARY_TIMEOUT, Canary
-from .durations import format_duration
-from .errors import Location
-from .models import Defaults, Probing, Target
-from .problems import Problem
-from .section import Section
+from .fields import format_duration
+from .models import DEFAULT_CANARY_TIMEOUT, Canary, Defaults, Probing, Target
+from .problems import Location, Problem
 
-S = TypeVar("S", bound=Section)
+P = TypeVar("P", bound=Probing)
 _MERGED = ("intervals", "timeouts", "thresholds", "severities", "tls")
 _REPLACED = ("canaries", "expect")
 
 
-def _overlay(base: S, written: S) -> S:
-    """``base`` with the keys ``written`` sets."""
-    update = {key: getattr(written, key) for key in written.model_fields_set}
-    return base.model_copy(update=update) if update else base
+def _written_keys(section: Probing, key: str) -> set[str]:
+    if key not in section.model_fields_set:
+        return set()
+    value = getattr(section, key)
+    return set(value) if isinstance(value, Mapping) else set(value.model_fields_set)
 
 
 def _promised(canary: Canary) -> float:
@@ -48,56 +47,59 @@ def _promised(canary: Canary) -> float:
 
 
 def _longest_command(canary: Canary) -> float:
-    return max(
-        (float(c["timeout"]) for c in canary.commands if not isinstance(c, str)), default=0.0
-    )
+    return max((c.timeout for c in canary.commands if c.timeout is not None), default=0.0)
 
 
-P = TypeVar("P", bound=Probing)
-
-
-def _fit(section: P, own_timeouts: set[str]) -> P:
-    """``section`` with the timeouts it did not write cut to their intervals,
-    and the canaries without a written timeout fitted to the canary deadline."""
-    timeouts = section.timeouts.model_copy(
-        update={
-            kind: min(section.timeouts[kind], section.intervals[kind])
+def _inherit(written: P, base: Probing) -> P:
+    """``written`` with what it does not set taken from ``base``, then fitted:
+    the timeouts it did not write cut to their intervals, the canaries without
+    a written timeout fitted to the canary deadline."""
+    update: dict[str, Any] = {}
+    for key in (*_MERGED, *_REPLACED):
+        inherited, own = getattr(base, key), getattr(written, key)
+        if key not in written.model_fields_set:
+            update[key] = inherited
+        elif isinstance(own, Mapping):
+            update[key] = FrozenDict({**inherited, **own})
+        elif key in _MERGED:
+            update[key] = inherited.model_copy(
+                update={k: getattr(own, k) for k in own.model_fields_set}
+            )
+    merged = written.model_copy(update=update)
+    own_timeouts = _written_keys(written, "timeouts")
+    timeouts = FrozenDict(
+        {
+            kind: merged.timeouts[kind]
+            if kind in own_timeouts
+            else min(merged.timeouts[kind], merged.intervals[kind])
             for kind in PROBES
-            if kind not in own_timeouts
         }
     )
-    deadline = timeouts[CANARY]
     canaries = tuple(
         canary
         if "timeout" in canary.model_fields_set
         else canary.model_copy(
-            update={"timeout": max(min(DEFAULT_CANARY_TIMEOUT, deadline), _longest_command(canary))}
+            update={
+                "timeout": max(
+                    min(DEFAULT_CANARY_TIMEOUT, timeouts[CANARY]), _longest_command(canary)
+                )
+            }
         )
-        for canary in section.canaries
+        for canary in merged.canaries
     )
-    return section.model_copy(update={"timeouts": timeouts, "canaries": canaries})
+    return merged.model_copy(update={"timeouts": timeouts, "canaries": canaries})
 
 
 def resolve_defaults(written: Defaults) -> Defaults:
     """The defaults as a target without settings of its own gets them."""
-    return _fit(written, _written_keys(written, "timeouts"))
+    return _inherit(written, Defaults())
 
 
 def resolve_target(written: Target, defaults: Defaults) -> Target:
     """``written`` completed from ``defaults``. Pass the defaults as written
     (or as resolved): inherited canaries are fitted to this target's deadline."""
-    inherited = resolve_defaults(defaults)
-    update: dict[str, Any] = {}
-    for key in _MERGED:
-        base = getattr(inherited, key)
-        if key in written.model_fields_set:
-            update[key] = _overlay(base, getattr(written, key))
-        else:
-            update[key] = base
-    for key in _REPLACED:
-        if key not in written.model_fields_set:
-            update[key] = getattr(defaults, key)
-    return _fit(written.model_copy(update=update), _written_keys(written, "timeouts"))
+    inherited = resolve_defaults(defaults).model_copy(update={"canaries": defaults.canaries})
+    return _inherit(written, inherited)
 
 
 def check_defaults(written: Defaults) -> Iterator[Problem]:
@@ -115,12 +117,6 @@ def check_target(written: Target, defaults: Defaults, at: Location) -> Iterator[
     touched = {*_written_keys(written, "timeouts"), *_written_keys(written, "intervals")}
     check_canaries = "canaries" in written.model_fields_set or CANARY in touched
     yield from _timings(written, resolved, canaries, at, check_canaries=check_canaries)
-
-
-def _written_keys(section: Probing, key: str) -> set[str]:
-    if key not in section.model_fields_set:
-        return set()
-    return set(getattr(section, key).model_fields_set)
 
 
 def _thresholds_in_order(written: Probing, resolved: Probing, at: Location) -> Iterator[Problem]:

@@ -10,10 +10,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError, Location
-
-#: Where each key or list item of a document was written: ``(line, column)``, from 1.
-Positions = dict[Location, tuple[int, int]]
+from .problems import ConfigError, Location, Positions
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -76,9 +73,8 @@ _MAX_POSITIONS = 100_000
 
 
 def _record(node: yaml.Node, here: Location, positions: Positions, inside: set[int]) -> None:
-    """Record where each key and item below ``node`` was written. A block
-    reused through an alias is recorded under each path that uses it, with
-    the positions where it was written."""
+    """Record where each key and item below ``node`` was written; a block reused
+    through an alias, under each path that uses it."""
     if id(node) in inside or len(positions) > _MAX_POSITIONS:
         return  # a recursive alias, or a document too repetitive to map
     inside.add(id(node))
