@@ -1,31 +1,15 @@
 """Version expectations: what a sandbox is expected to have installed.
 
-A :class:`Matcher` is parsed from a short spec string:
-
-* presence: ``None`` (an empty YAML value), ``""``, ``"present"`` or ``"*"``;
-  met by any reported version, even ``"?"``;
-* exact: ``"3.7.3"``;
-* glob (:mod:`fnmatch`): ``"3.8.*"``, ``"8.?"``;
-* comparison: ``">=3.8"``, ``"<12"``, ``">3"``, ``"<=5"``, ``"==3.7"``, ``"!=3.8.1"``;
-* several conditions joined by commas, all of which must hold: ``">=3.8,<4"``.
-
-Servers report versions in whatever shape the packaging tool prints them:
-``"3.7.3"``, dpkg's ``"1:2.20.1-2+deb10u3"`` (epoch ``1:``, Debian revision and
-security suffix), ``"openjdk 11.0.7"``. The *version number* of such a string is
-its first run of dot-separated decimal numbers once a leading dpkg epoch is
-dropped: ``"1:2.20.1-2+deb10u3"`` -> ``2.20.1``, ``"openjdk 11.0.7"`` -> ``11.0.7``,
-``"3.8.0rc1"`` -> ``3.8.0``. Consequences, chosen so that a spec reads the way a
-person means it:
-
-* comparisons use only the version number, missing components count as zero
-  (``3.8 == 3.8.0``), and everything else (revision, ``+deb10u3``, pre-release
-  tags, the epoch) is ignored; a version without any number never satisfies a
-  comparison;
-* exact and glob specs match the reported string as is, or without its epoch,
-  or its version number: ``"3.7.3"`` matches ``"3.7.3-1"`` and
-  ``"openjdk 11.0.7"``, ``"3.7"`` does not match ``"3.7.3"`` (write ``"3.7.*"``).
-
-``config`` reads the expectations of a target, ``probes`` calls :func:`check_expectations`.
+A :class:`Matcher` is parsed from a spec (``config/example.yml`` shows them
+to users): presence (``None``, ``""``, ``"present"``, ``"*"``: any version,
+even ``"?"``), exact (``"3.7.3"``), glob (``"3.8.*"``), comparison
+(``">=3.8"``, ``"!=3.8.1"``...), or conditions joined by commas, all of which
+must hold. Servers report versions as the packaging tool prints them
+(``"1:2.20.1-2+deb10u3"``, ``"openjdk 11.0.7"``); their *version number* is the
+first run of dotted numbers once a dpkg epoch is dropped (``2.20.1``,
+``11.0.7``). Comparisons use that number only, zero-padded (``3.8 == 3.8.0``);
+exact and glob specs match the string, the string without its epoch, or that
+number, so ``"3.7.3"`` matches ``"3.7.3-1"`` but ``"3.7"`` does not (``"3.7.*"``).
 """
 
 from __future__ import annotations

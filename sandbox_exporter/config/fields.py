@@ -8,11 +8,11 @@ could be a secret is never repeated in a message.
 
 from __future__ import annotations
 
-import hmac
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AfterValidator, Field, PlainValidator, Strict, ValidationInfo
@@ -25,6 +25,7 @@ T = TypeVar("T")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+@dataclass(frozen=True)
 class Secret:
     """A password or token read from a file or an environment variable.
 
@@ -33,11 +34,8 @@ class Secret:
     ``origin`` says where it came from (``"file /etc/x"``), never what it is.
     """
 
-    __slots__ = ("_value", "origin")
-
-    def __init__(self, value: str, origin: str = "") -> None:
-        self._value = value
-        self.origin = origin
+    _value: str
+    origin: str = field(default="", compare=False)
 
     def value(self) -> str:
         return self._value
@@ -46,14 +44,6 @@ class Secret:
         return "<secret>"
 
     __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Secret):
-            return NotImplemented
-        return hmac.compare_digest(self._value.encode(), other._value.encode())
-
-    def __hash__(self) -> int:
-        return hash((Secret, self._value))
 
 
 #: A YAML list, held as a tuple so that the objects stay hashable (a list is
@@ -127,17 +117,11 @@ def format_duration(seconds: float) -> str:
     return "".join(parts)
 
 
-def _duration(value: Any) -> float:
-    seconds = parse_duration(value)
-    if seconds == 0:
-        raise ValueError("must be longer than 0s")
-    return seconds
-
-
 #: Seconds, > 0, written as a Prometheus duration (``30s``, ``1m30s``) or a number.
 Duration = Annotated[
     float,
-    PlainValidator(_duration),
+    PlainValidator(parse_duration),
+    Field(gt=0),
     WithJsonSchema(
         {
             "anyOf": [

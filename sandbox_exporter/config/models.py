@@ -112,6 +112,13 @@ class Command(Section):
     timeout: Duration | None = None
     """How long the server lets it run."""
 
+    def as_sent(self) -> str | dict[str, Any]:
+        if self.timeout is None:
+            return self.command
+        # The server takes int or float: whole seconds go as written, integers.
+        whole = self.timeout.is_integer()
+        return {"command": self.command, "timeout": int(self.timeout) if whole else self.timeout}
+
 
 def _command(value: object) -> object:
     # Most commands are written as their text alone.
@@ -133,13 +140,9 @@ CommandItem = Annotated[Command, BeforeValidator(_command, json_schema_input_typ
 
 
 class Canary(Section):
-    """A small program run through ``POST /execute/`` to prove the sandbox works.
-
-    Commands are sent exactly as written, never with ``save``. The run succeeds
-    when the response's ``status`` equals ``expect_status`` and
-    :meth:`stdout_matches`. A target's canaries run one after another within
-    its canary timeout.
-    """
+    """A small program run through ``POST /execute/`` to prove the sandbox works:
+    commands sent as written (never with ``save``), status and stdout checked.
+    A target's canaries run one after another within its canary timeout."""
 
     refused_keys: ClassVar[Mapping[str, str]] = {
         "save": "a canary must never save its environment: the server would keep it on "
@@ -177,13 +180,9 @@ class Canary(Section):
         return self
 
     def stdout_matches(self, stdout: str) -> bool:
-        """Whether ``stdout`` (of the LAST command of the execution) is what this canary expects.
-
-        ``expect_stdout`` is compared with surrounding whitespace ignored (the
-        server strips stdout anyway); ``expect_stdout_regex`` is searched
-        anywhere in it (anchor with ``^``/``$`` or ``\\A``/``\\Z`` to match it
-        all). With both set both must hold; with neither any stdout will do.
-        """
+        """Whether ``stdout`` (of the LAST command) is as expected: both of
+        ``expect_stdout`` (whitespace around ignored, as the server strips it)
+        and ``expect_stdout_regex`` (searched, unless anchored) when set."""
         if self.expect_stdout is not None and stdout.strip() != self.expect_stdout:
             return False
         return self.expect_stdout_regex is None or (
@@ -192,16 +191,7 @@ class Canary(Section):
 
     def request_config(self) -> dict[str, Any]:
         """The JSON ``config`` field of the ``/execute/`` request for this canary."""
-        commands: list[Any] = []
-        for c in self.commands:
-            # The server accepts int or float; whole seconds go as integers.
-            seconds = (
-                c.timeout if c.timeout is None or not c.timeout.is_integer() else int(c.timeout)
-            )
-            commands.append(
-                c.command if seconds is None else {"command": c.command, "timeout": seconds}
-            )
-        return {"commands": commands}
+        return {"commands": [command.as_sent() for command in self.commands]}
 
 
 DEFAULT_CANARY = Canary(name="shell", commands=("echo $((2+2))",), expect_stdout="4")

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 #: A location inside the document: mapping keys and list indexes, outermost first.
 Location = tuple[str | int, ...]
@@ -106,11 +106,11 @@ def quote_hint(value: object) -> str:
     return ""
 
 
-def unknown(key: str, allowed: Sequence[str], what: str = "key") -> str:
+def unknown(key: str, allowed: Sequence[str]) -> str:
     lowered = {name.lower(): name for name in allowed}
     close = difflib.get_close_matches(key.lower(), list(lowered), n=1, cutoff=0.6)
     hint = f" (did you mean {lowered[close[0]]!r}?)" if close else ""
-    return f"unknown {what}{hint}; expected one of: {', '.join(allowed)}"
+    return f"unknown key{hint}; expected one of: {', '.join(allowed)}"
 
 
 def problems_of(
@@ -118,9 +118,7 @@ def problems_of(
 ) -> Iterator[Problem]:
     """The problems in ``error``, raised validating ``model`` from the value at ``at``."""
     for details in error.errors(include_url=False):
-        location = at + tuple(details["loc"])
-        context = details.get("ctx") or {}
-        yield _reworded(model, details["type"], location, details["input"], context, details["msg"])
+        yield _reworded(model, at + tuple(details["loc"]), details)
 
 
 # What pydantic's type errors expected, in YAML's words.
@@ -135,9 +133,8 @@ _EXPECTED = {
 }
 
 
-def _reworded(
-    model: type[BaseModel], kind: str, at: Location, value: Any, context: dict[str, Any], msg: str
-) -> Problem:
+def _reworded(model: type[BaseModel], at: Location, details: ErrorDetails) -> Problem:
+    kind, value, context = details["type"], details["input"], details.get("ctx") or {}
     is_key = at[-1:] == ("[key]",)
     location = at[:-1] if is_key else at
     if kind == "config":
@@ -168,7 +165,7 @@ def _reworded(
         hint = quote_hint(value) if kind == "string_type" else ""
         return location, f"expected {_EXPECTED[kind]}, got {describe(value)}{hint}"
     # A declared constraint (a bound, a length, a pattern): pydantic's words will do.
-    return location, f"{_SHOULD.sub('must', msg)}, got {describe(value)}"
+    return location, f"{_SHOULD.sub('must', details['msg'])}, got {describe(value)}"
 
 
 _SHOULD = re.compile(r"^\w+ should")  # "Input should be ...", "String should match ..."
