@@ -23,7 +23,7 @@ from .models import Canary as Canary
 from .models import Config, Defaults, Target
 from .models import Section as Section
 from .problems import ConfigError, Problem, problems_of, render
-from .rules import check_defaults, check_target, duplicate_names, resolve_defaults, resolve_target
+from .rules import check, duplicate_names, resolve_defaults, resolve_target
 from .yamlfile import load_yaml as load_yaml
 from .yamlfile import load_yaml_with_positions
 
@@ -66,9 +66,9 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
     else:
         defaults, targets = written.defaults, list(enumerate(written.targets))
     if defaults is not None:
-        problems.extend(check_defaults(defaults))
+        problems.extend(check(defaults, Defaults(), ("defaults",)))
         for index, target in targets:
-            problems.extend(check_target(target, defaults, ("targets", index)))
+            problems.extend(check(target, defaults, ("targets", index)))
     problems.extend(duplicate_names(targets))
     if problems:
         raise ConfigError(render(problems, positions), source)

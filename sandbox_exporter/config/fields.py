@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -31,11 +31,9 @@ class Secret:
 
     ``str()`` and ``repr()`` give ``<secret>``, so a secret cannot leak through
     logs, tracebacks or pages; ``value()`` returns it for the HTTP request.
-    ``origin`` says where it came from (``"file /etc/x"``), never what it is.
     """
 
     _value: str
-    origin: str = field(default="", compare=False)
 
     def value(self) -> str:
         return self._value
@@ -233,25 +231,23 @@ def _file_name(value: object, info: ValidationInfo) -> str:
     return os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
 
 
-def _ca_file(value: object, info: ValidationInfo) -> str | None:
-    if value is None:
-        return None
+def _readable_file(value: str, info: ValidationInfo) -> str:
     path = _file_name(value, info)
     if not os.path.isfile(path) or not os.access(path, os.R_OK):
         raise ValueError(f"{path!r} is not a readable file")
     return path
 
 
-CaFile = Annotated[str | None, PlainValidator(_ca_file, json_schema_input_type=str | None)]
+ReadableFile = Annotated[str, AfterValidator(_readable_file)]
 
 
-def _checked_secret(text: str, origin: str, shown: str) -> Secret:
+def _checked_secret(text: str, shown: str) -> Secret:
     # Messages name where the secret came from, never what it is.
     if not text:
         raise ValueError(f"{shown} is empty")
     if _CONTROL.search(text):
         raise ValueError(f"{shown} holds line breaks or control characters (one line expected)")
-    return Secret(text, origin)
+    return Secret(text)
 
 
 _MAX_SECRET_FILE_BYTES = 64 * 1024
@@ -272,7 +268,7 @@ def _secret_from_file(value: object, info: ValidationInfo) -> Secret:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError(f"{path!r} is not UTF-8 text") from None
-    return _checked_secret(text.rstrip("\r\n"), f"file {path}", repr(path))
+    return _checked_secret(text.rstrip("\r\n"), repr(path))
 
 
 def _secret_from_environment(value: object, info: ValidationInfo) -> Secret:
@@ -281,7 +277,7 @@ def _secret_from_environment(value: object, info: ValidationInfo) -> Secret:
     text = (info.context or {}).get("environ", os.environ).get(value)
     if text is None:
         raise ValueError(f"environment variable {value!r} is not set")
-    return _checked_secret(text, f"environment variable {value}", f"environment variable {value!r}")
+    return _checked_secret(text, f"environment variable {value!r}")
 
 
 SecretFromFile = Annotated[Secret, PlainValidator(_secret_from_file, json_schema_input_type=str)]

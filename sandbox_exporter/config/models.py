@@ -19,7 +19,6 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from ..expectations import FrozenDict, Matcher
 from ..vocabulary import LANGUAGE_ALIASES, LANGUAGES, PACKAGE_KINDS, PROBES
 from .fields import (
-    CaFile,
     Duration,
     FrozenMapping,
     HeaderName,
@@ -28,6 +27,7 @@ from .fields import (
     LabelName,
     Name,
     NonBlank,
+    ReadableFile,
     Regex,
     Secret,
     SecretFromEnvironment,
@@ -278,7 +278,7 @@ class Auth(Section):
 class TLS(Section):
     """How the server's certificate is checked."""
 
-    ca_file: CaFile = None
+    ca_file: ReadableFile | None = None
     """A PEM bundle to verify the server with (null: the system store)."""
     insecure_skip_verify: bool = False
     """Do not verify the certificate at all (wins over ca_file)."""

@@ -1,10 +1,9 @@
 """What a target gets from ``defaults``, and the timing rules it must then obey.
 
-Merging, one rule for everything: a target's mappings of scalars (``intervals``,
-``timeouts``, ``thresholds``, ``severities``, ``tls``) override ``defaults`` key
-by key; a target's ``canaries`` list and ``expect`` block replace the defaults'
-as a whole (so a target can drop expectations it does not share: ``expect: {}``;
-YAML anchors ``&name``/``*name`` reuse blocks).
+Merging, one rule for everything: a target's ``intervals``, ``timeouts``,
+``thresholds``, ``severities`` and ``tls`` override ``defaults`` key by key;
+its ``canaries`` list and ``expect`` block replace the defaults' as a whole (so
+``expect: {}`` drops expectations it does not share; YAML anchors reuse blocks).
 
 Timeouts, one rule too: a value written that cannot be honoured is an error (a
 timeout longer than the interval beside it, canary timeouts adding up to more
@@ -12,7 +11,6 @@ than the canary probe's deadline); a value nobody wrote shrinks to fit (an
 inherited timeout is cut to a shorter interval, as Prometheus does with
 ``scrape_timeout``; a canary without ``timeout`` gets 10 s or the probe
 deadline, whichever is shorter, but at least its longest command timeout).
-
 "Written" is pydantic's ``model_fields_set``: the keys the YAML gave.
 """
 
@@ -39,15 +37,13 @@ def _written_keys(section: Probing, key: str) -> set[str]:
     return set(value) if isinstance(value, Mapping) else set(value.model_fields_set)
 
 
-def _promised(canary: Canary) -> float:
-    """The time a canary must be allowed, whatever the probe deadline."""
-    if "timeout" in canary.model_fields_set:
-        return canary.timeout
-    return _longest_command(canary)
-
-
 def _longest_command(canary: Canary) -> float:
     return max((c.timeout for c in canary.commands if c.timeout is not None), default=0.0)
+
+
+def _promised(canary: Canary) -> float:
+    """The time a canary must be allowed, whatever the probe deadline."""
+    return canary.timeout if "timeout" in canary.model_fields_set else _longest_command(canary)
 
 
 def _inherit(written: P, base: Probing) -> P:
@@ -66,28 +62,17 @@ def _inherit(written: P, base: Probing) -> P:
                 update={k: getattr(own, k) for k in own.model_fields_set}
             )
     merged = written.model_copy(update=update)
-    own_timeouts = _written_keys(written, "timeouts")
-    timeouts = FrozenDict(
-        {
-            kind: merged.timeouts[kind]
-            if kind in own_timeouts
-            else min(merged.timeouts[kind], merged.intervals[kind])
-            for kind in PROBES
-        }
-    )
+    timeouts = dict(merged.timeouts)
+    for kind in set(PROBES) - _written_keys(written, "timeouts"):
+        timeouts[kind] = min(timeouts[kind], merged.intervals[kind])
+    fitted = min(DEFAULT_CANARY_TIMEOUT, timeouts[CANARY])
     canaries = tuple(
         canary
         if "timeout" in canary.model_fields_set
-        else canary.model_copy(
-            update={
-                "timeout": max(
-                    min(DEFAULT_CANARY_TIMEOUT, timeouts[CANARY]), _longest_command(canary)
-                )
-            }
-        )
+        else canary.model_copy(update={"timeout": max(fitted, _longest_command(canary))})
         for canary in merged.canaries
     )
-    return merged.model_copy(update={"timeouts": timeouts, "canaries": canaries})
+    return merged.model_copy(update={"timeouts": FrozenDict(timeouts), "canaries": canaries})
 
 
 def resolve_defaults(written: Defaults) -> Defaults:
@@ -95,31 +80,18 @@ def resolve_defaults(written: Defaults) -> Defaults:
     return _inherit(written, Defaults())
 
 
-def resolve_target(written: Target, defaults: Defaults) -> Target:
+def resolve_target(written: P, defaults: Defaults) -> P:
     """``written`` completed from ``defaults``. Pass the defaults as written
     (or as resolved): inherited canaries are fitted to this target's deadline."""
-    inherited = resolve_defaults(defaults).model_copy(update={"canaries": defaults.canaries})
-    return _inherit(written, inherited)
+    return _inherit(
+        written, resolve_defaults(defaults).model_copy(update={"canaries": defaults.canaries})
+    )
 
 
-def check_defaults(written: Defaults) -> Iterator[Problem]:
-    yield from _thresholds_in_order(written, written, ("defaults",))
-    resolved = resolve_defaults(written)
-    yield from _timings(written, resolved, written.canaries, ("defaults",), check_canaries=True)
-
-
-def check_target(written: Target, defaults: Defaults, at: Location) -> Iterator[Problem]:
-    """The problems of a target once merged with ``defaults`` (as written)."""
+def check(written: Probing, defaults: Defaults, at: Location) -> Iterator[Problem]:
+    """The problems of ``written`` (a target, or the defaults against
+    ``Defaults()``) once completed from ``defaults`` as written."""
     resolved = resolve_target(written, defaults)
-    yield from _thresholds_in_order(written, resolved, at)
-    canaries = written.canaries if "canaries" in written.model_fields_set else defaults.canaries
-    # Otherwise the canary settings are the defaults', checked there.
-    touched = {*_written_keys(written, "timeouts"), *_written_keys(written, "intervals")}
-    check_canaries = "canaries" in written.model_fields_set or CANARY in touched
-    yield from _timings(written, resolved, canaries, at, check_canaries=check_canaries)
-
-
-def _thresholds_in_order(written: Probing, resolved: Probing, at: Location) -> Iterator[Problem]:
     warning, critical = resolved.thresholds.load_warning, resolved.thresholds.load_critical
     if critical is not None and critical < warning:
         own = _written_keys(written, "thresholds")
@@ -128,63 +100,54 @@ def _thresholds_in_order(written: Probing, resolved: Probing, at: Location) -> I
             (*at, "thresholds", where),
             f"load_critical ({critical:g}) must not be below load_warning ({warning:g})",
         )
-
-
-def _timings(
-    written: Probing,
-    resolved: Probing,
-    canaries: Sequence[Canary],
-    at: Location,
-    *,
-    check_canaries: bool,
-) -> Iterator[Problem]:
-    """The timeouts written in this section that cannot be honoured.
-
-    A timeout longer than its interval would let probes of one kind pile up
-    on a server that is already slow: an error rather than a warning, since
-    the fix is one edit and the failure mode is load on production.
-    """
-    timeout_keys = _written_keys(written, "timeouts")
+    # A timeout longer than its interval would let probes of one kind pile up
+    # on a server that is already slow: an error rather than a warning, since
+    # the fix is one edit and the failure mode is load on production.
+    own_timeouts = _written_keys(written, "timeouts")
     intervals, timeouts = resolved.intervals, resolved.timeouts
     for kind in PROBES:
-        if kind in timeout_keys and timeouts[kind] > intervals[kind]:
+        if kind in own_timeouts and timeouts[kind] > intervals[kind]:
             yield (
                 (*at, "timeouts", kind),
                 f"the {kind} timeout ({format_duration(timeouts[kind])}) is longer than its "
                 f"interval ({format_duration(intervals[kind])}): a probe must end before the "
                 f"next one is due; lower timeouts.{kind} or raise intervals.{kind}",
             )
-    if not check_canaries:
-        return
+    own_canaries = "canaries" in written.model_fields_set
+    # Canary settings nobody changed here are the defaults', checked there.
+    if own_canaries or CANARY in {*own_timeouts, *_written_keys(written, "intervals")}:
+        canaries = written.canaries if own_canaries else defaults.canaries
+        late = _canaries_late(canaries, timeouts[CANARY])
+        if late is not None:
+            where, message = late
+            if not own_canaries:
+                where = ("timeouts" if CANARY in own_timeouts else "intervals", CANARY)
+            yield (*at, *where), message
+
+
+def _canaries_late(canaries: Sequence[Canary], deadline: float) -> Problem | None:
     # Canaries run one after another (one container at a time), so the time
     # promised to each must add up within the canary probe's deadline.
     promised = [(index, canary) for index, canary in enumerate(canaries) if _promised(canary)]
     total = sum(_promised(canary) for _, canary in promised)
-    deadline = timeouts[CANARY]
     if total <= deadline:
-        return
+        return None
     limit = (
         f"more than the whole canary probe may take ({format_duration(deadline)}: "
         "timeouts.canary, which never exceeds intervals.canary)"
     )
-    if len(promised) == 1:
-        index, canary = promised[0]
-        explicit = "timeout" in canary.model_fields_set
-        where: Location = ("canaries", index, "timeout" if explicit else "commands")
-        reason = "its timeout" if explicit else "its longest command timeout"
-        message = f"canary {canary.name!r} may take {format_duration(total)} ({reason}), {limit}"
-    else:
-        where = ("canaries",)
-        each = ", ".join(
-            f"{canary.name} {format_duration(_promised(canary))}" for _, canary in promised
-        )
-        message = (
+    if len(promised) > 1:
+        each = ", ".join(f"{c.name} {format_duration(_promised(c))}" for _, c in promised)
+        return ("canaries",), (
             f"the canaries may take {format_duration(total)} one after another ({each}), "
             f"{limit}; raise timeouts.canary or lower their timeouts"
         )
-    if "canaries" not in written.model_fields_set:
-        where = ("timeouts" if CANARY in timeout_keys else "intervals", CANARY)
-    yield (*at, *where), message
+    [(index, canary)] = promised
+    explicit = "timeout" in canary.model_fields_set
+    reason = "its timeout" if explicit else "its longest command timeout"
+    return ("canaries", index, "timeout" if explicit else "commands"), (
+        f"canary {canary.name!r} may take {format_duration(total)} ({reason}), {limit}"
+    )
 
 
 def duplicate_names(targets: Sequence[tuple[int, Target]]) -> Iterator[Problem]:
@@ -196,5 +159,4 @@ def duplicate_names(targets: Sequence[tuple[int, Target]]) -> Iterator[Problem]:
                 f"duplicate target name {target.name!r} (also targets[{first[target.name]}]); "
                 "names identify targets in metrics and /probe",
             )
-        else:
-            first[target.name] = index
+        first.setdefault(target.name, index)
