@@ -121,12 +121,8 @@ def _parse_clause(clause: str, spec: str) -> _Clause:
 
 @dataclass(frozen=True)
 class Matcher:
-    """A parsed version spec; ``str(matcher)`` gives the (normalised) spec back.
-
-    ``Matcher("3.8.*")`` parses and raises :class:`ValueError` with a message
-    naming the spec when it is not valid. ``None`` and ``""`` mean presence and
-    read back as ``"present"``.
-    """
+    """A parsed version spec (:class:`ValueError` naming it if invalid);
+    ``str(matcher)`` gives it back normalised, presence as ``"present"``."""
 
     spec: str | None
     _clauses: tuple[_Clause, ...] = field(init=False, repr=False, compare=False)
@@ -165,12 +161,9 @@ class Expected(Protocol):
 
 @dataclass(frozen=True)
 class ExpectationOutcome:
-    """One expectation checked against what the server reported.
-
-    ``kind`` is one of "language", a package kind or "bin"; ``expected`` is the spec as
-    written (``"present"`` for bin); ``found`` is the reported version
-    (``"present"`` for a bin found), ``None`` when the server did not list it.
-    """
+    """One expectation checked against what the server reported: ``kind`` is
+    "language", a package kind or "bin"; ``found`` is the reported version
+    (``"present"`` for a bin found), ``None`` when the server did not list it."""
 
     kind: str
     name: str

@@ -34,16 +34,13 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     file_path = Path(path)
     source = str(file_path)
     try:
-        data = file_path.read_bytes()
+        text = file_path.read_bytes().decode("utf-8-sig")
     except OSError as error:
         reason = error.strerror or type(error).__name__
         raise ConfigError([f"cannot read the configuration file: {reason}"], source) from None
-    try:
-        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise ConfigError(
-            [f"not UTF-8 text (invalid byte at offset {error.start})"], source
-        ) from None
+        reason = f"not UTF-8 text (invalid byte at offset {error.start})"
+        raise ConfigError([reason], source) from None
     return parse_config(text, source=source, base_dir=file_path.absolute().parent)
 
 
@@ -51,12 +48,8 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
     """Validate configuration ``text``; relative paths resolve against ``base_dir``
     (default: the current directory). Raises :class:`ConfigError` listing every problem."""
     document, positions = load_yaml_with_positions(text, source)
-    # What validators read besides the document: where relative file names
-    # start, and where *_env secrets come from.
-    context: dict[str, Any] = {
-        "base_dir": Path(base_dir) if base_dir is not None else Path.cwd(),
-        "environ": os.environ,
-    }
+    # Where relative file names start (fields.py reads it; *_env read os.environ).
+    context: dict[str, Any] = {"base_dir": base_dir}
     problems: list[Problem] = []
     try:
         written = Config.model_validate({} if document is None else document, context=context)

@@ -271,10 +271,10 @@ def _secret_from_file(value: object, info: ValidationInfo) -> Secret:
     return _checked_secret(text.rstrip("\r\n"), repr(path))
 
 
-def _secret_from_environment(value: object, info: ValidationInfo) -> Secret:
+def _secret_from_environment(value: object) -> Secret:
     if not isinstance(value, str) or not re.fullmatch(_IDENTIFIER, value):
         raise ValueError(f"expected an environment variable name, got {describe(value)}")
-    text = (info.context or {}).get("environ", os.environ).get(value)
+    text = os.environ.get(value)
     if text is None:
         raise ValueError(f"environment variable {value!r} is not set")
     return _checked_secret(text, f"environment variable {value!r}")

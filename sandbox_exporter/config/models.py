@@ -215,11 +215,8 @@ def _unique_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
 
 
 class Auth(Section):
-    """Credentials for one target: HTTP basic (username + password) or a bearer token.
-
-    Secrets come from a file (``*_file``, relative to the configuration file)
-    or an environment variable (``*_env``), never from the configuration itself.
-    """
+    """Credentials for one target: HTTP basic (username + password) or a bearer
+    token, each from a file (``*_file``) or an environment variable (``*_env``)."""
 
     refused_keys: ClassVar[Mapping[str, str]] = {
         "password": _INLINE_SECRET.format(stem="password"),
@@ -374,12 +371,8 @@ class Probing(Section):
 
 
 class Defaults(Probing):
-    """What a target gets for every key it does not set itself.
-
-    ``Defaults()`` is the built-in defaults. There is deliberately no ``auth``
-    here: credentials are only ever sent to targets listed with them, never to
-    a URL someone passes to ``/probe``.
-    """
+    """What a target gets for every key it does not set itself. Deliberately no
+    ``auth``: credentials only go to targets listed with them, never to /probe URLs."""
 
 
 def _not_a_url(name: str) -> str:
@@ -391,12 +384,8 @@ def _not_a_url(name: str) -> str:
 
 
 class Target(Probing):
-    """One sandbox server to watch.
-
-    ``url`` always ends with ``/`` and never holds credentials. ``intervals``
-    and ``timeouts`` map every probe kind to seconds once resolved. An empty
-    ``canaries`` means the target runs no canary probe.
-    """
+    """One sandbox server to watch (resolved: ``url`` ends with ``/``,
+    ``intervals`` and ``timeouts`` name every probe kind)."""
 
     name: Annotated[Name, AfterValidator(_not_a_url)] = Field("", json_schema_extra=no_default)
     """Names the target in metrics and /probe?target= (default: the URL's host[:port])."""
@@ -417,12 +406,8 @@ class Target(Probing):
 
 
 class ProbeEndpoint(Section):
-    """Who may be probed through ``/probe?target=URL`` without being listed.
-
-    Off by default: an open ``/probe`` would let anyone make the exporter send
-    requests anywhere. When on, the URL must match one of ``allowed_urls``
-    entirely, see :meth:`allows`.
-    """
+    """Who may be probed through ``/probe?target=URL`` without being listed: no
+    one by default, since an open ``/probe`` sends requests anywhere anyone asks."""
 
     allow_unlisted_targets: bool = False
     """Allow /probe?target=URL for URLs that are not targets."""

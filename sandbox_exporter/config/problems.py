@@ -48,10 +48,9 @@ ALSO = "\x00"
 
 
 def problem(message: str, *at: str | int, also: Location | None = None) -> PydanticCustomError:
-    """An error about the key ``at`` below the value being validated (a model
-    checks its fields together, but the user should be pointed at the one to
-    change); ``also``, relative to the same value, replaces :data:`ALSO` in the
-    message with its full key path. A plain ``ValueError`` does for the rest."""
+    """An error about the key ``at`` below the value validated (a model checks
+    its fields together; the user is pointed at the one to change). ``also``,
+    relative to the same value, replaces :data:`ALSO` with its key path."""
     # The message travels in the context, not the template, so that braces in
     # it (regular expressions, "{command, timeout}") are never formatted.
     return PydanticCustomError("config", "{message}", {"message": message, "at": at, "also": also})
