@@ -128,10 +128,6 @@ class Matcher:
     _clauses: tuple[_Clause, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.spec is not None and not isinstance(self.spec, str):
-            raise ValueError(
-                f"invalid version spec {self.spec!r}: expected a string such as '>=3.8' or '3.8.*'"
-            )
         text = (self.spec or "").strip()
         clauses: tuple[_Clause, ...] = ()
         if text not in ("", PRESENT, "*"):

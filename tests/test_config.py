@@ -436,7 +436,7 @@ ERROR_CASES = [
         "duplicate-canaries",
         target_with("canaries: [{name: a, commands: [ls]}, {name: a, commands: [ls]}]"),
         "targets[0].canaries[1].name",
-        "'a' is listed twice (also targets[0].canaries[0].name)",
+        "'a' is listed twice (also canaries[0])",
     ),
     (
         "expect-unknown-language",

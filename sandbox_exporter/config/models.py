@@ -14,7 +14,15 @@ from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    model_validator,
+)
 
 from ..expectations import FrozenDict, Matcher
 from ..vocabulary import LANGUAGE_ALIASES, LANGUAGES, PACKAGE_KINDS, PROBES
@@ -37,7 +45,7 @@ from .fields import (
     Version,
     format_duration,
 )
-from .problems import ALSO, problem, shorten
+from .problems import problem, shorten
 
 
 def _refused_in_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
@@ -87,12 +95,12 @@ def no_default(schema: dict[str, Any]) -> None:
 def unique(name: Callable[[Any], str], *key: str) -> AfterValidator:
     """For a list whose items (their ``key``) must differ, as ``name`` gives them."""
 
-    def check(items: tuple[Any, ...]) -> tuple[Any, ...]:
+    def check(items: tuple[Any, ...], info: ValidationInfo) -> tuple[Any, ...]:
         for index, item in enumerate(items):
             earlier = [i for i, other in enumerate(items[:index]) if name(other) == name(item)]
             if earlier:
-                message = f"{name(item)!r} is listed twice (also {ALSO})"
-                raise problem(message, index, *key, also=(earlier[0], *key))
+                also = f"{info.field_name}[{earlier[0]}]"
+                raise problem(f"{name(item)!r} is listed twice (also {also})", index, *key)
         return items
 
     return AfterValidator(check)

@@ -42,18 +42,12 @@ class ConfigError(Exception):
         return "\n".join(prefix + error for error in self.errors)
 
 
-#: Stands, in a message, for the key path of ``also`` (see :func:`problem`); a
-#: NUL, which no name accepted in the configuration can contain.
-ALSO = "\x00"
-
-
-def problem(message: str, *at: str | int, also: Location | None = None) -> PydanticCustomError:
+def problem(message: str, *at: str | int) -> PydanticCustomError:
     """An error about the key ``at`` below the value validated (a model checks
-    its fields together; the user is pointed at the one to change). ``also``,
-    relative to the same value, replaces :data:`ALSO` with its key path."""
+    its fields together; the user is pointed at the one to change)."""
     # The message travels in the context, not the template, so that braces in
     # it (regular expressions, "{command, timeout}") are never formatted.
-    return PydanticCustomError("config", "{message}", {"message": message, "at": at, "also": also})
+    return PydanticCustomError("config", "{message}", {"message": message, "at": at})
 
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_+:-]+")
@@ -137,10 +131,7 @@ def _reworded(model: type[BaseModel], at: Location, details: ErrorDetails) -> Pr
     is_key = at[-1:] == ("[key]",)
     location = at[:-1] if is_key else at
     if kind == "config":
-        message = context["message"]
-        if context.get("also") is not None:
-            message = message.replace(ALSO, key_path(location + tuple(context["also"])))
-        return location + tuple(context.get("at") or ()), message
+        return location + tuple(context["at"]), context["message"]
     if kind == "value_error":
         return location, str(context["error"])
     if kind == "invalid_key" or (is_key and kind == "string_type"):
