@@ -1,12 +1,7 @@
-"""The configuration file: YAML -> validated, frozen objects.
-
-Everything the exporter does comes from a :class:`Config`; ``config/example.yml``
-documents every key. The types in :mod:`.models` are the configuration: pydantic
-validates a document against them, and the JSON Schema that editors use
-(``python -m sandbox_exporter.config --schema``) is generated from them. Every
-problem is reported at once, with its key path and YAML position, and a file
-that loads is a file the exporter can run with. Secrets are read from files or
-environment variables and held in :class:`Secret`, which never shows them.
+"""The configuration file (``config/example.yml`` documents every key): YAML ->
+validated, frozen objects. The types in :mod:`.models` are the configuration and
+its JSON Schema; every problem is reported at once, with its key path and YAML
+position, and a file that loads is a file the exporter can run with.
 """
 
 from __future__ import annotations
@@ -76,10 +71,8 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
 def _valid_parts(
     document: Any, problems: list[Problem], context: dict[str, Any]
 ) -> tuple[Defaults | None, list[tuple[int, Target]]]:
-    """The defaults and targets that are valid on their own, so that the rules
-    between them are checked even when another part of the file is broken
-    (``None`` for defaults in error: checking targets against them would only
-    repeat their problems)."""
+    """The defaults and targets valid on their own, for the rules between them
+    to be checked when another part is broken (no defaults if they are)."""
     if not isinstance(document, dict):
         return None, []
     broken = {location[:2] for location, _ in problems}

@@ -1,9 +1,8 @@
 """The value types of the configuration: what one key may hold, and what it becomes.
 
-pydantic checks the YAML type strictly (no ``"5"`` for 5, no ``yes`` for a
-string) and the constraints declared here; the validators check what a
-constraint cannot say, in words a constraint would not find. A value that
-could be a secret is never repeated in a message.
+pydantic checks YAML types strictly and the constraints declared here; the
+validators check what a constraint cannot say. A value that could be a secret
+is never repeated in a message.
 """
 
 from __future__ import annotations
@@ -281,10 +280,9 @@ def _secret_from_environment(value: object) -> Secret:
 
 
 SecretFromFile = Annotated[Secret, PlainValidator(_secret_from_file, json_schema_input_type=str)]
+EnvironmentName = Annotated[str, Field(pattern=_IDENTIFIER)]
 SecretFromEnvironment = Annotated[
-    Secret,
-    PlainValidator(_secret_from_environment),
-    WithJsonSchema({"type": "string", "pattern": _IDENTIFIER}),
+    Secret, PlainValidator(_secret_from_environment, json_schema_input_type=EnvironmentName)
 ]
 
 
@@ -312,8 +310,4 @@ def _version(value: object) -> Matcher:
 
 
 #: A version spec (see :mod:`..expectations`); empty means "present, any version".
-Version = Annotated[
-    Matcher,
-    PlainValidator(_version),
-    WithJsonSchema({"type": ["string", "null"], "examples": ["present", ">=3.8,<4", "3.8.*"]}),
-]
+Version = Annotated[Matcher, PlainValidator(_version, json_schema_input_type=str | None)]

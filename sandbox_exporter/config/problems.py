@@ -2,9 +2,8 @@
 someone editing a YAML file, as ``"<key path>: <what is wrong> (line L, column C)"``.
 
 What a message needs to know about its place (the keys allowed there, what a
-missing key is for, the advice for a key refused on purpose) is read from the
-JSON Schema of the model validated, so that the models stay the one place
-where keys are declared.
+missing key is for, the advice for a refused key) is read from the model's JSON
+Schema: the models stay the one place where keys are declared.
 """
 
 from __future__ import annotations
