@@ -867,6 +867,15 @@ def test_the_inline_password_error_is_the_only_error() -> None:
     ]
 
 
+def test_refused_keys_give_their_advice_and_are_never_offered() -> None:
+    [error] = errors_of(auth_config("{pasword_file: x}"))
+    assert error.startswith(
+        "targets[0].auth.pasword_file: unknown key (did you mean 'password_file'?); expected "
+        "one of: username, password_file, password_env, bearer_token_file, bearer_token_env, "
+        "headers (line 4"
+    )
+
+
 def test_headers_are_kept(tmp_path: Path) -> None:
     config = parse(auth_config("{headers: {X-Forwarded-Proto: https, X-Empty: ''}}"))
     assert config.targets[0].auth.headers == {"X-Forwarded-Proto": "https", "X-Empty": ""}

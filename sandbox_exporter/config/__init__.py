@@ -20,23 +20,15 @@ from .models import Section as Section
 from .problems import ConfigError, Problem, problems_of, render
 from .rules import check, duplicate_names, resolve_defaults, resolve_target
 from .yamlfile import load_yaml as load_yaml
-from .yamlfile import load_yaml_with_positions
+from .yamlfile import load_yaml_with_positions, read_text
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate the configuration file at ``path``; relative paths in it
     (secret files, CA bundles) start from its directory. Raises :class:`ConfigError`."""
     file_path = Path(path)
-    source = str(file_path)
-    try:
-        text = file_path.read_bytes().decode("utf-8-sig")
-    except OSError as error:
-        reason = error.strerror or type(error).__name__
-        raise ConfigError([f"cannot read the configuration file: {reason}"], source) from None
-    except UnicodeDecodeError as error:
-        reason = f"not UTF-8 text (invalid byte at offset {error.start})"
-        raise ConfigError([reason], source) from None
-    return parse_config(text, source=source, base_dir=file_path.absolute().parent)
+    text = read_text(file_path, "configuration file")
+    return parse_config(text, source=str(file_path), base_dir=file_path.absolute().parent)
 
 
 def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None = None) -> Config:

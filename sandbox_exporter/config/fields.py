@@ -230,14 +230,15 @@ def _file_name(value: object, info: ValidationInfo) -> str:
     return os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
 
 
-def _readable_file(value: str, info: ValidationInfo) -> str:
+def _readable_file(value: object, info: ValidationInfo) -> str:
     path = _file_name(value, info)
     if not os.path.isfile(path) or not os.access(path, os.R_OK):
         raise ValueError(f"{path!r} is not a readable file")
     return path
 
 
-ReadableFile = Annotated[str, AfterValidator(_readable_file)]
+#: A file that must be there to be read, resolved against the config's directory.
+ReadableFile = Annotated[str, PlainValidator(_readable_file, json_schema_input_type=str)]
 
 
 def _checked_secret(text: str, shown: str) -> Secret:

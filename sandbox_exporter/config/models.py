@@ -173,17 +173,13 @@ class Canary(Section):
 
     @model_validator(mode="after")
     def _commands_fit_the_timeout(self) -> Canary:
-        if "timeout" not in self.model_fields_set:
-            return self
+        written = "timeout" in self.model_fields_set
         for index, command in enumerate(self.commands):
-            if command.timeout is not None and command.timeout > self.timeout:
+            if written and command.timeout is not None and command.timeout > self.timeout:
                 longer, own = format_duration(command.timeout), format_duration(self.timeout)
+                why = f"{longer} is longer than the canary's own timeout ({own}): "
                 raise problem(
-                    f"{longer} is longer than the canary's own timeout ({own}): "
-                    "the exporter would give up first",
-                    "commands",
-                    index,
-                    "timeout",
+                    why + "the exporter would give up first", "commands", index, "timeout"
                 )
         return self
 
@@ -193,9 +189,8 @@ class Canary(Section):
         and ``expect_stdout_regex`` (searched, unless anchored) when set."""
         if self.expect_stdout is not None and stdout.strip() != self.expect_stdout:
             return False
-        return self.expect_stdout_regex is None or (
-            self.expect_stdout_regex.search(stdout) is not None
-        )
+        regex = self.expect_stdout_regex
+        return regex is None or regex.search(stdout) is not None
 
     def request_config(self) -> dict[str, Any]:
         """The JSON ``config`` field of the ``/execute/`` request for this canary."""

@@ -136,12 +136,12 @@ def _reworded(model: type[BaseModel], at: Location, details: ErrorDetails) -> Pr
     if kind == "invalid_key" or (is_key and kind == "string_type"):
         return location[:-1], f"keys must be strings, got {describe(location[-1])}"
     if kind == "extra_forbidden":
-        parent = _schema_at(model, location[:-1])
+        properties = _schema_at(model, location[:-1]).get("properties", {})
         # A key refused on purpose is in the schema as "not anything", with advice.
-        refused = parent.get("properties", {}).get(location[-1], {})
-        if "not" in refused:
-            return location, refused["description"]
-        return location, unknown(str(location[-1]), list(parent.get("properties", {})))
+        if "not" in properties.get(location[-1], {}):
+            return location, properties[location[-1]]["description"]
+        allowed = [key for key, schema in properties.items() if "not" not in schema]
+        return location, unknown(str(location[-1]), allowed)
     if kind == "literal_error":
         allowed = re.findall(r"'((?:[^'\\]|\\.)*)'", context["expected"])
         if is_key:
@@ -166,7 +166,8 @@ def _schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def _schema_at(model: type[BaseModel], location: Location) -> dict[str, Any]:
-    """The schema of the value at ``location`` ({} if the schema does not say)."""
+    """The schema of the value at ``location`` ({} if the schema does not say); of
+    its mapping form if it has one (an optional section is "anyOf": it, or null)."""
     schema = _schema(model)
 
     def resolved(node: dict[str, Any]) -> dict[str, Any]:
@@ -183,7 +184,8 @@ def _schema_at(model: type[BaseModel], location: Location) -> dict[str, Any]:
                 break
         else:
             return {}
-    return resolved(node)
+    forms = [resolved(form) for form in (node, *node.get("anyOf", ()))]
+    return next((form for form in forms if "properties" in form), forms[0])
 
 
 def render(problems: list[Problem], positions: Positions | None = None) -> list[str]:

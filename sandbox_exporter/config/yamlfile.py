@@ -6,11 +6,24 @@ loading only, duplicate keys refused, errors as ``line L, column C: ...``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .problems import ConfigError, Location, Positions
+
+
+def read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of the ``what`` at ``path``; :class:`ConfigError` if it cannot be read."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigError([f"cannot read the {what}: {reason}"], str(path)) from None
+    except UnicodeDecodeError as error:
+        reason = f"not UTF-8 text (invalid byte at offset {error.start})"
+        raise ConfigError([reason], str(path)) from None
 
 
 def load_yaml(text: str, source: str) -> Any:
