@@ -1,46 +1,38 @@
 """The value types of the configuration: what one key may hold, and what it becomes.
 
-Each is an ``Annotated`` type that the models in :mod:`.models` declare: pydantic
-checks the YAML type strictly (no ``"5"`` for 5, no ``yes`` for a string), these
-validators check the rest and word their own messages. Values that could be
-secrets are never repeated in a message.
+pydantic checks YAML types strictly and the constraints declared here; the
+validators check what a constraint cannot say. A value that could be a secret
+is never repeated in a message.
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AfterValidator, BeforeValidator, PlainValidator, ValidationInfo
+from pydantic import AfterValidator, Field, PlainValidator, Strict, ValidationInfo
 from pydantic.json_schema import WithJsonSchema
 
 from ..expectations import FrozenDict, Matcher
-from .durations import parse_duration
-from .errors import describe, problem, quote_hint, shorten
+from .problems import describe, quote_hint, shorten
 
 T = TypeVar("T")
-_MAX_SECRET_FILE_BYTES = 64 * 1024
-_MAX_NAME_LENGTH = 128
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+@dataclass(frozen=True)
 class Secret:
     """A password or token read from a file or an environment variable.
 
     ``str()`` and ``repr()`` give ``<secret>``, so a secret cannot leak through
-    logs, tracebacks or the landing page; ``value()`` returns it for the one
-    place that needs it (the HTTP request). ``origin`` says where it came from
-    (``"file /etc/x"``, ``"environment variable X"``), never what it is.
+    logs, tracebacks or pages; ``value()`` returns it for the HTTP request.
     """
 
-    __slots__ = ("_value", "origin")
-
-    def __init__(self, value: str, origin: str = "") -> None:
-        self._value = value
-        self.origin = origin
+    _value: str
 
     def value(self) -> str:
         return self._value
@@ -50,75 +42,83 @@ class Secret:
 
     __str__ = __repr__
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Secret):
-            return NotImplemented
-        return hmac.compare_digest(self._value.encode(), other._value.encode())
 
-    def __hash__(self) -> int:
-        return hash((Secret, self._value))
-
-
-def _has_control_characters(text: str) -> bool:
-    return any(ord(char) < 32 or ord(char) == 127 for char in text)
-
-
-def _as_tuple(value: object) -> tuple[Any, ...]:
-    if isinstance(value, list | tuple):
-        return tuple(value)
-    raise problem(f"expected a list, got {describe(value)}")
-
-
-#: A YAML list, held as a tuple so that the objects stay hashable.
-Items = Annotated[tuple[T, ...], BeforeValidator(_as_tuple)]
+#: A YAML list, held as a tuple so that the objects stay hashable (a list is
+#: not a tuple to strict pydantic; the items stay strict).
+Items = Annotated[tuple[T, ...], Strict(False)]
+#: Makes a validated mapping immutable, so that the objects holding it stay hashable.
+FrozenMapping = AfterValidator(FrozenDict)
 
 
 def _not_blank(text: str) -> str:
     if not text.strip():
-        raise problem("must not be empty")
+        raise ValueError("must not be empty")
     return text
 
 
 NonBlank = Annotated[str, AfterValidator(_not_blank)]
 
 
-def name_of(what: str, *, url_like: bool = True) -> Any:
-    """A human-chosen identifier that ends up as a label value."""
-
-    def check(text: str) -> str:
-        _not_blank(text)
-        if text != text.strip():
-            raise problem(f"{what} {shorten(text)} must not start or end with spaces")
-        if _has_control_characters(text):
-            raise problem(f"{what} {shorten(text)} must not contain control characters")
-        if len(text) > _MAX_NAME_LENGTH:
-            raise problem(f"{what} is longer than {_MAX_NAME_LENGTH} characters")
-        if not url_like and "://" in text:
-            raise problem(
-                f"{what} {shorten(text)} must not look like a URL "
-                "(/probe?target= takes either a name or a URL)"
-            )
-        return text
-
-    return Annotated[str, AfterValidator(check)]
+def _name(text: str) -> str:
+    if text != _not_blank(text).strip():
+        raise ValueError(f"{shorten(text)} must not start or end with spaces")
+    if _CONTROL.search(text):
+        raise ValueError(f"{shorten(text)} must not contain control characters")
+    return text
 
 
-def _duration(value: object) -> float:
-    if value is None:
-        raise problem("missing value (a duration such as 10s or 1m)")
-    try:
-        seconds = parse_duration(value)  # type: ignore[arg-type]
-    except ValueError as error:
-        raise problem(str(error)) from None
-    if seconds <= 0:
-        raise problem("must be longer than 0s")
+#: A human-chosen identifier that ends up as a label value.
+Name = Annotated[str, Field(max_length=128), AfterValidator(_name)]
+
+# Prometheus' units, largest first; each may appear once, in this order.
+_UNITS = {"y": 365 * 86400.0, "w": 7 * 86400.0, "d": 86400.0, "h": 3600.0}
+_UNITS |= {"m": 60.0, "s": 1.0, "ms": 0.001}
+_NUMBER = r"\d+(?:\.\d+)?"
+_DURATION = re.compile("".join(f"(?:(?P<{unit}>{_NUMBER}){unit})?" for unit in _UNITS))
+# No probe needs to wait longer, and the scheduler's datetime arithmetic
+# overflows on absurd values long before infinity.
+_MAX_DURATION = 366 * 86400.0
+
+
+def parse_duration(value: str | float) -> float:
+    """Seconds in a Prometheus-style duration (``"15s"``, ``"1h30m"``, ``"500ms"``,
+    ``"1.5d"``) or a number of seconds, at most 366 days; else :class:`ValueError`."""
+    seconds = None
+    if isinstance(value, str):
+        text = value.strip()
+        written = _DURATION.fullmatch(text)
+        if re.fullmatch(_NUMBER, text):
+            seconds = float(text)
+        elif text and written:
+            seconds = sum(float(n) * _UNITS[unit] for unit, n in written.groupdict().items() if n)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value) if abs(value) < 10**30 else float("inf")
+    if seconds is None or not 0 <= seconds <= _MAX_DURATION:  # NaN fails the test too
+        raise ValueError(
+            f"invalid duration: {describe(value)} (use e.g. 10s, 1m30s or 500ms: units "
+            "y w d h m s ms, largest first, each once; at most 366d)"
+        )
     return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest duration string for ``seconds``: 90 -> ``"1m30s"``, 0.5 -> ``"500ms"``."""
+    milliseconds = round(seconds * 1000)
+    if milliseconds <= 0:
+        return f"{seconds:g}s"
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        count, milliseconds = divmod(milliseconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
 
 
 #: Seconds, > 0, written as a Prometheus duration (``30s``, ``1m30s``) or a number.
 Duration = Annotated[
     float,
-    PlainValidator(_duration),
+    PlainValidator(parse_duration),
+    Field(gt=0),
     WithJsonSchema(
         {
             "anyOf": [
@@ -134,34 +134,32 @@ Duration = Annotated[
 def _url(text: str) -> str:
     """The base URL, ending with ``/``; never echoed if it holds credentials."""
     text = _not_blank(text).strip()
-    if any(char.isspace() for char in text) or _has_control_characters(text):
-        raise problem("must not contain spaces or control characters")
+    if any(char.isspace() for char in text) or _CONTROL.search(text):
+        raise ValueError("must not contain spaces or control characters")
     try:
         parts = urlsplit(text)
-        netloc_has_credentials = "@" in parts.netloc
     except ValueError as error:
-        raise problem(f"not a valid URL ({error})") from None
-    if netloc_has_credentials:
-        raise problem(
+        raise ValueError(f"not a valid URL ({error})") from None
+    if "@" in parts.netloc:
+        raise ValueError(
             "must not contain credentials (user:password@): they would show in labels "
             "and logs; use auth.username with auth.password_file or auth.password_env"
         )
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
+    if parts.scheme.lower() not in ("http", "https"):
         suggestion = "" if parts.scheme else f" (did you mean 'https://{text}'?)"
-        raise problem(f"{shorten(text)} must start with http:// or https://{suggestion}")
+        raise ValueError(f"{shorten(text)} must start with http:// or https://{suggestion}")
+    if not parts.hostname:
+        raise ValueError(f"{shorten(text)} has no host name")
     try:
         port = parts.port
     except ValueError:
-        raise problem(f"{shorten(text)} has an invalid port") from None
-    if not parts.hostname:
-        raise problem(f"{shorten(text)} has no host name")
+        port = 0
     if port == 0:
-        raise problem(f"{shorten(text)} has an invalid port")
+        raise ValueError(f"{shorten(text)} has an invalid port")
     if parts.query or parts.fragment or text.endswith(("?", "#")):
-        raise problem(f"{shorten(text)} must not have a query string or fragment")
+        raise ValueError(f"{shorten(text)} must not have a query string or fragment")
     base_path = parts.path if parts.path.endswith("/") else parts.path + "/"
-    return urlunsplit((scheme, parts.netloc, base_path, "", ""))
+    return urlunsplit((parts.scheme.lower(), parts.netloc, base_path, "", ""))
 
 
 Url = Annotated[
@@ -170,49 +168,35 @@ Url = Annotated[
     WithJsonSchema({"type": "string", "pattern": "^\\s*[Hh][Tt][Tt][Pp][Ss]?://"}),
 ]
 
-_LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
 # `target` and `url` are labels of sandbox_target_info already; Prometheus
 # renames scraped `job`/`instance` to `exported_*`, which nobody wants to query.
 RESERVED_LABEL_NAMES = ("target", "url", "job", "instance")
 
 
 def _label_name(label: str) -> str:
-    if not _LABEL_NAME.fullmatch(label):
-        raise problem(
-            "invalid label name: use letters, digits and underscores, not starting with a digit"
+    if label.startswith("__") or label in RESERVED_LABEL_NAMES:
+        raise ValueError(
+            f"{label!r} is reserved (by Prometheus: __*; here: {', '.join(RESERVED_LABEL_NAMES)})"
         )
-    if label.startswith("__"):
-        raise problem("label names starting with '__' are reserved by Prometheus")
-    if label in RESERVED_LABEL_NAMES:
-        raise problem(f"{label!r} is reserved (reserved: {', '.join(RESERVED_LABEL_NAMES)})")
     return label
 
 
-LabelName = Annotated[
-    str,
-    AfterValidator(_label_name),
-    WithJsonSchema({"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}),
-]
+_IDENTIFIER = "^[A-Za-z_][A-Za-z0-9_]*$"
+LabelName = Annotated[str, Field(pattern=_IDENTIFIER), AfterValidator(_label_name)]
 
 
 def _username(text: str) -> str:
-    if ":" in _not_blank(text) or _has_control_characters(text):
-        raise problem("must not contain ':' or control characters (HTTP basic authentication)")
+    if ":" in _not_blank(text) or _CONTROL.search(text):
+        raise ValueError("must not contain ':' or control characters (HTTP basic authentication)")
     return text
 
 
 Username = Annotated[str, AfterValidator(_username)]
 
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-
 
 def _header_name(name: str) -> str:
-    if not _HEADER_NAME.fullmatch(name):
-        raise problem("invalid HTTP header name")
     if name.lower() in ("authorization", "proxy-authorization"):
-        raise problem(
+        raise ValueError(
             "credentials cannot be set as a header: use auth.bearer_token_file "
             "(or auth.username with auth.password_file)"
         )
@@ -220,99 +204,86 @@ def _header_name(name: str) -> str:
 
 
 HeaderName = Annotated[
-    str, AfterValidator(_header_name), WithJsonSchema({"type": "string", "pattern": "^[!-~]+$"})
+    str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"), AfterValidator(_header_name)
 ]
 
 
 def _header_value(value: object) -> str:
     # Header values may be keys of some sort: never echo them.
     if not isinstance(value, str):
-        raise problem(f"expected a string, got {describe(value, show=False)}")
-    if _has_control_characters(value):
-        raise problem("must not contain line breaks or control characters")
+        raise ValueError(f"expected a string, got {describe(value, show=False)}")
+    if _CONTROL.search(value):
+        raise ValueError("must not contain line breaks or control characters")
     return value
 
 
 HeaderValue = Annotated[str, PlainValidator(_header_value, json_schema_input_type=str)]
 
 
-def _base_dir(info: ValidationInfo) -> Path:
-    context = info.context or {}
-    return Path(context.get("base_dir") or Path.cwd())
-
-
 def _file_name(value: object, info: ValidationInfo) -> str:
     """A file name from the config, resolved against the config's directory."""
     if not isinstance(value, str):
-        raise problem(f"expected a file name, got {describe(value, show=False)}")
-    if not value.strip():
-        raise problem("must not be empty")
-    if _has_control_characters(value):
-        raise problem("a file name must not contain control characters")
-    return os.path.normpath(os.path.join(_base_dir(info), os.path.expanduser(value)))
+        raise ValueError(f"expected a file name, got {describe(value, show=False)}")
+    if _CONTROL.search(_not_blank(value)):
+        raise ValueError("a file name must not contain control characters")
+    base_dir = (info.context or {}).get("base_dir") or Path.cwd()
+    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
 
 
-def _ca_file(value: object, info: ValidationInfo) -> str | None:
-    if value is None:
-        return None
+def _readable_file(value: object, info: ValidationInfo) -> str:
     path = _file_name(value, info)
     if not os.path.isfile(path) or not os.access(path, os.R_OK):
-        raise problem(f"{path!r} is not a readable file")
+        raise ValueError(f"{path!r} is not a readable file")
     return path
 
 
-CaFile = Annotated[str | None, PlainValidator(_ca_file, json_schema_input_type=str | None)]
+#: A file that must be there to be read, resolved against the config's directory.
+ReadableFile = Annotated[str, PlainValidator(_readable_file, json_schema_input_type=str)]
 
 
-def _checked_secret(text: str, origin: str, shown: str) -> Secret:
+def _checked_secret(text: str, shown: str) -> Secret:
     # Messages name where the secret came from, never what it is.
     if not text:
-        raise problem(f"{shown} is empty")
-    if _has_control_characters(text):
-        raise problem(f"{shown} holds line breaks or control characters (one line expected)")
-    return Secret(text, origin)
+        raise ValueError(f"{shown} is empty")
+    if _CONTROL.search(text):
+        raise ValueError(f"{shown} holds line breaks or control characters (one line expected)")
+    return Secret(text)
+
+
+_MAX_SECRET_FILE_BYTES = 64 * 1024
 
 
 def _secret_from_file(value: object, info: ValidationInfo) -> Secret:
-    if value is None:
-        raise problem("missing value")
     path = _file_name(value, info)
     try:
         with open(path, "rb") as handle:
             data = handle.read(_MAX_SECRET_FILE_BYTES + 1)
     except OSError as error:
-        raise problem(f"cannot read {path!r}: {error.strerror or type(error).__name__}") from None
+        raise ValueError(
+            f"cannot read {path!r}: {error.strerror or type(error).__name__}"
+        ) from None
     if len(data) > _MAX_SECRET_FILE_BYTES:
-        raise problem(f"{path!r} is larger than 64 KiB: not a password or token file")
+        raise ValueError(f"{path!r} is larger than 64 KiB: not a password or token file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise problem(f"{path!r} is not UTF-8 text") from None
-    return _checked_secret(text.rstrip("\r\n"), f"file {path}", repr(path))
+        raise ValueError(f"{path!r} is not UTF-8 text") from None
+    return _checked_secret(text.rstrip("\r\n"), repr(path))
 
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _secret_from_environment(value: object, info: ValidationInfo) -> Secret:
-    if value is None:
-        raise problem("missing value")
-    if not isinstance(value, str):
-        raise problem(f"expected an environment variable name, got {describe(value)}")
-    if not _ENV_NAME.fullmatch(value):
-        raise problem(f"{shorten(value)} is not an environment variable name")
-    environ = (info.context or {}).get("environ", os.environ)
-    text = environ.get(value)
+def _secret_from_environment(value: object) -> Secret:
+    if not isinstance(value, str) or not re.fullmatch(_IDENTIFIER, value):
+        raise ValueError(f"expected an environment variable name, got {describe(value)}")
+    text = os.environ.get(value)
     if text is None:
-        raise problem(f"environment variable {value!r} is not set")
-    return _checked_secret(text, f"environment variable {value}", f"environment variable {value!r}")
+        raise ValueError(f"environment variable {value!r} is not set")
+    return _checked_secret(text, f"environment variable {value!r}")
 
 
 SecretFromFile = Annotated[Secret, PlainValidator(_secret_from_file, json_schema_input_type=str)]
+EnvironmentName = Annotated[str, Field(pattern=_IDENTIFIER)]
 SecretFromEnvironment = Annotated[
-    Secret,
-    PlainValidator(_secret_from_environment, json_schema_input_type=str),
-    WithJsonSchema({"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}),
+    Secret, PlainValidator(_secret_from_environment, json_schema_input_type=EnvironmentName)
 ]
 
 
@@ -320,80 +291,24 @@ def _regex(value: object) -> re.Pattern[str]:
     if isinstance(value, re.Pattern):
         return value
     if not isinstance(value, str):
-        raise problem(f"expected a regular expression, got {describe(value)}{quote_hint(value)}")
-    if not value.strip():
-        raise problem("must not be empty")
+        raise ValueError(f"expected a regular expression, got {describe(value)}{quote_hint(value)}")
     try:
-        return re.compile(value)
-    except re.error as error:
-        position = f" at position {error.pos}" if error.pos is not None else ""
-        why = f"{error.msg}{position}"
-    except (OverflowError, RecursionError):
-        why = "too large or too deep"
-    raise problem(f"invalid regular expression {shorten(value)}: {why}")
+        return re.compile(_not_blank(value))
+    except (re.error, OverflowError, RecursionError) as error:
+        raise ValueError(f"invalid regular expression {shorten(value)}: {error}") from None
 
 
-Regex = Annotated[
-    re.Pattern[str],
-    PlainValidator(_regex),
-    WithJsonSchema({"type": "string", "format": "regex"}),
-]
+Regex = Annotated[re.Pattern[str], PlainValidator(_regex, json_schema_input_type=re.Pattern[str])]
 
 
 def _version(value: object) -> Matcher:
-    if value is not None and not isinstance(value, str):
-        raise problem(
+    if value is not None and not isinstance(value, str | Matcher):
+        raise ValueError(
             "expected a version spec such as '>=3.8', '3.8.*' or 'present', "
             f"got {describe(value)}{quote_hint(value)}"
         )
-    try:
-        return Matcher(value)
-    except ValueError as error:
-        raise problem(str(error)) from None
+    return value if isinstance(value, Matcher) else Matcher(value)
 
 
 #: A version spec (see :mod:`..expectations`); empty means "present, any version".
-Version = Annotated[
-    Matcher,
-    PlainValidator(_version),
-    WithJsonSchema(
-        {"type": ["string", "null"], "examples": ["present", ">=3.8,<4", "3.8.*", "1.18.1"]}
-    ),
-]
-
-# The valid range of an /execute/ "status": exit codes 0..255, and the
-# sandbox's own error codes -1 (unknown) .. -4 (result not UTF-8).
-_STATUS_RANGE = range(-4, 256)
-
-
-def _exit_status(status: int) -> int:
-    if status not in _STATUS_RANGE:
-        raise problem(
-            f"{describe(status)} is not a possible status "
-            "(exit codes 0..255, sandbox errors -1..-4)"
-        )
-    return status
-
-
-ExitStatus = Annotated[
-    int,
-    AfterValidator(_exit_status),
-    WithJsonSchema({"type": "integer", "minimum": -4, "maximum": 255}),
-]
-
-
-def _ratio(number: float) -> float:
-    if not 0 <= number <= 1:
-        hint = f" ({number:g}% is {number / 100:g})" if 1 < number <= 100 else ""
-        raise problem(f"must be a ratio between 0 and 1{hint}")
-    return number
-
-
-Ratio = Annotated[
-    float,
-    AfterValidator(_ratio),
-    WithJsonSchema({"type": "number", "minimum": 0, "maximum": 1}),
-]
-
-#: Makes a validated mapping immutable, so that the objects holding it stay hashable.
-FrozenMapping = AfterValidator(FrozenDict)
+Version = Annotated[Matcher, PlainValidator(_version, json_schema_input_type=str | None)]

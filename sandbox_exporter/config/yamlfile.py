@@ -1,45 +1,29 @@
 """Reading YAML strictly, and remembering where each key was written.
 
 Used for both configuration files (``-c`` and ``--web.config.file``): safe
-loading only, duplicate keys refused, syntax errors as ``line L, column C: ...``.
+loading only, duplicate keys refused, errors as ``line L, column C: ...``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import ConfigError, Location
-
-#: Where each key or list item of a document was written: ``(line, column)``, from 1.
-Positions = dict[Location, tuple[int, int]]
+from .problems import ConfigError, Location, Positions
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys: PyYAML would silently keep the
-    last one, and a config where `url` is written twice is a mistake."""
-
-
-def _construct_mapping_without_duplicates(
-    loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False
-) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
-            continue  # merge keys ("<<") may be overridden; SafeLoader rejects other odd keys
-        key = loader.construct_object(key_node, deep=True)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping_without_duplicates
-)
+def read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of the ``what`` at ``path``; :class:`ConfigError` if it cannot be read."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigError([f"cannot read the {what}: {reason}"], str(path)) from None
+    except UnicodeDecodeError as error:
+        reason = f"not UTF-8 text (invalid byte at offset {error.start})"
+        raise ConfigError([reason], str(path)) from None
 
 
 def load_yaml(text: str, source: str) -> Any:
@@ -51,14 +35,13 @@ def load_yaml_with_positions(text: str, source: str) -> tuple[Any, Positions]:
     """The document in ``text`` and where each of its keys and items was written."""
     loader = None
     try:
-        loader = _StrictLoader(text)  # a SafeLoader subclass: no arbitrary objects
+        loader = yaml.SafeLoader(text)  # safe: no arbitrary objects
         node = loader.get_single_node()
         if node is None:
             return None, {}
-        document = loader.construct_document(node)
         positions: Positions = {}
         _record(node, (), positions, set())
-        return document, positions
+        return loader.construct_document(node), positions
     except yaml.MarkedYAMLError as error:
         raise ConfigError([_describe_yaml_error(error)], source) from None
     except yaml.YAMLError as error:
@@ -76,9 +59,8 @@ _MAX_POSITIONS = 100_000
 
 
 def _record(node: yaml.Node, here: Location, positions: Positions, inside: set[int]) -> None:
-    """Record where each key and item below ``node`` was written. A block
-    reused through an alias is recorded under each path that uses it, with
-    the positions where it was written."""
+    """Record where each key and item below ``node`` was written; a block reused
+    through an alias, under each path that uses it."""
     if id(node) in inside or len(positions) > _MAX_POSITIONS:
         return  # a recursive alias, or a document too repetitive to map
     inside.add(id(node))
@@ -96,6 +78,13 @@ def _record(node: yaml.Node, here: Location, positions: Positions, inside: set[i
             if isinstance(source, yaml.MappingNode)
             for pair in source.value
         ]
+        seen: set[str] = set()
+        for key_node in (k for k, _ in own if isinstance(k, yaml.ScalarNode)):
+            # PyYAML would silently keep the last; a key written twice is a mistake.
+            if key_node.value in seen:
+                duplicate = f"duplicate key {key_node.value!r}"
+                raise yaml.MarkedYAMLError(problem=duplicate, problem_mark=key_node.start_mark)
+            seen.add(key_node.value)
         for key_node, value_node in own + merged:  # a mapping's own keys win over merged ones
             if isinstance(key_node, yaml.ScalarNode) and (*here, key_node.value) not in positions:
                 positions[(*here, key_node.value)] = _mark(key_node)
@@ -108,13 +97,11 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
 
 
 def _describe_yaml_error(error: yaml.MarkedYAMLError) -> str:
+    def at(mark: yaml.Mark) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
     mark = error.problem_mark or error.context_mark
-    problem = error.problem or error.context or "invalid YAML"
-    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
-    message = f"{where}: {problem}"
+    message = f"{at(mark) if mark else 'YAML'}: {error.problem or error.context or 'invalid YAML'}"
     if error.context and error.problem and error.context_mark is not None:
-        context_mark = error.context_mark
-        message += (
-            f" ({error.context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
-        )
+        message += f" ({error.context} at {at(error.context_mark)})"
     return message
