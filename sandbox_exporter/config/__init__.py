@@ -44,7 +44,7 @@ from .models import (
 from .problems import Problem, json_schema, problems_of, render
 from .rules import check_defaults, check_target, duplicate_names, resolve_defaults, resolve_target
 from .section import DEFAULT_INTERVALS, DEFAULT_TIMEOUTS
-from .yamlfile import load_yaml, load_yaml_with_positions
+from .yamlfile import load_yaml, load_yaml_with_positions, read_text
 
 __all__ = [
     "DEFAULT_CANARY",
@@ -83,19 +83,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     the file's own directory. Raises :class:`ConfigError`.
     """
     file_path = Path(path)
-    source = str(file_path)
-    try:
-        data = file_path.read_bytes()
-    except OSError as error:
-        reason = error.strerror or type(error).__name__
-        raise ConfigError([f"cannot read the configuration file: {reason}"], source) from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ConfigError(
-            [f"not UTF-8 text (invalid byte at offset {error.start})"], source
-        ) from None
-    return parse_config(text, source=source, base_dir=file_path.absolute().parent)
+    text = read_text(file_path, "configuration file")
+    return parse_config(text, source=str(file_path), base_dir=file_path.absolute().parent)
 
 
 def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None = None) -> Config:

@@ -252,15 +252,19 @@ def _file_name(value: object, info: ValidationInfo) -> str:
     return os.path.normpath(os.path.join(_base_dir(info), os.path.expanduser(value)))
 
 
-def _ca_file(value: object, info: ValidationInfo) -> str | None:
-    if value is None:
-        return None
+def _readable_file(value: object, info: ValidationInfo) -> str:
     path = _file_name(value, info)
     if not os.path.isfile(path) or not os.access(path, os.R_OK):
         raise problem(f"{path!r} is not a readable file")
     return path
 
 
+def _ca_file(value: object, info: ValidationInfo) -> str | None:
+    return None if value is None else _readable_file(value, info)
+
+
+#: A file that must be there to be read, resolved against the config's directory.
+ReadableFile = Annotated[str, PlainValidator(_readable_file, json_schema_input_type=str)]
 CaFile = Annotated[str | None, PlainValidator(_ca_file, json_schema_input_type=str | None)]
 
 

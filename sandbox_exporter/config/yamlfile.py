@@ -6,6 +6,7 @@ loading only, duplicate keys refused, syntax errors as ``line L, column C: ...``
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -40,6 +41,18 @@ def _construct_mapping_without_duplicates(
 _StrictLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping_without_duplicates
 )
+
+
+def read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of the ``what`` at ``path``; :class:`ConfigError` if it cannot be read."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigError([f"cannot read the {what}: {reason}"], str(path)) from None
+    except UnicodeDecodeError as error:
+        message = f"not UTF-8 text (invalid byte at offset {error.start})"
+        raise ConfigError([message], str(path)) from None
 
 
 def load_yaml(text: str, source: str) -> Any:
