@@ -13,10 +13,12 @@ exporter-toolkit, so one file can serve every exporter on a host::
     basic_auth_users:
       prometheus: $2y$10$...           # bcrypt hash: htpasswd -nBC 10 "" | tr -d ':\\n'
 
-Like the toolkit, basic auth guards every path, `/-/healthy` included. Keys
-of the toolkit that this exporter does not implement (inline `cert`/`key`,
-cipher suites, `http_server_config`, `rate_limit`...) are errors, never
-silently ignored. The file is read once at start-up.
+The types below are the file's schema, validated like the main configuration
+(:mod:`.config`): every problem at once, with its key path and line. Like the
+toolkit, basic auth guards every path, `/-/healthy` included. Keys of the
+toolkit that this exporter does not implement (inline `cert`/`key`, cipher
+suites, `http_server_config`, `rate_limit`...) are errors, never silently
+ignored. The file is read once at start-up.
 
 Password hashes are treated as secrets: no message, log line or repr shows
 them.
@@ -24,17 +26,28 @@ them.
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import re
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Literal
 
-from .config import ConfigError, load_yaml
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+
+from .config.errors import ConfigError, describe, problem
+from .config.fields import CaFile, FrozenMapping, ReadableFile, Username
+from .config.problems import problems_of, render
+from .config.section import Section
+from .config.yamlfile import load_yaml_with_positions, read_text
+from .expectations import FrozenDict
 
 __all__ = [
     "CLIENT_AUTH_TYPES",
@@ -45,62 +58,117 @@ __all__ = [
     "parse_web_config",
 ]
 
-log = logging.getLogger(__name__)
-
 # The toolkit's names (Go's tls.ClientAuthType) -> what Python's ssl can do.
 CLIENT_AUTH_TYPES: dict[str, ssl.VerifyMode] = {
     "NoClientCert": ssl.CERT_NONE,
     "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
     "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
 }
-# Go can ask for a client certificate without verifying it; Python's ssl
-# module cannot, and the toolkit itself calls these insecure.
-_UNSUPPORTED_CLIENT_AUTH_TYPES = ("RequestClientCert", "RequireAnyClientCert")
 TLS_VERSIONS: dict[str, ssl.TLSVersion] = {
     "TLS10": ssl.TLSVersion.TLSv1,
     "TLS11": ssl.TLSVersion.TLSv1_1,
     "TLS12": ssl.TLSVersion.TLSv1_2,
     "TLS13": ssl.TLSVersion.TLSv1_3,
 }
-
-_TOP_KEYS = ("tls_server_config", "basic_auth_users")
-_TOOLKIT_TOP_KEYS = ("http_server_config", "rate_limit")
-_TLS_KEYS = (
-    "cert_file",
-    "key_file",
-    "client_auth_type",
-    "client_ca_file",
-    "min_version",
-    "max_version",
-)
-_TOOLKIT_TLS_KEYS = (
-    "cert",
-    "key",
-    "client_ca",
-    "client_allowed_sans",
-    "cipher_suites",
-    "prefer_server_cipher_suites",
-    "curve_preferences",
-)
+_NOT_IMPLEMENTED = "exporter-toolkit option not supported by sandbox-exporter"
 # $2a$, $2b$, $2x$ or $2y$, a two-digit cost, 22 characters of salt and 31 of hash.
 _BCRYPT_HASH = re.compile(r"\$2[abxy]\$(\d\d)\$[./A-Za-z0-9]{53}")
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class WebConfigError(ConfigError):
     """The web configuration file is not valid; ``errors`` names each bad key."""
 
 
-@dataclass(frozen=True)
-class TLSServerConfig:
+def _verified(client_auth_type: object) -> object:
+    # Go can ask for a client certificate without verifying it; Python's ssl
+    # module cannot, and the toolkit itself calls these insecure.
+    if client_auth_type in ("RequestClientCert", "RequireAnyClientCert"):
+        raise problem(
+            f"{client_auth_type} (a client certificate accepted without verification) is not "
+            "supported; use VerifyClientCertIfGiven or RequireAndVerifyClientCert with "
+            "client_ca_file"
+        )
+    return client_auth_type
+
+
+ClientAuthType = Annotated[
+    Literal[tuple(CLIENT_AUTH_TYPES)],  # type: ignore[valid-type]
+    BeforeValidator(_verified),
+]
+TLSVersion = Literal[tuple(TLS_VERSIONS)]  # type: ignore[valid-type]
+
+
+def _bcrypt_hash(value: object) -> str:
+    # Never show the value: it may be a hash, or a password pasted by mistake.
+    if not isinstance(value, str):
+        raise problem(f"expected a bcrypt hash (a string), got {describe(value, show=False)}")
+    match = _BCRYPT_HASH.fullmatch(value.strip())
+    if match is None:
+        raise problem(
+            "not a bcrypt hash (expected $2y$<cost>$ and 53 characters, as "
+            "`htpasswd -nBC 10 \"\" | tr -d ':\\n'` prints); the value is not shown"
+        )
+    if not 4 <= int(match.group(1)) <= 31:
+        raise problem("bcrypt cost must be between 04 and 31")
+    return value.strip()
+
+
+BcryptHash = Annotated[str, PlainValidator(_bcrypt_hash, json_schema_input_type=str)]
+
+
+class TLSServerConfig(Section):
     """Where the certificate and key are, and whether clients must show one."""
 
-    cert_file: str
-    key_file: str
-    client_auth_type: str = "NoClientCert"
-    client_ca_file: str | None = None
-    min_version: str = "TLS12"
-    max_version: str = "TLS13"
+    refused_keys = dict.fromkeys(
+        [
+            "cert",
+            "key",
+            "client_ca",
+            "client_allowed_sans",
+            "cipher_suites",
+            "prefer_server_cipher_suites",
+            "curve_preferences",
+        ],
+        _NOT_IMPLEMENTED,
+    )
+
+    cert_file: ReadableFile
+    """The server's certificate chain (PEM), needed to serve TLS."""
+    key_file: ReadableFile
+    """The certificate's private key (PEM), needed to serve TLS."""
+    client_auth_type: ClientAuthType = "NoClientCert"
+    """Whether clients must show a certificate signed by client_ca_file."""
+    client_ca_file: CaFile = None
+    """The CA bundle (PEM) that client certificates are verified against."""
+    min_version: TLSVersion = "TLS12"
+    """The oldest TLS version accepted."""
+    max_version: TLSVersion = "TLS13"
+    """The newest TLS version accepted."""
+
+    @model_validator(mode="after")
+    def _usable(self) -> TLSServerConfig:
+        verifies = self.client_auth_type != "NoClientCert"
+        if verifies and self.client_ca_file is None:
+            raise problem(
+                f"required with client_auth_type {self.client_auth_type}, "
+                "to verify client certificates against",
+                "client_ca_file",
+            )
+        if not verifies and self.client_ca_file is not None:
+            # The toolkit refuses this too: a CA that nothing uses is a mistake.
+            raise problem(
+                "given but client_auth_type is NoClientCert; set client_auth_type: "
+                "RequireAndVerifyClientCert to check client certificates",
+                "client_ca_file",
+            )
+        if TLS_VERSIONS[self.min_version] > TLS_VERSIONS[self.max_version]:
+            raise problem(f"{self.min_version} is above max_version", "min_version")
+        try:
+            # Load it now: a bad certificate must stop the start, not the first scrape.
+            self.ssl_context()
+        except (ssl.SSLError, OSError, ValueError) as error:
+            raise problem(f"cannot use cert_file, key_file or client_ca_file: {error}") from None
+        return self
 
     def ssl_context(self) -> ssl.SSLContext:
         """A server-side context; raises ``ssl.SSLError``/``OSError`` on bad files."""
@@ -114,32 +182,35 @@ class TLSServerConfig:
         return context
 
 
-@dataclass(frozen=True)
-class WebConfig:
-    """A valid web configuration. No TLS and no users means plain, open HTTP."""
+class WebConfig(Section):
+    """The web configuration file. No TLS and no users means plain, open HTTP."""
 
-    tls: TLSServerConfig | None = None
-    # user -> bcrypt hash; kept out of the repr so a hash never reaches a log.
-    basic_auth_users: Mapping[str, str] = field(default_factory=dict, repr=False)
-    source: str = "<string>"
+    refused_keys = dict.fromkeys(("http_server_config", "rate_limit"), _NOT_IMPLEMENTED)
+
+    tls: TLSServerConfig | None = Field(None, alias="tls_server_config")
+    """Serve HTTPS (null: plain HTTP)."""
+    # Kept out of the repr so that a hash never reaches a log.
+    basic_auth_users: Annotated[Mapping[Username, BcryptHash], FrozenMapping] = Field(
+        FrozenDict(), repr=False
+    )
+    """User names and their bcrypt hashes; when given, every path asks for one."""
+
+    _source: str = PrivateAttr(default="<string>")
+
+    @property
+    def source(self) -> str:
+        """Where this configuration came from (a file name or ``<string>``)."""
+        return self._source
 
 
 def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     """Read and check the web configuration file; raises :class:`WebConfigError`."""
     file_path = Path(path)
-    source = str(file_path)
     try:
-        text = file_path.read_bytes().decode("utf-8-sig")
-    except OSError as error:
-        reason = error.strerror or type(error).__name__
-        raise WebConfigError(
-            [f"cannot read the web configuration file: {reason}"], source
-        ) from None
-    except UnicodeDecodeError as error:
-        raise WebConfigError(
-            [f"not UTF-8 text (invalid byte at offset {error.start})"], source
-        ) from None
-    return parse_web_config(text, source=source, base_dir=file_path.absolute().parent)
+        text = read_text(file_path, "web configuration file")
+    except ConfigError as error:
+        raise WebConfigError(error.errors, error.source) from None
+    return parse_web_config(text, source=str(file_path), base_dir=file_path.absolute().parent)
 
 
 def parse_web_config(
@@ -148,180 +219,14 @@ def parse_web_config(
     """Check web configuration ``text``; relative paths resolve against ``base_dir``
     (default: the current directory). Raises :class:`WebConfigError` listing every problem."""
     try:
-        document = load_yaml(text, source)
+        document, positions = load_yaml_with_positions(text, source)
     except ConfigError as error:
         raise WebConfigError(error.errors, source) from None
-    if document is not None and not isinstance(document, Mapping):
-        raise WebConfigError(
-            [f"the web configuration must be a mapping, got {_kind(document)}"], source
-        )
-    errors: list[str] = []
-    top = _keys_of(document, "", _TOP_KEYS, _TOOLKIT_TOP_KEYS, errors) or {}
-    base = Path(base_dir) if base_dir is not None else Path.cwd()
-    tls = None
-    if top.get("tls_server_config") is not None:
-        tls = _tls(top["tls_server_config"], base, errors)
-    users = _users(top.get("basic_auth_users"), errors)
-    if errors:
-        raise WebConfigError(errors, source)
-    return WebConfig(tls, users, source)
-
-
-def _keys_of(
-    value: object, path: str, allowed: tuple[str, ...], toolkit_only: tuple[str, ...], errors: list
-) -> Mapping[str, Any] | None:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        errors.append(f"{path}: expected a mapping, got {_kind(value)}")
-        return None
-    for key in value:
-        # Odd keys (line breaks, spaces) are quoted so that a message stays one line.
-        shown = key if isinstance(key, str) and _PLAIN_KEY.fullmatch(key) else json.dumps(str(key))
-        where = f"{path}.{shown}" if path else shown
-        if key in toolkit_only:
-            errors.append(f"{where}: exporter-toolkit option not supported by sandbox-exporter")
-        elif key not in allowed:
-            errors.append(f"{where}: unknown key; expected one of {', '.join(allowed)}")
-    return value
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "nothing"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string"}.get(
-        type(value), "a list" if isinstance(value, list) else type(value).__name__
-    )
-
-
-def _string(section: Mapping[str, Any], key: str, path: str, errors: list[str]) -> str | None:
-    value = section.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        errors.append(f"{path}.{key}: expected a non-empty string, got {_kind(value)}")
-        return None
-    return value
-
-
-def _readable_file(
-    section: Mapping[str, Any], key: str, path: str, base_dir: Path, errors: list[str]
-) -> str | None:
-    name = _string(section, key, path, errors)
-    if name is None:
-        return None
-    file_path = base_dir / name
+    context = {"base_dir": Path(base_dir) if base_dir is not None else Path.cwd()}
     try:
-        with file_path.open("rb"):
-            pass
-    except (OSError, ValueError) as error:  # ValueError: a NUL byte in the name
-        reason = getattr(error, "strerror", None) or str(error)
-        errors.append(f"{path}.{key}: cannot read {name!r}: {reason}")
-        return None
-    return str(file_path)
-
-
-def _tls(value: object, base_dir: Path, errors: list[str]) -> TLSServerConfig | None:
-    path = "tls_server_config"
-    section = _keys_of(value, path, _TLS_KEYS, _TOOLKIT_TLS_KEYS, errors)
-    if section is None:
-        return None
-    before = len(errors)
-    files = {}
-    for key in ("cert_file", "key_file"):
-        if section.get(key) is None:
-            errors.append(f"{path}.{key}: required to serve TLS")
-        files[key] = _readable_file(section, key, path, base_dir, errors)
-    ca_file = _readable_file(section, "client_ca_file", path, base_dir, errors)
-
-    auth_type = _string(section, "client_auth_type", path, errors) or "NoClientCert"
-    if auth_type in _UNSUPPORTED_CLIENT_AUTH_TYPES:
-        errors.append(
-            f"{path}.client_auth_type: {auth_type} (a client certificate accepted without "
-            "verification) is not supported; use VerifyClientCertIfGiven or "
-            "RequireAndVerifyClientCert with client_ca_file"
-        )
-    elif auth_type not in CLIENT_AUTH_TYPES:
-        errors.append(
-            f"{path}.client_auth_type: unknown type {auth_type!r}; expected one of "
-            f"{', '.join(CLIENT_AUTH_TYPES)}"
-        )
-    elif auth_type != "NoClientCert" and section.get("client_ca_file") is None:
-        errors.append(
-            f"{path}.client_ca_file: required with client_auth_type {auth_type}, "
-            "to verify client certificates against"
-        )
-    elif auth_type == "NoClientCert" and section.get("client_ca_file") is not None:
-        # The toolkit refuses this too: a CA that nothing uses is a mistake.
-        errors.append(
-            f"{path}.client_ca_file: given but client_auth_type is NoClientCert; "
-            "set client_auth_type: RequireAndVerifyClientCert to check client certificates"
-        )
-
-    versions = {}
-    for key, default in (("min_version", "TLS12"), ("max_version", "TLS13")):
-        version = _string(section, key, path, errors) or default
-        if version not in TLS_VERSIONS:
-            errors.append(
-                f"{path}.{key}: unknown TLS version {version!r}; expected one of "
-                f"{', '.join(TLS_VERSIONS)}"
-            )
-        versions[key] = version
-    if (
-        all(v in TLS_VERSIONS for v in versions.values())
-        and TLS_VERSIONS[versions["min_version"]] > TLS_VERSIONS[versions["max_version"]]
-    ):
-        errors.append(f"{path}.min_version: {versions['min_version']} is above max_version")
-
-    if len(errors) > before or files["cert_file"] is None or files["key_file"] is None:
-        return None
-    tls = TLSServerConfig(
-        cert_file=files["cert_file"],
-        key_file=files["key_file"],
-        client_auth_type=auth_type,
-        client_ca_file=ca_file,
-        min_version=versions["min_version"],
-        max_version=versions["max_version"],
-    )
-    try:
-        # Load it now: a bad certificate must stop the start, not the first scrape.
-        tls.ssl_context()
-    except (ssl.SSLError, OSError, ValueError) as error:
-        errors.append(f"{path}: cannot use cert_file, key_file or client_ca_file: {error}")
-        return None
-    return tls
-
-
-def _users(value: object, errors: list[str]) -> dict[str, str]:
-    path = "basic_auth_users"
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        errors.append(f"{path}: expected a mapping of user names to bcrypt hashes")
-        return {}
-    users = {}
-    for user, hashed in value.items():
-        if not isinstance(user, str) or not user:
-            errors.append(f"{path}: user names must be non-empty strings, got {_kind(user)}")
-            continue
-        if ":" in user or any(ord(c) < 32 or ord(c) == 127 for c in user):
-            # Basic auth sends "user:password": a colon would end the name early.
-            errors.append(f"{path}[{user!r}]: a user name cannot hold ':' or control characters")
-            continue
-        where = f"{path}.{user}"
-        # Never show the value: it may be a hash, or a password pasted by mistake.
-        if not isinstance(hashed, str):
-            errors.append(f"{where}: expected a bcrypt hash (a string), got {_kind(hashed)}")
-            continue
-        match = _BCRYPT_HASH.fullmatch(hashed.strip())
-        if match is None:
-            errors.append(
-                f"{where}: not a bcrypt hash (expected $2y$<cost>$ and 53 characters, "
-                "as `htpasswd -nBC 10 \"\" | tr -d ':\\n'` prints); the value is not shown"
-            )
-            continue
-        if not 4 <= int(match.group(1)) <= 31:
-            errors.append(f"{where}: bcrypt cost must be between 04 and 31")
-            continue
-        users[user] = hashed.strip()
-    return users
+        config = WebConfig.model_validate({} if document is None else document, context=context)
+    except ValidationError as error:
+        problems = list(problems_of(error, model=WebConfig))
+        raise WebConfigError(render(problems, positions), source) from None
+    config._source = source
+    return config

@@ -106,8 +106,10 @@ def write(directory: Path, text: str, name: str = "web.yml") -> Path:
 
 def test_empty_file_means_plain_open_http(tmp_path: Path) -> None:
     config = load_web_config(write(tmp_path, ""))
-    assert config == WebConfig(source=str(tmp_path / "web.yml"))
+    assert config.source == str(tmp_path / "web.yml")
     assert config.tls is None and not config.basic_auth_users
+    # Sections written but left empty mean the same.
+    assert parse_web_config("tls_server_config:\nbasic_auth_users:\n") == WebConfig()
 
 
 def test_full_file_resolves_paths_next_to_it(certs: Certificates, password_hash: str) -> None:
@@ -134,18 +136,27 @@ def test_full_file_resolves_paths_next_to_it(certs: Certificates, password_hash:
 
 
 BAD_FILES = [
-    ("- a list", "must be a mapping, got a list"),
+    ("- a list", "(top level): expected a mapping, got a list"),
     ("tls_server_config: {cert_file: server.pem, key_file: [x", "line 1, column"),
     ("basic_auth_users: {}\nbasic_auth_users: {}", "duplicate key 'basic_auth_users'"),
-    ("basic_auth_user: {}", "basic_auth_user: unknown key; expected one of"),
+    (
+        "basic_auth_user: {}",
+        "basic_auth_user: unknown key (did you mean 'basic_auth_users'?); expected one of",
+    ),
     ("rate_limit: {interval: 1s}", "rate_limit: exporter-toolkit option not supported"),
     ("http_server_config: {http2: false}", "http_server_config: exporter-toolkit option"),
     ("tls_server_config: [a]", "tls_server_config: expected a mapping, got a list"),
-    ("tls_server_config: {key_file: server.key}", "tls_server_config.cert_file: required"),
-    ("tls_server_config: {cert_file: server.pem}", "tls_server_config.key_file: required"),
+    (
+        "tls_server_config: {key_file: server.key}",
+        "tls_server_config.cert_file: missing (the server's",
+    ),
+    (
+        "tls_server_config: {cert_file: server.pem}",
+        "tls_server_config.key_file: missing (the certificate's",
+    ),
     (
         "tls_server_config: {cert_file: nope.pem, key_file: server.key}",
-        "tls_server_config.cert_file: cannot read 'nope.pem'",
+        "tls_server_config.cert_file: '{directory}/nope.pem' is not a readable file",
     ),
     (
         "tls_server_config: {cert_file: server.pem, key_file: server.key, cert: PEM}",
@@ -167,7 +178,8 @@ BAD_FILES = [
     (
         "tls_server_config: {cert_file: server.pem, key_file: server.key,"
         " client_auth_type: Sometimes}",
-        "client_auth_type: unknown type 'Sometimes'; expected one of NoClientCert",
+        "client_auth_type: expected one of: NoClientCert, VerifyClientCertIfGiven,"
+        " RequireAndVerifyClientCert; got the string 'Sometimes'",
     ),
     (
         "tls_server_config: {cert_file: server.pem, key_file: server.key,"
@@ -180,7 +192,8 @@ BAD_FILES = [
     ),
     (
         "tls_server_config: {cert_file: server.pem, key_file: server.key, min_version: TLS14}",
-        "tls_server_config.min_version: unknown TLS version 'TLS14'",
+        "tls_server_config.min_version: expected one of: TLS10, TLS11, TLS12, TLS13;"
+        " got the string 'TLS14'",
     ),
     (
         "tls_server_config: {cert_file: server.pem, key_file: server.key,"
@@ -189,12 +202,13 @@ BAD_FILES = [
     ),
     (
         "tls_server_config: {cert_file: 5, key_file: server.key}",
-        "tls_server_config.cert_file: expected a non-empty string, got a number",
+        "tls_server_config.cert_file: expected a file name, got an integer",
     ),
-    ("basic_auth_users: [alice]", "basic_auth_users: expected a mapping of user names"),
+    ("basic_auth_users: [alice]", "basic_auth_users: expected a mapping, got a list"),
     ("basic_auth_users: {alice: 12}", "basic_auth_users.alice: expected a bcrypt hash"),
-    ("basic_auth_users: {'a:b': x}", "a user name cannot hold ':'"),
-    ("basic_auth_users: {'': x}", "user names must be non-empty strings"),
+    ("basic_auth_users: {'a:b': x}", "basic_auth_users.a:b: must not contain ':'"),
+    ("basic_auth_users: {'': x}", 'basic_auth_users[""]: must not be empty'),
+    ("basic_auth_users: {5: x}", "basic_auth_users: keys must be strings, got the integer 5"),
     (
         "basic_auth_users: {alice: S3CR3T-PLAIN-PASSWORD}",
         "basic_auth_users.alice: not a bcrypt hash",
@@ -212,7 +226,7 @@ def test_bad_files_are_refused_naming_the_key(certs: Certificates, text: str, me
     with pytest.raises(WebConfigError) as raised:
         load_web_config(path)
     text_of_error = str(raised.value)
-    assert message in text_of_error
+    assert message.replace("{directory}", str(certs.directory)) in text_of_error
     assert text_of_error.startswith(str(path) + ": ")
     # Whatever sat in a password field is never repeated back.
     assert "S3CR3T-PLAIN-PASSWORD" not in text_of_error
@@ -226,13 +240,50 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
             "basic_auth_users: {bob: nope}\nextra: 1\n",
             base_dir=tmp_path,
         )
-    keys = [error.split(":", 1)[0] for error in raised.value.errors]
+    # In the order of the file, each with where it was written (a missing key:
+    # where its section was).
+    keys = [
+        (error.split(":", 1)[0], error.rsplit(" (line ", 1)[1]) for error in raised.value.errors
+    ]
     assert keys == [
-        "extra",
-        "tls_server_config.cert_file",
-        "tls_server_config.key_file",
-        "tls_server_config.min_version",
-        "basic_auth_users.bob",
+        ("tls_server_config.cert_file", "1, column 1)"),
+        ("tls_server_config.key_file", "1, column 21)"),
+        ("tls_server_config.min_version", "1, column 34)"),
+        ("basic_auth_users.bob", "2, column 20)"),
+        ("extra", "3, column 1)"),
+    ]
+
+
+def test_unknown_keys_are_placed_and_get_a_suggestion(certs: Certificates) -> None:
+    with pytest.raises(WebConfigError) as raised:
+        parse_web_config(
+            "tls_server_config:\n"
+            "  cert_file: server.pem\n"
+            "  key_file: server.key\n"
+            "  min_verison: TLS13\n"
+            "  cipher_suites: [TLS_AES_128_GCM_SHA256]\n",
+            base_dir=certs.directory,
+        )
+    assert raised.value.errors == [
+        "tls_server_config.min_verison: unknown key (did you mean 'min_version'?); expected one"
+        " of: cert_file, key_file, client_auth_type, client_ca_file, min_version, max_version"
+        " (line 4, column 3)",
+        "tls_server_config.cipher_suites: exporter-toolkit option not supported by"
+        " sandbox-exporter (line 5, column 3)",
+    ]
+
+
+def test_a_hash_never_shows_in_errors_or_repr(password_hash: str) -> None:
+    config = parse_web_config(f"basic_auth_users: {{prometheus: '{password_hash}'}}\n")
+    assert password_hash not in repr(config) and password_hash not in str(config)
+    # A valid hash beside a broken entry: the error names the entry and its place, no value.
+    text = f"basic_auth_users: {{prometheus: '{password_hash}', bob: [x]}}\n"
+    with pytest.raises(WebConfigError) as raised:
+        parse_web_config(text)
+    column = text.index("bob") + 1
+    assert raised.value.errors == [
+        "basic_auth_users.bob: expected a bcrypt hash (a string), got a list"
+        f" (line 1, column {column})"
     ]
 
 
