@@ -42,10 +42,9 @@ from pydantic import (
     model_validator,
 )
 
-from .config.errors import ConfigError, describe, problem
-from .config.fields import CaFile, FrozenMapping, ReadableFile, Username
-from .config.problems import problems_of, render
-from .config.section import Section
+from .config.fields import FrozenMapping, ReadableFile, Username
+from .config.models import Section
+from .config.problems import ConfigError, describe, problem, problems_of, render
 from .config.yamlfile import load_yaml_with_positions, read_text
 from .expectations import FrozenDict
 
@@ -138,7 +137,7 @@ class TLSServerConfig(Section):
     """The certificate's private key (PEM), needed to serve TLS."""
     client_auth_type: ClientAuthType = "NoClientCert"
     """Whether clients must show a certificate signed by client_ca_file."""
-    client_ca_file: CaFile = None
+    client_ca_file: ReadableFile | None = None
     """The CA bundle (PEM) that client certificates are verified against."""
     min_version: TLSVersion = "TLS12"
     """The oldest TLS version accepted."""
