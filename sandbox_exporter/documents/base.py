@@ -10,7 +10,7 @@ errors into an :class:`InvalidDocument` that starts with the JSON path.
 
 from __future__ import annotations
 
-import math
+import json
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -68,18 +68,17 @@ Items = Annotated[tuple[T, ...], Field(strict=False)]
 
 
 def describe(value: object) -> str:
-    """Render a JSON value the way it appeared, short enough for a log line."""
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "true", False: "false"}[value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    """Render a JSON value the way it appeared (null, true, NaN), short enough for a log line."""
     if isinstance(value, str):
         return repr(value if len(value) <= 60 else value[:57] + "...")
     if isinstance(value, Mapping):
         return "an object"
     if isinstance(value, (list, tuple)):
         return "an array"
-    return repr(value) if isinstance(value, (int, float)) else type(value).__name__
+    try:
+        return json.dumps(value)
+    except TypeError:  # not from JSON at all
+        return type(value).__name__
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

@@ -29,7 +29,7 @@ from .base import (
     validated,
 )
 
-_DOCKER_MEMORY = re.compile(r"(\d+(?:\.\d+)?)([bkmgt]?)(i?)b?", re.IGNORECASE)
+_DOCKER_MEMORY = re.compile(r"(\d+(?:\.\d+)?)\s*([bkmgt]?)(i?)b?")
 _UNIT_EXPONENT = {"": 0, "b": 0, "k": 1, "m": 2, "g": 3, "t": 4}
 
 
@@ -53,8 +53,9 @@ def parse_docker_memory(value: object) -> int | None:
     raise ValueError("expected a Docker memory size like '100m', 'host' or '-1'")
 
 
-#: -1 is "unlimited" in Docker's numbers.
-Limit = Annotated[int, Field(strict=True, ge=-1), AfterValidator(lambda n: None if n == -1 else n)]
+#: Docker's numbers, where -1 means "unlimited" (or "not set").
+DockerInt = Annotated[int, Field(strict=True, ge=-1)]
+Limit = Annotated[DockerInt, AfterValidator(lambda n: None if n == -1 else n)]
 DockerSize = Annotated[int | None, BeforeValidator(parse_docker_memory)]
 
 
@@ -62,9 +63,9 @@ class DockerCpu(TypedDict):
     """A container's CPU limits; Docker's CFS settings are checked, not kept."""
 
     count: Count
-    period: Annotated[int, Field(strict=True, ge=-1)]
-    shares: Annotated[int, Field(strict=True, ge=-1)]
-    quota: Annotated[int, Field(strict=True, ge=-1)]
+    period: DockerInt
+    shares: DockerInt
+    quota: DockerInt
 
 
 Cpus = Annotated[DockerCpu, AfterValidator(lambda cpu: float(cpu["count"]))]
@@ -90,18 +91,22 @@ class MemoryLimits(TypedDict):
     storage: Limit
 
 
-def _object_or_array(value: object) -> None:
-    # Docker takes I/O limits either as {device: rate} or as a list of
-    # {"Path", "Rate"}; the exporter does not use them: only their kind is checked.
+def _object_or_array(value: object) -> object:
     if not isinstance(value, (Mapping, list)):
         raise ValueError("expected an object or an array")
+    return value
+
+
+ObjectOrArray = Annotated[Any, AfterValidator(_object_or_array)]
 
 
 class IoLimits(TypedDict):
-    read_iops: Annotated[Any, AfterValidator(_object_or_array)]
-    read_bps: Annotated[Any, AfterValidator(_object_or_array)]
-    write_iops: Annotated[Any, AfterValidator(_object_or_array)]
-    write_bps: Annotated[Any, AfterValidator(_object_or_array)]
+    """Docker takes each either as {device: rate} or as [{"Path", "Rate"}]."""
+
+    read_iops: ObjectOrArray
+    read_bps: ObjectOrArray
+    write_iops: ObjectOrArray
+    write_bps: ObjectOrArray
 
 
 #: A value whose shape is checked, then dropped: the exporter does not use it,
@@ -124,7 +129,7 @@ class SpecificationsV3(Document):
     )
     # Docker treats a pids limit of 0 like -1: unlimited.
     container_process_limit: Annotated[
-        int, Field(strict=True, ge=-1), AfterValidator(lambda n: n if n > 0 else None)
+        DockerInt, AfterValidator(lambda n: n if n > 0 else None)
     ] = at("container", "process")
     execute_timeout_seconds: ClassVar[None] = None
     environment_expiration_seconds: ClassVar[None] = None
