@@ -133,8 +133,8 @@ class SpecificationsV3(Document):
     ] = at("container", "process")
     execute_timeout_seconds: ClassVar[None] = None
     environment_expiration_seconds: ClassVar[None] = None
-    io: Annotated[IoLimits, Unused] = at("container", "io", repr=False)
-    working_dir_device: Annotated[Text, Unused] = at("container", "working_dir_device", repr=False)
+    io: Annotated[IoLimits, Unused] = at("container", "io")
+    working_dir_device: Annotated[Text, Unused] = at("container", "working_dir_device")
 
 
 class DockerMemory(TypedDict):
@@ -169,8 +169,8 @@ class SpecificationsV2(Document):
     api: ClassVar[int] = 2
     containers_max: Count = at("containers", "total")
     containers_running: Count = at("containers", "running")
-    containers_available: Annotated[Count, Unused] = at("containers", "available", repr=False)
-    environ: Annotated[dict[str, Any], Unused] = Field(repr=False)
+    containers_available: Annotated[Count, Unused] = at("containers", "available")
+    environ: Annotated[dict[str, Any], Unused]
     container_cpus: Cpus = at("cpu")
     container_memory_limits: Annotated[DockerMemory, AfterValidator(_swap_beyond_ram)] = at(
         "memory"
@@ -187,7 +187,7 @@ class SpecificationsV2(Document):
         if self.containers_running > self.containers_max:
             raise InvalidDocument(
                 "containers.running",
-                f"expected a value <= containers.total ({self.containers_max}), "
+                f"expected an integer <= containers.total ({self.containers_max}), "
                 f"got {self.containers_running}",
             )
         return self
