@@ -305,11 +305,10 @@ class Sandbox:
             self._values.setdefault(name, value)
 
     def _load_specifications(self) -> tuple[Specifications, dict[str, Any]]:
-        # The typed value keeps only what the exporter uses; the classic
+        # A parsed document keeps only what the exporter uses; the classic
         # attributes are parts of the document as received.
-        response, raw = self._http.get_object(SPECIFICATIONS_PATH, None)
-        spec = self._checked(
-            parse_specifications, self._recorded(raw), "GET", SPECIFICATIONS_PATH, response
+        spec, raw = self._parsed(
+            lambda doc: (parse_specifications(self._recorded(doc)), doc), SPECIFICATIONS_PATH
         )
         self._api_version = spec.api
         if spec.api == 2:
@@ -339,8 +338,7 @@ class Sandbox:
         return spec, raw
 
     def _load_libraries(self) -> Libraries:
-        response, raw = self._http.get_object(LIBRARIES_PATH, None)
-        libraries = self._checked(parse_libraries, raw, "GET", LIBRARIES_PATH, response)
+        libraries, raw = self._parsed(lambda doc: (parse_libraries(doc), doc), LIBRARIES_PATH)
         self._remember(libraries.languages.items())
         self._remember([("libraries", raw["libraries"]), ("bin", raw["bin"])])
         return libraries
