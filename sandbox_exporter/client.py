@@ -374,12 +374,13 @@ class Sandbox:
         for name, value in values:
             self._values.setdefault(name, value)
 
-    def _load_specifications(self) -> Specifications:
-        spec = self._parsed(
-            lambda doc: parse_specifications(self._recorded(doc)), SPECIFICATIONS_PATH
+    def _load_specifications(self) -> tuple[Specifications, dict[str, Any]]:
+        # A parsed document keeps only what the exporter uses; the classic
+        # attributes are parts of the document as received.
+        spec, raw = self._parsed(
+            lambda doc: (parse_specifications(self._recorded(doc)), doc), SPECIFICATIONS_PATH
         )
         self._api_version = spec.api
-        raw = spec.raw
         if spec.api == 2:
             self._remember(
                 [
@@ -404,20 +405,20 @@ class Sandbox:
                     ("expiration", None),
                 ]
             )
-        return spec
+        return spec, raw
 
     def _load_libraries(self) -> Libraries:
-        libraries = self._parsed(parse_libraries, LIBRARIES_PATH)
+        libraries, raw = self._parsed(lambda doc: (parse_libraries(doc), doc), LIBRARIES_PATH)
         self._remember(libraries.languages.items())
-        self._remember([("libraries", libraries.raw["libraries"]), ("bin", libraries.raw["bin"])])
+        self._remember([("libraries", raw["libraries"]), ("bin", raw["bin"])])
         return libraries
 
     def _live_containers(self) -> dict[str, int]:
-        spec = self._load_specifications()
+        spec, raw = self._load_specifications()
         total = spec.containers_max
         if spec.containers_running is not None:
             running = spec.containers_running
-            available = spec.raw["containers"]["available"]
+            available = raw["containers"]["available"]
         else:
             running = self._parsed(parse_usage, USAGES_PATH).containers_running
             available = max(total - running, 0)

@@ -112,7 +112,7 @@ USAGE_VALUES = {
 
 
 def usage(**changes: object) -> Usage:
-    return dataclasses.replace(parse_usage(fixture(3, "usages")), **{**USAGE_VALUES, **changes})
+    return parse_usage(fixture(3, "usages")).model_copy(update={**USAGE_VALUES, **changes})
 
 
 def load(target: str) -> Load:
@@ -494,7 +494,7 @@ def test_one_targets_bad_data_never_fails_the_scrape(caplog):
     state, config = state_with()
     populate(state, config)
     # A value no parser would produce: rendering it raises inside the collector.
-    broken = dataclasses.replace(specifications(2), container_memory_limits=None)
+    broken = specifications(2).model_copy(update={"container_memory_limits": None})
     state.record(result("old", SPECIFICATIONS, broken))
     with caplog.at_level(logging.ERROR, logger="sandbox_exporter.collector"):
         m = scrape(state)

@@ -8,45 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any
+from typing import Annotated
 
-from ..vocabulary import PACKAGE_KINDS
-from .shape import (
-    as_array,
-    as_object,
-    as_string,
-    document,
-    frozen,
-    key_path,
-    member,
-    object_field,
-    string_field,
-)
+from pydantic import AfterValidator, Field
+from typing_extensions import TypedDict
 
-
-@dataclass(frozen=True)
-class Libraries:
-    """``/libraries/`` of either generation."""
-
-    languages: Mapping[str, str | None]
-    packages: Mapping[str, Mapping[str, str]]
-    bin: tuple[str, ...]
-    raw: Mapping[str, Any]
-
-
-# The 2.x top-level key for each language; 2.x calls g++ "g++", the classic
-# client's attribute (and ours) is "gpp".
-_V2_LANGUAGE_KEYS = {
-    "python3": "python3",
-    "python2": "python2",
-    "java": "java",
-    "gcc": "gcc",
-    "gpp": "g++",
-    "perl": "perl",
-    "postgres": "postgres",
-}
+from ..vocabulary import LANGUAGES, PACKAGE_KINDS
+from .base import Document, Items, ReadOnlyMap, String, Text, at, read_only, validated
 
 _EPOCH = re.compile(r"\d+:")
 
@@ -112,37 +80,45 @@ def language_versions_from_dpkg(system: Mapping[str, str]) -> dict[str, str | No
     }
 
 
-def _string_map(value: object, path: str) -> Mapping[str, str]:
-    entries = as_object(value, path)
-    for name, version in entries.items():
-        as_string(version, key_path(path, name), allow_empty=True)
-    return MappingProxyType(dict(entries))
+#: One list per kind of package: name -> version, as the server reports it.
+PackageLists = TypedDict("PackageLists", {kind: ReadOnlyMap[String] for kind in PACKAGE_KINDS})
+
+
+class Libraries(Document):
+    """``/libraries/`` of either generation."""
+
+    packages: Annotated[PackageLists, AfterValidator(read_only)] = at("libraries")
+    bin: Items[Text]
+
+    @property
+    def languages(self) -> Mapping[str, str | None]:
+        """Language versions; 3.x lists only packages, so they are derived from dpkg's list."""
+        return read_only(language_versions_from_dpkg(self.packages["system"]))
+
+
+class LibrariesV2(Libraries):
+    """2.x also names each language's version at the top level; those are used as given."""
+
+    python3: Text
+    python2: Text
+    java: Text
+    gcc: Text
+    gpp: Text = Field(alias="g++")  # the classic client's attribute name
+    perl: Text
+    postgres: Text
+
+    @property
+    def languages(self) -> Mapping[str, str | None]:
+        return read_only({language: getattr(self, language) for language in LANGUAGES})
+
+
+# The keys only a 2.x document has.
+_V2_KEYS = {
+    field.alias or name for name, field in LibrariesV2.model_fields.items() if name in LANGUAGES
+}
 
 
 def parse_libraries(doc: object) -> Libraries:
-    """A ``/libraries/`` document of either generation.
-
-    A 2.x document carries the language versions at the top level and they
-    are used as given; on 3.x they are derived from the dpkg list.
-    """
-    top = document(doc)
-    libraries, libraries_path = object_field(top, "libraries", "")
-    packages = MappingProxyType(
-        {kind: _string_map(*member(libraries, kind, libraries_path)) for kind in PACKAGE_KINDS}
-    )
-    bin_value, bin_path = member(top, "bin", "")
-    commands = tuple(
-        as_string(name, f"{bin_path}[{i}]") for i, name in enumerate(as_array(bin_value, bin_path))
-    )
-    if any(key in top for key in _V2_LANGUAGE_KEYS.values()):
-        languages: dict[str, str | None] = {
-            language: string_field(top, key, "") for language, key in _V2_LANGUAGE_KEYS.items()
-        }
-    else:
-        languages = language_versions_from_dpkg(packages["system"])
-    return Libraries(
-        languages=MappingProxyType(languages),
-        packages=packages,
-        bin=commands,
-        raw=frozen(top),
-    )
+    """A ``/libraries/`` document of either generation."""
+    v2 = isinstance(doc, Mapping) and not _V2_KEYS.isdisjoint(doc)
+    return validated(LibrariesV2 if v2 else Libraries, doc)
