@@ -27,6 +27,7 @@ from pathlib import Path
 
 HEAD_END = b"\r\n\r\n"
 NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+LENGTH_REQUIRED = b"HTTP/1.1 411 Length Required\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 def encode(answer: dict) -> bytes:
@@ -48,17 +49,17 @@ class SlowTarget(asyncio.Protocol):
         self.latency = latency
         self.buffer = bytearray()
         self.wanted: int | None = None  # bytes of the whole request, once the head is in
-        self.chunked = False
-        self.answer: bytes | None = None
+        self.answer = NOT_FOUND
+        self.due = False  # the whole request is in, the answer scheduled
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        if self.answer is not None:
+        if self.due:
             return
         self.buffer += data
-        if self.wanted is None and not self.chunked:
+        if self.wanted is None:
             end = self.buffer.find(HEAD_END)
             if end < 0:
                 return
@@ -68,18 +69,17 @@ class SlowTarget(asyncio.Protocol):
             for line in head[1:]:
                 name, _, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
-            self.chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-            if not self.chunked:
-                self.wanted = end + len(HEAD_END) + int(headers.get("content-length", "0"))
+            # The probes send a Content-Length; a body of unknown length is
+            # refused at once rather than guessed at.
+            if "transfer-encoding" in headers:
+                self.transport.write(LENGTH_REQUIRED)
+                self.transport.close()
+                return
+            self.wanted = end + len(HEAD_END) + int(headers.get("content-length", "0"))
             path = target.split("?", 1)[0].lstrip("/")
-            self.key = f"{method} {path}"
-        complete = (
-            self.buffer.endswith(b"0\r\n\r\n")
-            if self.chunked
-            else len(self.buffer) >= (self.wanted or 0)
-        )
-        if complete:
-            self.answer = self.answers.get(self.key, NOT_FOUND)
+            self.answer = self.answers.get(f"{method} {path}", NOT_FOUND)
+        if len(self.buffer) >= self.wanted:
+            self.due = True
             asyncio.get_running_loop().call_later(self.latency, self.send)
 
     def send(self) -> None:
