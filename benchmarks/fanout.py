@@ -1,28 +1,40 @@
 """B2: many slow targets at once.
 
-Round: 200 targets whose every endpoint answers after 0.5 s (four emulator
-processes, 50 targets and 50 containers each), the exporter daemon started
-through its command line with the default settings; how long until every
-target has a first result for every probe. Measured by the exporter itself:
-once the landing page shows no probe left to run, one /metrics scrape gives
-each probe's end (`sandbox_probe_last_success_timestamp_seconds`) and
-duration (`sandbox_probe_duration_seconds`), hence its start; the round runs
-from the first start to the last end. The first runs are spread on purpose
-over `START_SPREAD` x min(interval, 2 s) (0.5 s with the default
-intervals), so the figure set against 0.5 s is the round minus that spread.
+Round: 200 targets whose every endpoint answers after 0.5 s, the exporter
+daemon started through its command line with the default settings; how long
+until every target has a first result for every probe. Measured by the
+exporter itself: once the landing page shows no probe left to run, one
+/metrics scrape gives each probe's end
+(`sandbox_probe_last_success_timestamp_seconds`) and duration
+(`sandbox_probe_duration_seconds`), hence its start; the round runs from the
+first start to the last end. The first runs are spread on purpose over
+`START_SPREAD` x min(interval, 2 s) (0.5 s with the default intervals), so
+the figure set against 0.5 s is the round minus that spread.
 
-The floor beside it, interleaved with the exporter's rounds: the same 800
+Two kinds of targets, rounds interleaved:
+
+- the stand-in (`slow_targets.py`): one asyncio process listening on 200
+  loopback ports, one per target, answering every request after exactly
+  0.5 s with a document recorded from the emulators at the start of the
+  benchmark (the canary's `/execute/` with the recorded result of its
+  command). It costs almost no CPU, as a sandbox on a machine of its own
+  costs the exporter's: the round shows the exporter's own fan-out. The
+  goal is read here.
+- four emulator processes (50 targets and 50 containers each, a real bash
+  per `/execute/`) on the same 2 cores as the exporter: what a Python
+  server beside the exporter does to the round. Context only.
+
+The floor beside each, interleaved with the exporter's rounds: the same
 requests (the GETs and the canary POST of the four probes, for every
 target), each sent at a random moment of the same spread by a bare aiohttp
-client in the benchmark's process, with no connection limit and nothing done
-with the answers. On a loaded 2-core machine the emulators cannot answer
-800 requests in 0.5 s; the floor shows how much of the round is theirs.
+client in the benchmark's process, with no connection limit and nothing
+done with the answers.
 
-/probe: an exporter daemon in its own process with 50 such targets, hit by
-50 concurrent `/probe?target=...&probe=canary` requests (Prometheus scraping
-many targets at once through one exporter); requests per second and the mean
-/probe latency against the mean latency of the same 50 concurrent requests
-sent straight to the emulators.
+/probe: an exporter daemon in its own process with 50 targets on the
+emulators, hit by 50 concurrent `/probe?target=...&probe=canary` requests
+(Prometheus scraping many targets at once through one exporter); requests
+per second and the mean /probe latency against the mean latency of the
+same 50 concurrent requests sent straight to the emulators.
 """
 
 from __future__ import annotations
@@ -30,18 +42,29 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import subprocess
+import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import aiohttp
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from sandbox_exporter.config import DEFAULT_INTERVALS
+from sandbox_exporter.config import DEFAULT_CANARY, DEFAULT_INTERVALS
+from sandbox_exporter.protocol import (
+    EXECUTE_PATH,
+    LIBRARIES_PATH,
+    SPECIFICATIONS_PATH,
+    USAGES_PATH,
+)
 from sandbox_exporter.scheduler import START_SPREAD
 from sandbox_exporter.vocabulary import CANARY, LIBRARIES, PROBES, SPECIFICATIONS, USAGE
 
 from .common import (
+    Child,
     EmulatorProcess,
     ExporterProcess,
     Report,
@@ -56,9 +79,12 @@ LATENCY = 0.5
 TARGETS = 200
 EMULATORS = 4
 CONCURRENT_PROBES = 50
-CANARY_CONFIG = json.dumps({"commands": ["echo $((2+2))"]})
+CANARY_CONFIG = json.dumps(DEFAULT_CANARY.request_config())
 # What the scheduler spreads the first runs over, with the default intervals.
 FIRST_RUN_SPREAD = START_SPREAD * min(2.0, *DEFAULT_INTERVALS.values())
+
+# A target as the floor needs it: base URL, and the API its documents speak.
+Target = tuple[str, int]
 
 
 def start_emulators(count: int, containers: int) -> list[EmulatorProcess]:
@@ -82,6 +108,52 @@ def start_emulators(count: int, containers: int) -> list[EmulatorProcess]:
     return emulators
 
 
+def record_answers(emulator: EmulatorProcess) -> dict[str, dict]:
+    """What the emulator answers to every request the probes send, as slow_targets replays it."""
+
+    def answer(response: requests.Response) -> dict:
+        return {
+            "status": response.status_code,
+            "reason": response.reason,
+            "headers": list(response.headers.items()),
+            "body": response.content.decode("latin-1"),
+        }
+
+    answers = {}
+    with requests.Session() as session:
+        for path in (SPECIFICATIONS_PATH, USAGES_PATH, LIBRARIES_PATH):
+            answers[f"GET {path}"] = answer(session.get(emulator.url + path, timeout=30))
+        body = {"config": (None, CANARY_CONFIG, "application/json")}
+        answers[f"POST {EXECUTE_PATH}"] = answer(
+            session.post(emulator.url + EXECUTE_PATH, files=body, timeout=30)
+        )
+    return answers
+
+
+class SlowTargetsProcess(Child):
+    """slow_targets.py in its own process, one port (one target) per recorded answer set."""
+
+    def __init__(self, answers: list[dict[str, dict]], latency: float) -> None:
+        self.directory = tempfile.TemporaryDirectory(prefix="bench-slow-targets-")
+        documents = Path(self.directory.name) / "answers.json"
+        documents.write_text(json.dumps(answers))
+        args = [sys.executable, "-m", "benchmarks.slow_targets", "--latency", str(latency)]
+        super().__init__([*args, str(documents)], stdout=subprocess.PIPE)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        try:
+            ports = json.loads(line)
+        except ValueError:
+            self.stop()
+            raise RuntimeError(f"slow_targets did not start: {line!r}") from None
+        self.urls = [f"http://127.0.0.1:{port}/" for port in ports]
+        wait_for_http(self.urls[0] + SPECIFICATIONS_PATH)
+
+    def stop(self) -> None:
+        super().stop()
+        self.directory.cleanup()
+
+
 def probe_times(text: str) -> dict[tuple[str, str], tuple[float, float]]:
     """(target, probe) -> (start, end), wall clock, from one exposition."""
     ends: dict[tuple[str, str], float] = {}
@@ -98,18 +170,19 @@ def probe_times(text: str) -> dict[tuple[str, str], tuple[float, float]]:
     return {key: (end - durations[key], end) for key, end in ends.items()}
 
 
-def one_round(emulators: list[EmulatorProcess]) -> dict[str, float]:
-    emulator_cpu = sum(e.usage().cpu_seconds for e in emulators)
-    exporter = ExporterProcess(targets_yaml(TARGETS, [e.url for e in emulators]))
+def one_round(targets: list[Target], servers: list[Child]) -> dict[str, float]:
+    """The exporter's first round over `targets`, served by `servers` (whose CPU is counted)."""
+    server_cpu = sum(s.usage().cpu_seconds for s in servers)
+    exporter = ExporterProcess(targets_yaml(len(targets), [url for url, _ in targets]))
     try:
         wait_all_probed(exporter, 60)
         cpu = exporter.usage().cpu_seconds
-        emulator_cpu = sum(e.usage().cpu_seconds for e in emulators) - emulator_cpu
+        server_cpu = sum(s.usage().cpu_seconds for s in servers) - server_cpu
         text = requests.get(exporter.url + "metrics", timeout=60).text
     finally:
         exporter.stop()
     times = probe_times(text)
-    wanted = {(f"t{i:04d}", probe) for i in range(TARGETS) for probe in PROBES}
+    wanted = {(f"t{i:04d}", probe) for i in range(len(targets)) for probe in PROBES}
     if wanted - times.keys():
         raise RuntimeError(f"{len(wanted - times.keys())} probes have no successful result")
     first_start = min(start for start, _ in times.values())
@@ -129,17 +202,17 @@ def one_round(emulators: list[EmulatorProcess]) -> dict[str, float]:
         "median_duration": median(durations),
         "max_duration": max(durations),
         "cpu": cpu,
-        "emulator_cpu": emulator_cpu,
+        "server_cpu": server_cpu,
     }
 
 
-async def _bare_round(emulators: list[EmulatorProcess]) -> dict[str, float]:
+async def _bare_round(targets: list[Target]) -> dict[str, float]:
     """The requests of the first round, as the probes send them, with nothing else."""
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def request(url: str) -> None:
-            if url.endswith("execute/"):
+            if url.endswith(EXECUTE_PATH):
                 form = aiohttp.FormData()
                 form.add_field("config", CANARY_CONFIG, content_type="application/json")
                 answer = session.post(url, data=form)
@@ -149,27 +222,23 @@ async def _bare_round(emulators: list[EmulatorProcess]) -> dict[str, float]:
                 await response.read()
                 response.raise_for_status()
 
-        async def probe(kind: str, emulator: EmulatorProcess) -> tuple[str, float, float]:
+        async def probe(kind: str, url: str, api: int) -> tuple[str, float, float]:
             await asyncio.sleep(random.uniform(0, FIRST_RUN_SPREAD))
             started = time.perf_counter()
             # A first usage probe does not know the API yet: it asks
             # /specifications/ and, on 3.x, /usages/ after it.
             paths = {
-                SPECIFICATIONS: ["specifications/"],
-                USAGE: ["specifications/"] + (["usages/"] if emulator.api == 3 else []),
-                LIBRARIES: ["libraries/"],
-                CANARY: ["execute/"],
+                SPECIFICATIONS: [SPECIFICATIONS_PATH],
+                USAGE: [SPECIFICATIONS_PATH] + ([USAGES_PATH] if api == 3 else []),
+                LIBRARIES: [LIBRARIES_PATH],
+                CANARY: [EXECUTE_PATH],
             }[kind]
             for path in paths:
-                await request(emulator.url + path)
+                await request(url + path)
             return kind, started, time.perf_counter()
 
         times = await asyncio.gather(
-            *(
-                probe(kind, emulators[index % len(emulators)])
-                for index in range(TARGETS)
-                for kind in PROBES
-            )
+            *(probe(kind, url, api) for url, api in targets for kind in PROBES)
         )
     first = min(start for _, start, _ in times)
     durations = sorted(end - start for _, start, end in times)
@@ -184,8 +253,8 @@ async def _bare_round(emulators: list[EmulatorProcess]) -> dict[str, float]:
     }
 
 
-def bare_round(emulators: list[EmulatorProcess]) -> dict[str, float]:
-    return asyncio.run(_bare_round(emulators))
+def bare_round(targets: list[Target]) -> dict[str, float]:
+    return asyncio.run(_bare_round(targets))
 
 
 def concurrent_latencies(
@@ -263,10 +332,28 @@ def probe_throughput(emulators: list[EmulatorProcess], batches: int) -> dict[str
 def run(report: Report, quick: bool) -> None:
     emulators = start_emulators(EMULATORS, containers=TARGETS // EMULATORS)
     try:
-        rounds, floors = [], []
-        for _ in range(1 if quick else 3):
-            rounds.append(one_round(emulators))
-            floors.append(bare_round(emulators))
+        # Target i is served by emulator i % 4, or by the stand-in's port i
+        # with that emulator's recorded answers.
+        by_target = [emulators[i % len(emulators)] for i in range(TARGETS)]
+        with ThreadPoolExecutor(max_workers=len(emulators)) as pool:
+            recorded = dict(zip(emulators, pool.map(record_answers, emulators), strict=True))
+        stand_in = SlowTargetsProcess([recorded[e] for e in by_target], LATENCY)
+        try:
+            kinds = {
+                "stand-in": (
+                    [(url, e.api) for url, e in zip(stand_in.urls, by_target, strict=True)],
+                    [stand_in],
+                ),
+                "emulators": ([(e.url, e.api) for e in by_target], list(emulators)),
+            }
+            rounds: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
+            floors: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
+            for _ in range(1 if quick else 3):
+                for kind, (targets, servers) in kinds.items():
+                    rounds[kind].append(one_round(targets, servers))
+                    floors[kind].append(bare_round(targets))
+        finally:
+            stand_in.stop()
         throughput = probe_throughput(emulators, batches=3 if quick else 10)
     finally:
         for emulator in emulators:
@@ -280,42 +367,58 @@ def run(report: Report, quick: bool) -> None:
         values = [r[key] for r in rounds]
         return f"{median(values):.2f} s ({spread(values)})"
 
+    def middle(rounds: list[dict[str, float]], key: str) -> str:
+        return f"{median([r[key] for r in rounds]):.2f} s"
+
     both = "round_specifications_canary"
+    ours, floor = rounds["stand-in"], floors["stand-in"]
     report.add(
         "B2 fan-out",
-        f"{TARGETS} targets x {LATENCY} s, first round of specifications and canary: "
-        f"(round - {FIRST_RUN_SPREAD:g} s start spread) / {LATENCY} s",
-        f"{beyond(rounds, both):.2f}",
+        f"{TARGETS} targets x {LATENCY} s (stand-in), first round of specifications and "
+        f"canary: (round - {FIRST_RUN_SPREAD:g} s start spread) / {LATENCY} s",
+        f"{beyond(ours, both):.2f}",
         "<= 1.5",
-        f"exporter round {seconds(rounds, both)} from the first probe's start to the last "
-        f"one's end, {len(rounds)} runs; bare aiohttp floor {seconds(floors, both)}, "
-        f"i.e. {beyond(floors, both):.2f}; every target had a first result "
-        f"{median([r['every_target_has_a_result'] for r in rounds]):.2f} s after the first "
-        f"start; exporter CPU until all were done (start-up included) "
-        f"{median([r['cpu'] for r in rounds]):.2f} s, emulators "
-        f"{median([r['emulator_cpu'] for r in rounds]):.2f} s (2 cores)",
+        f"exporter round {seconds(ours, both)} from the first probe's start to the last "
+        f"one's end, {len(ours)} runs; bare aiohttp floor {seconds(floor, both)}, "
+        f"i.e. {beyond(floor, both):.2f}; every target had a first result "
+        f"{middle(ours, 'every_target_has_a_result')} after the first start; exporter CPU "
+        f"until all were done (start-up included) {middle(ours, 'cpu')}, the stand-in "
+        f"{middle(ours, 'server_cpu')} (one process, 200 loopback ports, recorded answers)",
     )
     report.add(
         "B2 fan-out",
-        f"{TARGETS} targets x {LATENCY} s, first round of all 4 probes: "
+        f"{TARGETS} targets x {LATENCY} s (stand-in), first round of all 4 probes: "
         f"(round - {FIRST_RUN_SPREAD:g} s) / {LATENCY} s",
-        f"{beyond(rounds, 'round'):.2f}",
+        f"{beyond(ours, 'round'):.2f}",
         "",
-        f"exporter {seconds(rounds, 'round')}, floor {seconds(floors, 'round')} "
-        f"({beyond(floors, 'round'):.2f}): a first usage probe asks /specifications/ and, "
+        f"exporter {seconds(ours, 'round')}, floor {seconds(floor, 'round')} "
+        f"({beyond(floor, 'round'):.2f}): a first usage probe asks /specifications/ and, "
         f"on 3.x, /usages/ after it, two latencies; last probe started "
-        f"{median([r['last_start'] for r in rounds]):.2f} s after the first",
+        f"{middle(ours, 'last_start')} after the first",
     )
     report.add(
         "B2 fan-out",
-        f"{TARGETS} targets: probe duration the exporter reports / {LATENCY} s",
-        f"median {median([r['median_duration'] for r in rounds]) / LATENCY:.2f}, "
-        f"max {max(r['max_duration'] for r in rounds) / LATENCY:.2f}",
+        f"{TARGETS} targets (stand-in): probe duration the exporter reports / {LATENCY} s",
+        f"median {median([r['median_duration'] for r in ours]) / LATENCY:.2f}, "
+        f"max {max(r['max_duration'] for r in ours) / LATENCY:.2f}",
         "",
         f"noise that the fan-out adds to the latency it measures ({TARGETS * len(PROBES)} "
         "probes a round); the floor's probes: median "
-        f"{median([f['median_duration'] for f in floors]) / LATENCY:.2f}, max "
-        f"{max(f['max_duration'] for f in floors) / LATENCY:.2f}",
+        f"{median([f['median_duration'] for f in floor]) / LATENCY:.2f}, max "
+        f"{max(f['max_duration'] for f in floor) / LATENCY:.2f}",
+    )
+    ours, floor = rounds["emulators"], floors["emulators"]
+    report.add(
+        "B2 fan-out",
+        f"{TARGETS} targets x {LATENCY} s on {EMULATORS} emulator processes (same cores), "
+        f"specifications and canary: (round - {FIRST_RUN_SPREAD:g} s) / {LATENCY} s",
+        f"{beyond(ours, both):.2f}",
+        "",
+        f"context: exporter round {seconds(ours, both)}, floor {seconds(floor, both)} "
+        f"({beyond(floor, both):.2f}); all 4 probes {middle(ours, 'round')} "
+        f"({beyond(ours, 'round'):.2f}), floor {middle(floor, 'round')}; reported durations "
+        f"median {median([r['median_duration'] for r in ours]) / LATENCY:.2f}x the latency; "
+        f"exporter CPU {middle(ours, 'cpu')}, emulators {middle(ours, 'server_cpu')}",
     )
     probe_mean, bare_mean = median(throughput["probe_mean"]), median(throughput["bare_mean"])
     report.add(

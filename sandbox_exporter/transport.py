@@ -48,7 +48,12 @@ from .protocol import (
 
 # Connections one session keeps open to all its sandboxes together. A
 # request waiting for one waits within its deadline like for anything else.
-MAX_CONNECTIONS = 256
+# A start fires every probe of every target within half a second: 1024
+# keeps the ~800 probes of 200 slow targets all in flight (256 queued them
+# in waves of a whole latency), while 2048 and more let 1000 targets on a
+# few hosts time out (docs/performance.md, B2). Well below the open-file
+# limit the daemon raises at start (the hard limit, commonly 524288 or more).
+MAX_CONNECTIONS = 1024
 
 
 def open_session() -> aiohttp.ClientSession:
