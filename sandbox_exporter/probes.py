@@ -33,7 +33,7 @@ from .transport import ProbeTransport
 from .vocabulary import CANARY, LIBRARIES, SPECIFICATIONS, USAGE, Reason
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Load:
     """Live container counts (and, on 3.x, the host usage document)."""
 
@@ -42,7 +42,7 @@ class Load:
     usage: Usage | None  # 3.x only
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LibrariesReport:
     """What the exporter keeps of a libraries document: how many packages of
     each kind and executables it listed, and the expectations checked against
@@ -60,7 +60,7 @@ class LibrariesReport:
         return cls(counts, len(libraries.bin), outcomes)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CanaryResult:
     name: str
     success: bool
@@ -83,7 +83,7 @@ class CanaryResult:
 ProbeData = Specifications | Load | LibrariesReport | tuple[CanaryResult, ...] | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProbeResult:
     target: str
     probe: str
