@@ -42,7 +42,14 @@ from .models import (
     Thresholds,
 )
 from .problems import Problem, json_schema, problems_of, render
-from .rules import check_defaults, check_target, duplicate_names, resolve_defaults, resolve_target
+from .rules import (
+    check_defaults,
+    check_target,
+    duplicate_names,
+    resolve_defaults,
+    resolve_target,
+    share_equal_settings,
+)
 from .section import DEFAULT_INTERVALS, DEFAULT_TIMEOUTS
 from .yamlfile import load_yaml, load_yaml_with_positions
 
@@ -126,7 +133,9 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
     config = written.model_copy(
         update={
             "defaults": resolve_defaults(written.defaults),
-            "targets": tuple(resolve_target(t, written.defaults) for t in written.targets),
+            "targets": share_equal_settings(
+                resolve_target(t, written.defaults) for t in written.targets
+            ),
         }
     )
     config._source = source
