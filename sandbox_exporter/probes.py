@@ -70,7 +70,9 @@ class CanaryResult:
     server_seconds: float | None = None
     status: int | None = None
     command_seconds: tuple[float, ...] = ()
-    stdout: str | None = None
+    # Not the stdout itself: it is judged when it arrives, only the message
+    # quotes its start, and a result is kept for as long as it is the latest
+    # (a server's output can be megabytes).
 
     @property
     def wait_seconds(self) -> float | None:
@@ -189,7 +191,6 @@ async def run_canary(transport: ProbeTransport, canary: Canary, deadline: float)
         "server_seconds": response.total_time,
         "status": response.status,
         "command_seconds": tuple(step.time for step in response.execution),
-        "stdout": stdout,
     }
     if response.status != canary.expect_status:
         message = f"status {response.status}, expected {canary.expect_status}"
