@@ -1,0 +1,167 @@
+"""B5: where the exporter's memory goes at 1000 targets, the breakdown behind B4's RSS.
+
+The exporter runs in this process, on an event loop in a thread of its own,
+against four emulator processes set up as in B4 (every probe hourly, so the
+first round is the only traffic). tracemalloc follows every allocation from
+the parsing of the configuration on; once every probe of every target has
+run once, the live Python objects are summed by component (by the file that
+allocated them) and set beside the peak during the round and this process's
+RSS. The RSS of a bare `import sandbox_exporter.cli` is read in a child
+process. tracemalloc slows the exporter down, so the round takes longer here
+than in B4.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandbox_exporter.config import parse_config
+from sandbox_exporter.daemon import run as serve
+from sandbox_exporter.exporter import Exporter
+from sandbox_exporter.vocabulary import PROBES
+
+from .common import EmulatorProcess, Report, targets_yaml
+from .cost import HOURLY, MiB
+
+# Components by the files that allocate their objects; the first match wins.
+COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("configuration", ("sandbox_exporter/config/", "/pydantic/", "/copy.py", "/yaml/")),
+    (
+        "results, counters, history",
+        ("sandbox_exporter/state.py", "sandbox_exporter/probes.py", "sandbox_exporter/health.py"),
+    ),
+    ("server documents in results", ("sandbox_exporter/documents/", "/json/decoder.py")),
+    ("scheduler jobs", ("sandbox_exporter/scheduler.py", "/apscheduler/")),
+    (
+        "HTTP client",
+        ("/aiohttp/", "sandbox_exporter/transport.py", "sandbox_exporter/protocol.py", "/asyncio/"),
+    ),
+)
+
+
+def rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def import_rss() -> int:
+    """RSS of a fresh interpreter that imported the daemon's modules."""
+    code = (
+        "import sandbox_exporter.cli, pathlib\n"
+        "print([l for l in pathlib.Path('/proc/self/status').read_text().splitlines()"
+        " if l.startswith('VmRSS:')][0].split()[1])"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return int(output.stdout) * 1024
+
+
+def by_component(snapshot: tracemalloc.Snapshot) -> dict[str, int]:
+    sizes = {name: 0 for name, _ in COMPONENTS} | {"other": 0}
+    for statistic in snapshot.statistics("filename"):
+        filename = statistic.traceback[0].filename
+        name = next((n for n, parts in COMPONENTS if any(p in filename for p in parts)), "other")
+        sizes[name] += statistic.size
+    return sizes
+
+
+@dataclass
+class RoundCost:
+    rss_before: int  # before the configuration was parsed
+    rss_after: int
+    live: int  # traced bytes once the round is done
+    peak: int  # traced bytes at most during it
+    components: dict[str, int]
+    failed: int
+    bookkeeping: int  # tracemalloc's own memory, part of rss_after
+
+
+def first_round(urls: list[str], targets: int, timeout: float) -> RoundCost:
+    """Run an exporter in this process until every probe ran once; what it cost."""
+    text = targets_yaml(targets, urls, intervals=HOURLY)
+    gc.collect()
+    rss_before = rss()
+    tracemalloc.start()
+    exporter = Exporter(parse_config(text))
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    started = threading.Event()
+
+    def thread() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(serve(exporter, "127.0.0.1:0", lambda _: started.set(), None, stop))
+
+    runner = threading.Thread(target=thread, daemon=True)
+    runner.start()
+    try:
+        if not started.wait(60):
+            raise RuntimeError("the exporter did not start")
+        deadline = time.monotonic() + timeout
+        while len(results := exporter.state.snapshot().results) < targets * len(PROBES):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not every probe ran within {timeout} s")
+            time.sleep(0.2)
+        failed = sum(not result.success for result in results.values())
+        del results
+        gc.collect()
+        components = by_component(tracemalloc.take_snapshot())
+        live, peak = tracemalloc.get_traced_memory()
+        bookkeeping = tracemalloc.get_tracemalloc_memory()
+        return RoundCost(rss_before, rss(), live, peak, components, failed, bookkeeping)
+    finally:
+        tracemalloc.stop()
+        loop.call_soon_threadsafe(stop.set)
+        runner.join(10)
+
+
+def run(report: Report, quick: bool) -> None:
+    targets = 300 if quick else 1000
+    emulators = [
+        EmulatorProcess(
+            api=3 if i % 2 else 2,
+            containers=50,
+            overload_wait=30,
+            usage_delay=0.05,
+            libraries_delay=0.05,
+        )
+        for i in range(4)
+    ]
+    try:
+        cost = first_round([e.url for e in emulators], targets, 300)
+    finally:
+        for emulator in emulators:
+            emulator.stop()
+    report.add(
+        "B5 memory",
+        "RSS of a fresh `import sandbox_exporter.cli`",
+        f"{import_rss() / MiB:.1f} MiB",
+        "",
+        "the interpreter, aiohttp, pydantic, prometheus_client, APScheduler, PyYAML",
+    )
+    report.add(
+        "B5 memory",
+        f"live Python objects once every probe of {targets} targets ran once",
+        f"{cost.live / MiB:.1f} MiB ({cost.live / targets:.0f} bytes a target, fixed costs in)",
+        "",
+        ", ".join(f"{name} {size / MiB:.1f} MiB" for name, size in cost.components.items())
+        + f"; {cost.failed} probes failed",
+    )
+    report.add(
+        "B5 memory",
+        "peak of live Python objects during the first round",
+        f"{cost.peak / MiB:.1f} MiB",
+        "",
+        "the allocator keeps much of a peak: RSS of this process "
+        f"{cost.rss_before / MiB:.0f} MiB before the configuration, "
+        f"{cost.rss_after / MiB:.0f} MiB after the round, of which "
+        f"{cost.bookkeeping / MiB:.0f} MiB are tracemalloc's own",
+    )
