@@ -28,8 +28,8 @@ from sandbox_exporter.daemon import run as serve
 from sandbox_exporter.exporter import Exporter
 from sandbox_exporter.vocabulary import PROBES
 
-from .common import EmulatorProcess, Report, targets_yaml
-from .cost import HOURLY, MiB
+from .common import Report, targets_yaml
+from .cost import HOURLY, MiB, emulators_at_scale
 
 # Components by the files that allocate their objects; the first match wins.
 COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -125,16 +125,7 @@ def first_round(urls: list[str], targets: int, timeout: float) -> RoundCost:
 
 def run(report: Report, quick: bool) -> None:
     targets = 300 if quick else 1000
-    emulators = [
-        EmulatorProcess(
-            api=3 if i % 2 else 2,
-            containers=50,
-            overload_wait=30,
-            usage_delay=0.05,
-            libraries_delay=0.05,
-        )
-        for i in range(4)
-    ]
+    emulators = emulators_at_scale()
     try:
         cost = first_round([e.url for e in emulators], targets, 300)
     finally:
