@@ -5,10 +5,10 @@ against four emulator processes set up as in B4 (every probe hourly, so the
 first round is the only traffic). tracemalloc follows every allocation from
 the parsing of the configuration on; once every probe of every target has
 run once, the live Python objects are summed by component (by the file that
-allocated them) and set beside the peak during the round and this process's
-RSS. The RSS of a bare `import sandbox_exporter.cli` is read in a child
-process. tracemalloc slows the exporter down, so the round takes longer here
-than in B4.
+allocated them) and set beside their peak during the round. The RSS of a
+bare `import sandbox_exporter.cli` is read in a child process; the daemon's
+RSS is B4's. tracemalloc slows the exporter down, so the round takes longer
+here than in B4.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import threading
 import time
 import tracemalloc
 from dataclasses import dataclass
-from pathlib import Path
 
 from sandbox_exporter.config import parse_config
 from sandbox_exporter.daemon import run as serve
@@ -47,13 +46,6 @@ COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def rss() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
-
-
 def import_rss() -> int:
     """RSS of a fresh interpreter that imported the daemon's modules."""
     code = (
@@ -76,20 +68,16 @@ def by_component(snapshot: tracemalloc.Snapshot) -> dict[str, int]:
 
 @dataclass
 class RoundCost:
-    rss_before: int  # before the configuration was parsed
-    rss_after: int
     live: int  # traced bytes once the round is done
     peak: int  # traced bytes at most during it
     components: dict[str, int]
     failed: int
-    bookkeeping: int  # tracemalloc's own memory, part of rss_after
 
 
 def first_round(urls: list[str], targets: int, timeout: float) -> RoundCost:
     """Run an exporter in this process until every probe ran once; what it cost."""
     text = targets_yaml(targets, urls, intervals=HOURLY)
     gc.collect()
-    rss_before = rss()
     tracemalloc.start()
     exporter = Exporter(parse_config(text))
     loop = asyncio.new_event_loop()
@@ -115,8 +103,7 @@ def first_round(urls: list[str], targets: int, timeout: float) -> RoundCost:
         gc.collect()
         components = by_component(tracemalloc.take_snapshot())
         live, peak = tracemalloc.get_traced_memory()
-        bookkeeping = tracemalloc.get_tracemalloc_memory()
-        return RoundCost(rss_before, rss(), live, peak, components, failed, bookkeeping)
+        return RoundCost(live, peak, components, failed)
     finally:
         tracemalloc.stop()
         loop.call_soon_threadsafe(stop.set)
@@ -151,8 +138,6 @@ def run(report: Report, quick: bool) -> None:
         "peak of live Python objects during the first round",
         f"{cost.peak / MiB:.1f} MiB",
         "",
-        "the allocator keeps much of a peak: RSS of this process "
-        f"{cost.rss_before / MiB:.0f} MiB before the configuration, "
-        f"{cost.rss_after / MiB:.0f} MiB after the round, of which "
-        f"{cost.bookkeeping / MiB:.0f} MiB are tracemalloc's own",
+        "the allocator keeps much of a peak: compare B4's RSS. This process's own "
+        "RSS says little (tracemalloc's bookkeeping, the benchmark's objects)",
     )
