@@ -42,15 +42,9 @@ from .models import (
     Thresholds,
 )
 from .problems import Problem, json_schema, problems_of, render
-from .rules import (
-    check_defaults,
-    check_target,
-    duplicate_names,
-    resolve_defaults,
-    resolve_target,
-    share_equal_settings,
-)
+from .rules import check_defaults, check_target, duplicate_names, resolve_defaults, resolve_target
 from .section import DEFAULT_INTERVALS, DEFAULT_TIMEOUTS
+from .sharing import share_equal_settings
 from .yamlfile import load_yaml, load_yaml_with_positions
 
 __all__ = [

@@ -18,7 +18,7 @@ deadline, whichever is shorter, but at least its longest command timeout).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 from ..vocabulary import CANARY, PROBES
@@ -98,35 +98,6 @@ def resolve_target(written: Target, defaults: Defaults) -> Target:
         if key not in written.model_fields_set:
             update[key] = getattr(defaults, key)
     return _fit(written.model_copy(update=update), _written_keys(written, "timeouts"))
-
-
-def share_equal_settings(targets: Iterable[Target]) -> tuple[Target, ...]:
-    """``targets`` with equal timeouts and canaries held as one object each.
-
-    Resolving gives every target its own copies of the defaults' timeouts
-    and canaries (about 2 KiB a target); they are frozen, so equal ones can
-    be one instance. Equal includes the keys written: they decide how a
-    canary's timeout is checked.
-    """
-    seen: dict[object, Any] = {}
-
-    def shared(value: Any) -> Any:
-        if isinstance(value, tuple):
-            value = tuple(map(shared, value))
-            key: object = (tuple, *map(id, value))  # items are kept alive in `seen`
-        else:
-            key = (value, frozenset(value.model_fields_set))
-        try:
-            return seen.setdefault(key, value)
-        except TypeError:  # a value holding a mapping (a command's options)
-            return value
-
-    return tuple(
-        target.model_copy(
-            update={"timeouts": shared(target.timeouts), "canaries": shared(target.canaries)}
-        )
-        for target in targets
-    )
 
 
 def check_defaults(written: Defaults) -> Iterator[Problem]:
