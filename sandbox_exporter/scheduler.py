@@ -13,11 +13,11 @@ wait for a slot before their probe starts. A start or a reload makes every
 probe of every target due within half a second (4000 at 1000 targets):
 beyond the connection pool's size they could only queue for a connection,
 and each queued probe holds aiohttp's whole request in memory (about 8 KiB)
-where a run waiting for a slot holds its task. The memory of that burst
-stayed with the process after it (B4: 110 MiB at 1000 targets, 85 MiB with
-the slots). A probe's deadline and reported duration start once it has its
-slot, so a healthy target is not failed nor shown slow for a queue that
-other targets made; the job's next run skips while this one waits.
+where a run waiting for a slot holds its task; the allocator kept the memory
+of that burst long after it (B5 measures it). A probe's deadline and
+reported duration start once it has its slot, so a healthy target is not
+failed nor shown slow for a queue that other targets made; the job's next
+run skips while this one waits.
 """
 
 from __future__ import annotations
