@@ -31,19 +31,23 @@ from .common import Report, targets_yaml
 from .cost import HOURLY, MiB, emulators_at_scale
 
 # Components by the files that allocate their objects; the first match wins.
+# An allocation belongs to the innermost of our modules on its stack (pydantic
+# builds both configuration and documents; aiohttp allocates for probes),
+# else to the library that made it.
 COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("configuration", ("sandbox_exporter/config/", "/pydantic/", "/copy.py", "/yaml/")),
+    ("configuration", ("sandbox_exporter/config/", "/yaml/")),
     (
         "results, counters, history",
         ("sandbox_exporter/state.py", "sandbox_exporter/probes.py", "sandbox_exporter/health.py"),
     ),
-    ("server documents in results", ("sandbox_exporter/documents/", "/json/decoder.py")),
+    ("server documents", ("sandbox_exporter/documents/", "/json/decoder.py")),
     ("scheduler jobs", ("sandbox_exporter/scheduler.py", "/apscheduler/")),
     (
         "HTTP client",
         ("/aiohttp/", "sandbox_exporter/transport.py", "sandbox_exporter/protocol.py", "/asyncio/"),
     ),
 )
+STACK_FRAMES = 12
 
 
 def import_rss() -> int:
@@ -57,12 +61,25 @@ def import_rss() -> int:
     return int(output.stdout) * 1024
 
 
+def component_of(traceback: tracemalloc.Traceback) -> str:
+    innermost_first = [frame.filename for frame in reversed(traceback)]
+    ours = [filename for filename in innermost_first if "sandbox_exporter/" in filename]
+    if "/json/" in innermost_first[0]:
+        # JSON is decoded on behalf of the documents, whoever read the answer.
+        candidates = innermost_first[:1]
+    else:
+        candidates = ours[:1] or innermost_first
+    for filename in candidates:
+        for name, parts in COMPONENTS:
+            if any(part in filename for part in parts):
+                return name
+    return "other"
+
+
 def by_component(snapshot: tracemalloc.Snapshot) -> dict[str, int]:
     sizes = {name: 0 for name, _ in COMPONENTS} | {"other": 0}
-    for statistic in snapshot.statistics("filename"):
-        filename = statistic.traceback[0].filename
-        name = next((n for n, parts in COMPONENTS if any(p in filename for p in parts)), "other")
-        sizes[name] += statistic.size
+    for statistic in snapshot.statistics("traceback"):
+        sizes[component_of(statistic.traceback)] += statistic.size
     return sizes
 
 
@@ -78,7 +95,7 @@ def first_round(urls: list[str], targets: int, timeout: float) -> RoundCost:
     """Run an exporter in this process until every probe ran once; what it cost."""
     text = targets_yaml(targets, urls, intervals=HOURLY)
     gc.collect()
-    tracemalloc.start()
+    tracemalloc.start(STACK_FRAMES)
     exporter = Exporter(parse_config(text))
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
