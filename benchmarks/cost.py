@@ -176,16 +176,9 @@ def blackbox_at_scale(emulators: list[EmulatorProcess], targets: int) -> dict[st
     return out
 
 
-def run(report: Report, quick: bool) -> None:
-    probes = 300 if quick else 1000
-    emulator = EmulatorProcess(api=3, containers=4)
-    try:
-        single = via_probe(emulator, probes)
-    finally:
-        emulator.stop()
-    targets = 300 if quick else 1000
-    window = 20.0 if quick else 60.0
-    emulators = [
+def emulators_at_scale() -> list[EmulatorProcess]:
+    """Four emulator processes, half 2.x and half 3.x, for 1000 targets' probes."""
+    return [
         EmulatorProcess(
             api=3 if i % 2 else 2,
             containers=50,
@@ -195,6 +188,18 @@ def run(report: Report, quick: bool) -> None:
         )
         for i in range(4)
     ]
+
+
+def run(report: Report, quick: bool) -> None:
+    probes = 300 if quick else 1000
+    emulator = EmulatorProcess(api=3, containers=4)
+    try:
+        single = via_probe(emulator, probes)
+    finally:
+        emulator.stop()
+    targets = 300 if quick else 1000
+    window = 20.0 if quick else 60.0
+    emulators = emulators_at_scale()
     try:
         scale = scheduled(emulators, targets, window)
         blackbox = blackbox_at_scale(emulators, targets)

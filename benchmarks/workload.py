@@ -101,7 +101,6 @@ class ResultFactory:
                 server_seconds=execute.total_time,
                 status=execute.status,
                 command_seconds=tuple(step.time for step in execute.execution),
-                stdout=execute.execution[-1].stdout,
             )
             for position, canary in enumerate(target.canaries)
         )

@@ -19,8 +19,6 @@ import os
 import threading
 from collections.abc import Mapping
 
-import bcrypt
-
 # bcrypt only ever reads this many bytes of a password (htpasswd too).
 BCRYPT_MAX_PASSWORD_BYTES = 72
 
@@ -29,6 +27,9 @@ class PasswordCheck:
     CACHE_SIZE = 256
 
     def __init__(self, users: Mapping[str, str]) -> None:
+        # Imported here: a daemon without basic auth never needs bcrypt (0.5 MiB).
+        import bcrypt
+
         self._users = [(name.encode(), hashed.encode()) for name, hashed in users.items()]
         # Checked when the user is unknown, so that an unknown name takes as
         # long as a wrong password and user names cannot be guessed by timing.
@@ -58,6 +59,8 @@ class PasswordCheck:
 
     def check(self, user: bytes, password: bytes) -> bool:
         """Run bcrypt (blocking, slow) and remember the outcome."""
+        import bcrypt
+
         checked, found, key = self._key(user, password)
         try:
             matches = bcrypt.checkpw(password[:BCRYPT_MAX_PASSWORD_BYTES], checked)

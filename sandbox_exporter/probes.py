@@ -33,7 +33,7 @@ from .transport import ProbeTransport
 from .vocabulary import CANARY, LIBRARIES, SPECIFICATIONS, USAGE, Reason
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Load:
     """Live container counts (and, on 3.x, the host usage document)."""
 
@@ -42,7 +42,7 @@ class Load:
     usage: Usage | None  # 3.x only
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LibrariesReport:
     """What the exporter keeps of a libraries document: how many packages of
     each kind and executables it listed, and the expectations checked against
@@ -60,7 +60,7 @@ class LibrariesReport:
         return cls(counts, len(libraries.bin), outcomes)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CanaryResult:
     name: str
     success: bool
@@ -70,7 +70,9 @@ class CanaryResult:
     server_seconds: float | None = None
     status: int | None = None
     command_seconds: tuple[float, ...] = ()
-    stdout: str | None = None
+    # Not the stdout itself: it is judged when it arrives, only the message
+    # quotes its start, and a result is kept for as long as it is the latest
+    # (a server's output can be megabytes).
 
     @property
     def wait_seconds(self) -> float | None:
@@ -83,7 +85,7 @@ class CanaryResult:
 ProbeData = Specifications | Load | LibrariesReport | tuple[CanaryResult, ...] | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProbeResult:
     target: str
     probe: str
@@ -189,7 +191,6 @@ async def run_canary(transport: ProbeTransport, canary: Canary, deadline: float)
         "server_seconds": response.total_time,
         "status": response.status,
         "command_seconds": tuple(step.time for step in response.execution),
-        "stdout": stdout,
     }
     if response.status != canary.expect_status:
         message = f"status {response.status}, expected {canary.expect_status}"

@@ -52,7 +52,7 @@ CANARY_BUCKETS: tuple[float, ...] = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HistogramData:
     """Per-bucket (not cumulative) counts; the last slot is the +Inf overflow."""
 
@@ -70,14 +70,14 @@ class HistogramData:
         return HistogramData(tuple(counts), self.total + value, self.count + 1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReloadStatus:
     successful: bool = False
     last_success_timestamp: float | None = None
     message: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HistoryEntry:
     """One probe run as the target page lists it; no server document kept."""
 
@@ -106,7 +106,7 @@ class HistoryEntry:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DebugRecord:
     """What the last `/probe?debug=true` of a target answered, and when."""
 
@@ -114,14 +114,14 @@ class DebugRecord:
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TargetHistory:
     entries: tuple[HistoryEntry, ...]  # oldest first
     debug: DebugRecord | None
     limit: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     config: Config | None
     reload: ReloadStatus

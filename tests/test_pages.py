@@ -132,7 +132,7 @@ def healthy_results(target: Target, at: float = T0) -> list[ProbeResult]:
     outcomes = tuple(
         check_expectations(target.expect, libraries.languages, libraries.packages, libraries.bin)
     )
-    canary = CanaryResult("shell", True, None, "ok in 0.010s", 0.01, 0.005, 0, (0.004,), "4")
+    canary = CanaryResult("shell", True, None, "ok in 0.010s", 0.01, 0.005, 0, (0.004,))
     return [
         result(target.name, SPECIFICATIONS, at=at, message="sandbox 2.0.3", data=spec),
         result(target.name, USAGE, at=at, message="1 of 5 busy", data=Load(1, 5, None)),

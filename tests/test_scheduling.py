@@ -12,6 +12,8 @@ import requests
 from harness import RunningExporter
 
 from sandbox_emulator import Fault
+from sandbox_exporter import scheduler
+from sandbox_exporter.config import parse_config
 from sandbox_exporter.vocabulary import CANARY
 
 from helpers import wait_until
@@ -66,3 +68,32 @@ def test_a_reload_keeps_cadence_and_never_overlaps_runs(tmp_path: Path, make_emu
         # ...and the cadence went on as before the reload.
         assert run.started_at - previous.started_at >= INTERVAL * (1 - 2 * JITTER) - 0.1, runs
     assert all(run.success for run in runs), runs
+
+
+def test_scheduled_runs_in_flight_are_bounded_and_their_wait_is_not_their_duration(
+    make_emulator, monkeypatch
+) -> None:
+    """A start makes every probe due at once; only MAX_IN_FLIGHT run together,
+    and the time the others waited for a slot is neither their deadline's
+    nor their reported duration's."""
+    monkeypatch.setattr(scheduler, "MAX_IN_FLIGHT", 2)
+    latency = 0.4
+    emulator = make_emulator(api=3, containers=10, faults={"*": Fault(latency=latency)})
+    names = [f"t{index}" for index in range(4)]
+    config = json.loads(_config({name: emulator.url for name in names}))
+    config["defaults"]["intervals"]["canary"] = "1h"
+    config["defaults"]["timeouts"] = {"canary": "5s"}
+    with RunningExporter(parse_config(json.dumps(config))) as exporter:
+        state = exporter.exporter.state
+        wait_until(lambda: all(len(state.history(n).entries) == 4 for n in names), timeout=60)
+        runs = [entry for name in names for entry in state.history(name).entries]
+    assert all(run.success for run in runs), runs
+    # 16 probes (20 requests of `latency` s), two at a time: the last waited
+    # seconds for its slot, and none reports it.
+    assert max(run.duration_seconds for run in runs) < 4 * latency, runs
+    events = sorted(
+        [(run.started_at, 1) for run in runs]
+        + [(run.started_at + run.duration_seconds - 0.01, -1) for run in runs]
+    )
+    in_flight = list(itertools.accumulate(change for _, change in events))
+    assert max(in_flight) == 2, events

@@ -27,7 +27,6 @@ from harness import RunningExporter
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sandbox_exporter import basic_auth
 from sandbox_exporter.basic_auth import PasswordCheck
 from sandbox_exporter.config import parse_config
 from sandbox_exporter.webconfig import (
@@ -531,7 +530,7 @@ def test_bcrypt_runs_once_per_credentials_not_once_per_scrape(
         checks.append(password)
         return real_checkpw(password, hashed)
 
-    monkeypatch.setattr(basic_auth.bcrypt, "checkpw", counting_checkpw)
+    monkeypatch.setattr(bcrypt, "checkpw", counting_checkpw)
     server = serve(auth_config(password_hash))
     for _ in range(5):
         response = requests.get(server.url + "metrics", auth=("prometheus", PASSWORD), timeout=10)

@@ -19,6 +19,7 @@ from .models import Config, Defaults, Target
 from .models import Section as Section
 from .problems import ConfigError, Problem, problems_of, render
 from .rules import check, duplicate_names, resolve_defaults, resolve_target
+from .sharing import share_equal_settings
 from .yamlfile import load_yaml as load_yaml
 from .yamlfile import load_yaml_with_positions, read_text
 
@@ -55,7 +56,9 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
     return written.model_copy(
         update={
             "defaults": resolve_defaults(written.defaults),
-            "targets": tuple(resolve_target(t, written.defaults) for t in written.targets),
+            "targets": share_equal_settings(
+                resolve_target(t, written.defaults) for t in written.targets
+            ),
         }
     )
 
