@@ -53,7 +53,8 @@ import aiohttp
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from sandbox_exporter.config import DEFAULT_CANARY, DEFAULT_INTERVALS
+from sandbox_exporter.config import DEFAULT_INTERVALS
+from sandbox_exporter.config.models import DEFAULT_CANARY
 from sandbox_exporter.protocol import (
     EXECUTE_PATH,
     LIBRARIES_PATH,
