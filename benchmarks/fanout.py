@@ -8,7 +8,7 @@ exporter itself: once the landing page shows no probe left to run, one
 (`sandbox_probe_last_success_timestamp_seconds`) and duration
 (`sandbox_probe_duration_seconds`), hence its start; the round runs from the
 first start to the last end. The first runs are spread on purpose over
-`START_SPREAD` x min(interval, 2 s) (0.5 s with the default intervals), so
+`first_run_window` (0.8 s for 800 first runs with the default intervals), so
 the figure set against 0.5 s is the round minus that spread.
 
 Two kinds of targets, rounds interleaved:
@@ -61,7 +61,7 @@ from sandbox_exporter.protocol import (
     SPECIFICATIONS_PATH,
     USAGES_PATH,
 )
-from sandbox_exporter.scheduler import START_SPREAD
+from sandbox_exporter.scheduler import first_run_window
 from sandbox_exporter.vocabulary import CANARY, LIBRARIES, PROBES, SPECIFICATIONS, USAGE
 
 from .common import (
@@ -82,7 +82,7 @@ EMULATORS = 4
 CONCURRENT_PROBES = 50
 CANARY_CONFIG = json.dumps(DEFAULT_CANARY.request_config())
 # What the scheduler spreads the first runs over, with the default intervals.
-FIRST_RUN_SPREAD = START_SPREAD * min(2.0, *DEFAULT_INTERVALS.values())
+FIRST_RUN_SPREAD = first_run_window(TARGETS * len(PROBES), min(DEFAULT_INTERVALS.values()))
 
 # A target as the floor needs it: base URL, and the API its documents speak.
 Target = tuple[str, int]

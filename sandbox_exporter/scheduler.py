@@ -8,13 +8,14 @@ threads does not grow with the number of targets. Two runs of the same
 skip, and a reload that changes or removes a target cancels its runs in
 flight (their results would describe a target that no longer exists).
 
-At most `MAX_IN_FLIGHT` scheduled runs are in flight at once; the others
-wait for a slot before their probe starts. A start or a reload makes every
-probe of every target due within half a second (4000 at 1000 targets):
-beyond the connection pool's size they could only queue for a connection,
-and each queued probe holds aiohttp's whole request in memory (about 8 KiB)
-where a run waiting for a slot holds its task; the allocator kept the memory
-of that burst long after it (B5 measures it). A probe's deadline and
+A start or a reload makes every probe of every target due at once (4000
+first runs at 1000 targets). Their first runs are spread at random over
+`first_run_window`, at least half a second and longer when there are many,
+and at most `MAX_IN_FLIGHT` scheduled runs are in flight at once; the others
+wait for a slot before their probe starts. Beyond that they could only
+queue for a connection, and each queued probe holds aiohttp's whole request
+in memory (about 8 KiB) where a run waiting for a slot holds its task; the
+allocator kept the memory of that burst long after it (B5 measures it). A probe's deadline and
 reported duration start once it has its slot, so a healthy target is not
 failed nor shown slow for a queue that other targets made; the job's next
 run skips while this one waits.
@@ -41,12 +42,23 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (target name, probe kind)
 
 # A target's first runs are spread over this share of min(interval, 2 s), so
-# the exporter is ready soon after start without every target firing at once.
+# the exporter is ready soon after start without every target firing at once;
+# over longer when there are many first runs: at most FIRST_RUNS_PER_SECOND
+# start, on average, so that a start over 1000 targets (4000 first runs)
+# takes 4 s instead of arriving within half a second.
 START_SPREAD = 0.25
+FIRST_RUNS_PER_SECOND = 1000.0
 JITTER = 0.1
-# A probe holds at most one connection at a time: more runs than the pool
-# has connections could only wait for one.
-MAX_IN_FLIGHT = MAX_CONNECTIONS
+# Scheduled runs in flight at once. A probe holds at most one connection at
+# a time: more runs than the pool has connections could only wait for one.
+# Half the pool, so that /probe keeps connections of its own.
+MAX_IN_FLIGHT = MAX_CONNECTIONS // 2
+
+
+def first_run_window(first_runs: int, interval: float) -> float:
+    """Seconds over which a probe's first run falls, at random, when a start or
+    a reload adds `first_runs` runs and the probe runs every `interval` s."""
+    return max(min(interval, 2.0) * START_SPREAD, first_runs / FIRST_RUNS_PER_SECOND)
 
 
 class ProbeScheduler:
@@ -76,6 +88,9 @@ class ProbeScheduler:
             if key[0] not in self._targets:
                 job.remove()
         now = datetime.now(UTC)
+        first_runs = sum(
+            (target.name, probe) not in existing for target in config.targets for probe in PROBES
+        )
         # A trigger only computes fire times from what it is given: jobs of
         # the same interval share one (four objects a job otherwise, 0.9 MiB
         # at 1000 targets).
@@ -92,7 +107,7 @@ class ProbeScheduler:
                     if job.trigger.interval.total_seconds() != interval:
                         job.reschedule(trigger=trigger)
                     continue
-                spread = random.uniform(0, min(interval, 2.0) * START_SPREAD)
+                spread = random.uniform(0, first_run_window(first_runs, interval))
                 self._scheduler.add_job(
                     self._run,
                     trigger=trigger,

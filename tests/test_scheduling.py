@@ -97,3 +97,22 @@ def test_scheduled_runs_in_flight_are_bounded_and_their_wait_is_not_their_durati
     )
     in_flight = list(itertools.accumulate(change for _, change in events))
     assert max(in_flight) == 2, events
+
+
+def test_many_first_runs_are_spread_over_a_longer_start(make_emulator, monkeypatch) -> None:
+    """First runs start at most FIRST_RUNS_PER_SECOND on average: a start over
+    many targets is spread over first runs / that rate, not half a second."""
+    monkeypatch.setattr(scheduler, "FIRST_RUNS_PER_SECOND", 12.0)
+    emulator = make_emulator(api=3, containers=10)
+    names = [f"t{index}" for index in range(6)]
+    config = json.loads(_config({name: emulator.url for name in names}))
+    config["defaults"]["intervals"]["canary"] = "1h"
+    # 24 first runs at 12 a second: spread over 2 s, where 0.5 s is the least.
+    assert scheduler.first_run_window(24, 3600) == 2.0
+    assert scheduler.first_run_window(2, 3600) == 0.5
+    with RunningExporter(parse_config(json.dumps(config))) as exporter:
+        state = exporter.exporter.state
+        wait_until(lambda: all(len(state.history(n).entries) == 4 for n in names), timeout=60)
+        starts = sorted(entry.started_at for n in names for entry in state.history(n).entries)
+    # 24 uniform draws over 2 s: their span is under 1 s about once in 10^6.
+    assert 1.0 < starts[-1] - starts[0] < 2.0 + 1.0, starts
