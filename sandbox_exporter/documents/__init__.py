@@ -8,12 +8,9 @@ Pure: no I/O, no clock. One module per document, each a frozen pydantic model
 from .base import InvalidDocument as InvalidDocument
 from .execute import parse_execute_response as parse_execute_response
 from .libraries import Libraries as Libraries
-from .libraries import dpkg_upstream_version as dpkg_upstream_version
-from .libraries import language_versions_from_dpkg as language_versions_from_dpkg
 from .libraries import parse_libraries as parse_libraries
 from .specifications import Specifications as Specifications
 from .specifications import detect_api as detect_api
-from .specifications import parse_docker_memory as parse_docker_memory
 from .specifications import parse_specifications as parse_specifications
 from .usage import Usage as Usage
 from .usage import parse_usage as parse_usage

@@ -34,7 +34,6 @@ class InvalidDocument(ValueError):
 
     def __init__(self, path: str, problem: str) -> None:
         self.path = path
-        self.problem = problem
         super().__init__(f"{path or 'document'}: {problem}")
 
 
