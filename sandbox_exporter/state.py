@@ -164,14 +164,12 @@ class State:
                 history = self._history.setdefault(result.target, deque(maxlen=self._history_limit))
                 history.append(HistoryEntry.of(result))
 
-    def record_debug(self, target: str, text: str, at: float | None = None) -> None:
+    def record_debug(self, target: str, text: str) -> None:
         """Keep what `/probe?debug=true` answered for a configured target."""
         with self._lock:
             if self._config is not None and self._config.target(target) is None:
                 return
-            self._debug[target] = DebugRecord(
-                time.time() if at is None else at, _cut(text, MAX_DEBUG_TEXT)
-            )
+            self._debug[target] = DebugRecord(time.time(), _cut(text, MAX_DEBUG_TEXT))
 
     def set_history_limit(self, limit: int) -> None:
         """Keep the last `limit` results per target (0: none); the newest stay."""
