@@ -17,12 +17,11 @@ import bisect
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .config import Config
 from .health import describe_missed, missed_expectations, probe_outcome
-from .probes import CanaryResult, LibrariesReport, ProbeResult
+from .probes import LibrariesReport, ProbeResult
 from .vocabulary import Reason
 
 #: Results kept per target unless `--history.limit` says otherwise (blackbox
@@ -36,33 +35,16 @@ MAX_DEBUG_TEXT = 64 * 1024
 
 # Round trips of a healthy sandbox sit between 10 ms and a second; the tail up
 # to the 10 s EXECUTE_TIMEOUT is where queueing for a container shows up.
-CANARY_BUCKETS: tuple[float, ...] = (
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-)
+CANARY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 @dataclass(frozen=True, slots=True)
 class HistogramData:
     """Per-bucket (not cumulative) counts; the last slot is the +Inf overflow."""
 
-    bucket_counts: tuple[int, ...]
-    total: float
-    count: int
-
-    @classmethod
-    def empty(cls) -> HistogramData:
-        return cls((0,) * (len(CANARY_BUCKETS) + 1), 0.0, 0)
+    bucket_counts: tuple[int, ...] = (0,) * (len(CANARY_BUCKETS) + 1)
+    total: float = 0.0
+    count: int = 0
 
     def observe(self, value: float) -> HistogramData:
         counts = list(self.bucket_counts)
@@ -167,30 +149,27 @@ class State:
                 self._last_success[key] = result.started_at + result.duration_seconds
             elif result.reason is not None:
                 self._failures[(*key, result.reason)] += 1
-            for canary in _canaries(result):
+            canaries = result.data if isinstance(result.data, tuple) else ()
+            for canary in canaries:
                 if canary.round_trip_seconds is None:
                     continue
                 hkey = (result.target, canary.name)
-                histogram = self._histograms.get(hkey) or HistogramData.empty()
+                histogram = self._histograms.get(hkey) or HistogramData()
                 self._histograms[hkey] = histogram.observe(canary.round_trip_seconds)
             condition = _condition(result)
             previous = self._conditions.get(key)
             if previous is None or previous[0] != condition:
                 self._conditions[key] = (condition, result.started_at)
             if self._history_limit:
-                history = self._history.get(result.target)
-                if history is None:
-                    history = self._history[result.target] = deque(maxlen=self._history_limit)
+                history = self._history.setdefault(result.target, deque(maxlen=self._history_limit))
                 history.append(HistoryEntry.of(result))
 
-    def record_debug(self, target: str, text: str, at: float | None = None) -> None:
+    def record_debug(self, target: str, text: str) -> None:
         """Keep what `/probe?debug=true` answered for a configured target."""
         with self._lock:
             if self._config is not None and self._config.target(target) is None:
                 return
-            self._debug[target] = DebugRecord(
-                time.time() if at is None else at, _cut(text, MAX_DEBUG_TEXT)
-            )
+            self._debug[target] = DebugRecord(time.time(), _cut(text, MAX_DEBUG_TEXT))
 
     def set_history_limit(self, limit: int) -> None:
         """Keep the last `limit` results per target (0: none); the newest stay."""
@@ -198,11 +177,9 @@ class State:
             raise ValueError(f"history limit must be 0 or more, not {limit}")
         with self._lock:
             self._history_limit = limit
-            self._history = (
-                {name: deque(entries, maxlen=limit) for name, entries in self._history.items()}
-                if limit
-                else {}
-            )
+            self._history = {
+                name: deque(entries, maxlen=limit) for name, entries in self._history.items()
+            }
 
     def history(self, target: str) -> TargetHistory:
         with self._lock:
@@ -252,12 +229,6 @@ class State:
     def probed_targets(self) -> set[str]:
         with self._lock:
             return {target for target, _ in self._results}
-
-
-def _canaries(result: ProbeResult) -> Iterable[CanaryResult]:
-    if isinstance(result.data, tuple):
-        return result.data
-    return ()
 
 
 def _condition(result: ProbeResult) -> object:

@@ -17,14 +17,13 @@ from sandbox_exporter.documents import (
     InvalidDocument,
     Specifications,
     detect_api,
-    dpkg_upstream_version,
-    language_versions_from_dpkg,
-    parse_docker_memory,
     parse_execute_response,
     parse_libraries,
     parse_specifications,
     parse_usage,
 )
+from sandbox_exporter.documents.libraries import dpkg_upstream_version, language_versions_from_dpkg
+from sandbox_exporter.documents.specifications import parse_docker_memory
 from sandbox_exporter.vocabulary import LANGUAGES
 
 FIXTURES = Path(__file__).parent / "fixtures"

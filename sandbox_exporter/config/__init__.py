@@ -16,11 +16,9 @@ from pydantic import ValidationError
 from .models import DEFAULT_INTERVALS as DEFAULT_INTERVALS
 from .models import Canary as Canary
 from .models import Config, Defaults, Target
-from .models import Section as Section
 from .problems import ConfigError, Problem, problems_of, render
 from .rules import check, duplicate_names, resolve_defaults, resolve_target
 from .sharing import share_equal_settings
-from .yamlfile import load_yaml as load_yaml
 from .yamlfile import load_yaml_with_positions, read_text
 
 

@@ -221,7 +221,6 @@ HeaderValue = Annotated[str, PlainValidator(_header_value, json_schema_input_typ
 
 
 def _file_name(value: object, info: ValidationInfo) -> str:
-    """A file name from the config, resolved against the config's directory."""
     if not isinstance(value, str):
         raise ValueError(f"expected a file name, got {describe(value, show=False)}")
     if _CONTROL.search(_not_blank(value)):

@@ -106,8 +106,6 @@ def unique(name: Callable[[Any], str], *key: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-# ---------------------------------------------------------------- canaries
-
 # The server's own default bound on a whole /execute/ request (EXECUTE_TIMEOUT).
 DEFAULT_CANARY_TIMEOUT = 10.0
 
@@ -199,8 +197,6 @@ class Canary(Section):
 
 DEFAULT_CANARY = Canary(name="shell", commands=("echo $((2+2))",), expect_stdout="4")
 
-# -------------------------------------------------------------- connection
-
 _INLINE_SECRET = (
     "inline secrets are not allowed (they would sit in a file anyone reading the "
     "configuration sees): put it in a file and use {stem}_file, or name an "
@@ -284,8 +280,6 @@ class TLS(Section):
     """Do not verify the certificate at all (wins over ca_file)."""
 
 
-# ------------------------------------------------------- what --once judges
-
 Ratio = Annotated[float, Field(ge=0, le=1)]
 
 
@@ -340,8 +334,6 @@ class Expectations(Section):
     bin: Annotated[Items[NonBlank], unique(str)] = ()
     """Executables expected on the PATH of a container."""
 
-
-# ------------------------------------------------------------ the file
 
 # Why these numbers: /usages/ takes about 2 s on the server (it samples I/O for
 # 2 s) and /libraries/ starts a fresh container on every call, so usage is

@@ -31,8 +31,8 @@ class ConfigError(Exception):
     """The configuration is not valid: ``errors`` lists every problem, ``str()``
     gives one line per problem, prefixed with the source."""
 
-    def __init__(self, errors: Sequence[str] | str, source: str | None = None) -> None:
-        self.errors: list[str] = [errors] if isinstance(errors, str) else list(errors)
+    def __init__(self, errors: Sequence[str], source: str | None = None) -> None:
+        self.errors = list(errors)
         self.source = source
         super().__init__(self.errors, source)
 

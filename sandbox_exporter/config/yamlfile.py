@@ -26,13 +26,9 @@ def read_text(path: Path, what: str) -> str:
         raise ConfigError([reason], str(path)) from None
 
 
-def load_yaml(text: str, source: str) -> Any:
-    """The document in ``text``; :class:`ConfigError` with line and column if it is not YAML."""
-    return load_yaml_with_positions(text, source)[0]
-
-
 def load_yaml_with_positions(text: str, source: str) -> tuple[Any, Positions]:
-    """The document in ``text`` and where each of its keys and items was written."""
+    """The document in ``text`` and where each of its keys and items was written;
+    :class:`ConfigError` with line and column if it is not YAML."""
     loader = None
     try:
         loader = yaml.SafeLoader(text)  # safe: no arbitrary objects

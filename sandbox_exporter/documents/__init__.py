@@ -2,42 +2,15 @@
 
 Pure: no I/O, no clock. One module per document, each a frozen pydantic model
 (see ``base``); both generations in the same units: bytes, hertz, seconds, and
-``None`` for "unlimited". Every name is importable from here.
+``None`` for "unlimited". What the rest of the package uses is importable from here.
 """
 
-from __future__ import annotations
-
-from .base import InvalidDocument
-from .execute import CommandExecution, ExecuteResponse, parse_execute_response
-from .libraries import (
-    Libraries,
-    dpkg_upstream_version,
-    language_versions_from_dpkg,
-    parse_libraries,
-)
-from .specifications import (
-    HostSpecs,
-    Specifications,
-    detect_api,
-    parse_docker_memory,
-    parse_specifications,
-)
-from .usage import Usage, parse_usage
-
-__all__ = [
-    "CommandExecution",
-    "ExecuteResponse",
-    "HostSpecs",
-    "InvalidDocument",
-    "Libraries",
-    "Specifications",
-    "Usage",
-    "detect_api",
-    "dpkg_upstream_version",
-    "language_versions_from_dpkg",
-    "parse_docker_memory",
-    "parse_execute_response",
-    "parse_libraries",
-    "parse_specifications",
-    "parse_usage",
-]
+from .base import InvalidDocument as InvalidDocument
+from .execute import parse_execute_response as parse_execute_response
+from .libraries import Libraries as Libraries
+from .libraries import parse_libraries as parse_libraries
+from .specifications import Specifications as Specifications
+from .specifications import detect_api as detect_api
+from .specifications import parse_specifications as parse_specifications
+from .usage import Usage as Usage
+from .usage import parse_usage as parse_usage

@@ -34,7 +34,6 @@ class InvalidDocument(ValueError):
 
     def __init__(self, path: str, problem: str) -> None:
         self.path = path
-        self.problem = problem
         super().__init__(f"{path or 'document'}: {problem}")
 
 
@@ -137,21 +136,22 @@ def _invalid(error: Any, doc: object) -> InvalidDocument:
     cause = ctx.get("error")
     if isinstance(cause, InvalidDocument):  # a validator that knows the path itself
         return cause
+    got = describe(error["input"])
     if kind == "value_error":  # a validator of ours says what it expected
-        return InvalidDocument(json_path(loc), f"{cause}, got {describe(error['input'])}")
-    if kind in ("greater_than_equal", "less_than_equal"):
+        problem = str(cause)
+    elif kind in ("greater_than_equal", "less_than_equal"):
         # pydantic gives the bound in the field's own type: 0 for an integer, 0.0 for a number.
         bound = ctx.get("ge", ctx.get("le"))
         noun = "an integer" if isinstance(bound, int) else "a number"
-        expected = f"{noun} {'>=' if kind == 'greater_than_equal' else '<='} {bound:g}"
+        problem = f"expected {noun} {'>=' if kind == 'greater_than_equal' else '<='} {bound:g}"
     elif kind in ("too_short", "too_long"):
         least = kind == "too_short"
         count = ctx["min_length" if least else "max_length"]
         problem = f"expected {'at least' if least else 'at most'} {count} items"
-        return InvalidDocument(json_path(loc), f"{problem}, got {ctx['actual_length']}")
+        got = str(ctx["actual_length"])
     else:
-        expected = _EXPECTED.get(kind, error["msg"])
-    return InvalidDocument(json_path(loc), f"expected {expected}, got {describe(error['input'])}")
+        problem = f"expected {_EXPECTED.get(kind, error['msg'])}"
+    return InvalidDocument(json_path(loc), f"{problem}, got {got}")
 
 
 def validated(model: type[D], doc: object) -> D:

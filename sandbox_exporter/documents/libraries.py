@@ -16,7 +16,7 @@ from typing_extensions import TypedDict
 from ..vocabulary import LANGUAGES, PACKAGE_KINDS
 from .base import Document, Items, ReadOnlyMap, String, Text, at, read_only, validated
 
-_EPOCH = re.compile(r"\d+:")
+_EPOCH = re.compile(r"^\d+:")
 
 
 def dpkg_upstream_version(version: str) -> str:
@@ -26,12 +26,8 @@ def dpkg_upstream_version(version: str) -> str:
     (build numbers, repack and backport markers): ``11.0.7+10-3~deb10u1`` ->
     ``11.0.7``, ``11+200+deb10u3`` -> ``11``.
     """
-    text = version.strip()
-    epoch = _EPOCH.match(text)
-    if epoch:
-        text = text[epoch.end() :]
-    if "-" in text:
-        text = text.rsplit("-", 1)[0]
+    text = _EPOCH.sub("", version.strip(), count=1)
+    text = text.rsplit("-", 1)[0]
     for marker in ("+", "~"):
         text = text.split(marker, 1)[0]
     return text or version.strip()
@@ -40,11 +36,7 @@ def dpkg_upstream_version(version: str) -> str:
 def _versioned_candidates(packages: Mapping[str, str], pattern: str) -> list[str]:
     """Package names matching ``pattern`` (with ``{n}`` a number), newest number first."""
     regex = re.compile(pattern.replace("{n}", r"(\d+)") + r"\Z")
-    found = []
-    for name in packages:
-        match = regex.match(name)
-        if match:
-            found.append((int(match.group(1)), name))
+    found = [(int(match[1]), name) for name in packages if (match := regex.match(name))]
     return [name for _, name in sorted(found, reverse=True)]
 
 
