@@ -108,6 +108,14 @@ def describe_missed(outcome: ExpectationOutcome) -> str:
     return f"{outcome.kind} {outcome.name} {outcome.expected} (found {outcome.found or 'nothing'})"
 
 
+def healthy_summary(verdict: TargetVerdict) -> str:
+    """What a target with no problem shows instead: its server, its canaries, its load."""
+    parts = [r.message for kind, r in verdict.results.items() if kind in (SPECIFICATIONS, CANARY)]
+    if verdict.load_ratio is not None:
+        parts.append(f"load {verdict.load_ratio:.0%}")
+    return "; ".join(parts)
+
+
 def judge(target: Target, results: Mapping[str, ProbeResult]) -> TargetVerdict:
     """The verdict on one target from its latest result of each probe kind
     (kinds not run yet are simply absent)."""

@@ -12,7 +12,7 @@ import json
 import time
 
 from .config import Config, Target
-from .health import Status, TargetVerdict, judge
+from .health import Status, TargetVerdict, healthy_summary, judge
 from .probes import ProbeResult, run_probe
 from .protocol import seconds_text
 from .transport import ProbeTransport, open_session
@@ -126,16 +126,9 @@ def render_text(verdicts: list[TargetVerdict]) -> str:
         f"SANDBOX {status.name} - {summary}" + (" | " + " ".join(perfdata) if perfdata else "")
     ]
     for v in verdicts:
-        detail = "; ".join(map(str, v.problems)) if v.problems else _healthy_summary(v)
+        detail = "; ".join(map(str, v.problems)) if v.problems else healthy_summary(v)
         lines.append(f"[{v.status.name}] {v.target.name}: {detail}")
     return "\n".join(lines) + "\n"
-
-
-def _healthy_summary(verdict: TargetVerdict) -> str:
-    parts = [r.message for kind, r in verdict.results.items() if kind in (SPECIFICATIONS, CANARY)]
-    if verdict.load_ratio is not None:
-        parts.append(f"load {verdict.load_ratio:.0%}")
-    return "; ".join(parts)
 
 
 def render_json(verdicts: list[TargetVerdict]) -> str:
