@@ -191,8 +191,7 @@ def _exit_now(code: int) -> int:
 def _once(args: argparse.Namespace) -> int:
     try:
         if args.url:
-            defaults = parse_config("targets: []").defaults
-            config = config_for_url(args.url, defaults)
+            config = config_for_url(args.url, parse_config("targets: []").defaults)
         else:
             config = load_config(args.config_file)
     except ConfigError as error:

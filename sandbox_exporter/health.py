@@ -28,11 +28,6 @@ class Status(enum.IntEnum):
     UNKNOWN = 3
 
 
-def severity(name: str) -> Status:
-    """The status a configured severity (``"warning"``, ``"critical"``) stands for."""
-    return Status[name.upper()]
-
-
 @dataclass(frozen=True)
 class Problem:
     status: Status
@@ -130,9 +125,10 @@ def judge(target: Target, results: Mapping[str, ProbeResult]) -> TargetVerdict:
         return verdict
     canary = results.get(CANARY)
     if canary is not None and not canary.success:
-        status = severity(target.severities.canary_failed)
+        # A configured severity ("warning", "critical") names a Status.
+        status = Status[target.severities.canary_failed.upper()]
         if canary.reason is Reason.OVERLOADED:
-            status = severity(target.severities.overloaded)
+            status = Status[target.severities.overloaded.upper()]
         verdict.flag(status, f"canary failing ({_reason(canary)})", canary.message, CANARY)
     usage = results.get(USAGE)
     if usage is not None and not usage.success:
@@ -154,7 +150,7 @@ def judge(target: Target, results: Mapping[str, ProbeResult]) -> TargetVerdict:
     elif libraries is not None and isinstance(libraries.data, LibrariesReport):
         missed = missed_expectations(libraries.data)
         if missed:
-            status = severity(target.severities.expectation_missed)
+            status = Status[target.severities.expectation_missed.upper()]
             details = ", ".join(map(describe_missed, missed))
             verdict.flag(status, _missed_summary(len(missed)), details, LIBRARIES)
     return verdict

@@ -61,28 +61,17 @@ async def probe_all(targets: list[Target], timeout: float) -> list[TargetVerdict
             await asyncio.wait(tasks, timeout=max(end - loop.time(), 0.0) + 0.2)
         for task in tasks:
             task.cancel()
+    late = f"not finished within the check's timeout of {seconds_text(timeout)} (-t)"
+    now = time.time()
     verdicts = []
     for target in targets:
         done = results[target.name]
         unreachable = SPECIFICATIONS in done and not done[SPECIFICATIONS].success
-        if not unreachable:
-            for kind in PROBES:
-                if kind not in done:
-                    done[kind] = _not_finished(target, kind, timeout)
+        for kind in PROBES:
+            if kind not in done and not unreachable:
+                done[kind] = ProbeResult(target.name, kind, False, Reason.TIMEOUT, now, 0.0, late)
         verdicts.append(judge(target, {k: done[k] for k in PROBES if k in done}))
     return verdicts
-
-
-def _not_finished(target: Target, kind: str, timeout: float) -> ProbeResult:
-    return ProbeResult(
-        target=target.name,
-        probe=kind,
-        success=False,
-        reason=Reason.TIMEOUT,
-        started_at=time.time(),
-        duration_seconds=0.0,
-        message=f"not finished within the check's timeout of {seconds_text(timeout)} (-t)",
-    )
 
 
 def overall(verdicts: list[TargetVerdict]) -> Status:

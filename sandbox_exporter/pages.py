@@ -93,13 +93,12 @@ def target_page(
     history (newest first) and what its last `/probe?debug=true` showed."""
     now = time.time() if now is None else now
     verdict = _verdict(snapshot, target)
-    name = escape(target.name)
     probe_now = f"probe?target={quote(target.name, safe='')}&debug=true"
     back = "./" + _refresh_query(refresh, "?")
     labels = ", ".join(f"{k}={v}" for k, v in sorted(target.labels.items()))
     parts = [
         f'<p class="bar"><a href="{escape(back)}">← all targets</a></p>',
-        f"<h1>{_badge(verdict)} {name}</h1>",
+        f"<h1>{_badge(verdict)} {escape(target.name)}</h1>",
         f"<p>{escape(shown_url(target.url))}"
         + (f" · labels: {escape(labels)}" if labels else "")
         + f' · <a href="{escape(probe_now)}">probe now (debug)</a> · '
