@@ -76,8 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="history_limit",
         type=_history_limit,
         default=DEFAULT_HISTORY_LIMIT,
-        help=f"probe results kept per target for its page (default {DEFAULT_HISTORY_LIMIT}; "
-        "0 keeps none)",
+        help="probe results kept per target for its page (default %(default)s; 0 keeps none)",
     )
     parser.add_argument("--log.level", dest="log_level", default="info", choices=LEVELS)
     parser.add_argument(

@@ -80,9 +80,8 @@ def run_demo(listen_address: str) -> int:
                 f"  landing page   {server.url}",
                 f"  metrics        {server.url}metrics",
                 f"  probe          {server.url}probe?target=demo-v3&debug=true",
+                *(f"  sandbox {name:<7}{emulator.url}" for name, emulator in emulators.items()),
             ]
-            for name, emulator in emulators.items():
-                lines.append(f"  sandbox {name:<7}{emulator.url}")
             print("\n".join(lines), flush=True)
 
         return serve(exporter, listen_address, on_started=announce)

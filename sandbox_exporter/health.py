@@ -73,9 +73,7 @@ def busy_containers(results: Mapping[str, ProbeResult]) -> int | None:
 def load_ratio(results: Mapping[str, ProbeResult]) -> float | None:
     """Busy containers over the pool size; None when either is unknown (or the pool is 0)."""
     busy, pool = busy_containers(results), pool_size(results)
-    if busy is None or not pool:
-        return None
-    return busy / pool
+    return None if busy is None or not pool else busy / pool
 
 
 def missed_expectations(report: LibrariesReport) -> list[ExpectationOutcome]:

@@ -151,9 +151,6 @@ def run_once(
     config: Config, names: list[str] | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS
 ) -> tuple[Status, list[TargetVerdict]]:
     """Probe, judge; the caller ends the process right after (see cli._exit_now)."""
-    targets = list(config.targets)
-    if names:
-        targets = [t for t in targets if t.name in set(names)]
-    loop = asyncio.new_event_loop()
-    verdicts = loop.run_until_complete(probe_all(targets, timeout))
+    targets = [t for t in config.targets if not names or t.name in names]
+    verdicts = asyncio.new_event_loop().run_until_complete(probe_all(targets, timeout))
     return overall(verdicts), verdicts

@@ -29,18 +29,14 @@ _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#1f2328;max-width:90em}
 h1{font-size:1.5em;margin:0 0 .3em}h2{font-size:1.15em;margin:1.5em 0 .4em}
 table{border-collapse:collapse}td,th{padding:.35em .6em;text-align:left;vertical-align:top;
-border-bottom:1px solid #d0d7de}th{background:#f6f8fa;font-weight:600}
-a{color:#0969da}small,.muted{color:#59636e}
-.ok{color:#1a7f37}.warn{color:#9a6700;font-weight:600}.fail{color:#cf222e;font-weight:600}
-.pending{color:#59636e}small{font-weight:normal}td.t{white-space:nowrap}
-ul.problems .detail{font-weight:normal}
+border-bottom:1px solid #d0d7de}th{font-weight:600}th,pre{background:#f6f8fa}
+a{color:#0969da}small,.muted,.pending{color:#59636e}small,.detail{font-weight:normal}
+.ok{color:#1a7f37}.warn{color:#9a6700}.fail{color:#cf222e}.warn,.fail{font-weight:600}
+td.t{white-space:nowrap}ul.problems{margin:0;padding-left:1.1em}ul.problems li{margin:.1em 0}
 .badge{display:inline-block;padding:.1em .5em;border-radius:.3em;font-weight:700;color:#fff;
-font-size:.85em}
-.b-OK{background:#1a7f37}.b-WARNING{background:#9a6700}.b-CRITICAL{background:#cf222e}
-.b-UNKNOWN,.b-PENDING{background:#6e7781}
-ul.problems{margin:0;padding-left:1.1em}ul.problems li{margin:.1em 0}
-pre{background:#f6f8fa;padding:.8em;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
-.bar{margin:.3em 0}
+font-size:.85em}.b-OK{background:#1a7f37}.b-WARNING{background:#9a6700}
+.b-CRITICAL{background:#cf222e}.b-UNKNOWN,.b-PENDING{background:#6e7781}
+pre{padding:.8em;overflow-x:auto;white-space:pre-wrap;word-break:break-all}.bar{margin:.3em 0}
 """
 
 
@@ -207,9 +203,7 @@ def _since(snapshot: Snapshot, name: str, problem: Problem, now: float) -> str:
         # A load is a measurement, not a condition that starts and ends.
         return f" <small>— measured {_ago(now - result.started_at)} ago</small>"
     since = snapshot.since.get((name, problem.probe))
-    if since is None:
-        return ""
-    return f" <small>— since {_clock(since, now)}</small>"
+    return "" if since is None else f" <small>— since {_clock(since, now)}</small>"
 
 
 def _latest_table(snapshot: Snapshot, name: str, now: float) -> str:
@@ -291,9 +285,8 @@ def _debug(history: TargetHistory, probe_now: str, now: float) -> str:
     run = f'<a href="{escape(probe_now)}">run one now</a> (probes the target)'
     if history.debug is None:
         return f"<p>None since the exporter started; {run}.</p>"
-    return (
-        f"<p>At {_clock(history.debug.at, now)}; {run}.</p><pre>{escape(history.debug.text)}</pre>"
-    )
+    at = _clock(history.debug.at, now)
+    return f"<p>At {at}; {run}.</p><pre>{escape(history.debug.text)}</pre>"
 
 
 def _page(title: str, body: str, refresh: int | None) -> str:
@@ -326,10 +319,8 @@ def _reload_line(snapshot: Snapshot) -> str:
 def _refresh_control(base: str, refresh: int | None, joiner: str) -> str:
     if refresh:
         return f'auto-refresh every {refresh}s (<a href="{escape(base)}">turn off</a>)'
-    on = base + _refresh_query(DEFAULT_REFRESH_SECONDS, joiner)
-    return (
-        f'auto-refresh off (<a href="{escape(on)}">turn on, every {DEFAULT_REFRESH_SECONDS}s</a>)'
-    )
+    on = escape(base + _refresh_query(DEFAULT_REFRESH_SECONDS, joiner))
+    return f'auto-refresh off (<a href="{on}">turn on, every {DEFAULT_REFRESH_SECONDS}s</a>)'
 
 
 def _refresh_query(refresh: int | None, joiner: str) -> str:
