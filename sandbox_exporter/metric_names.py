@@ -23,17 +23,20 @@ def _gauge(name: str, help_text: str, *labels: str) -> MetricSpec:
     return MetricSpec(name, "gauge", help_text, labels)
 
 
-def _last(probe: str) -> Callable[..., MetricSpec]:
+def _last(probe: str, *first_labels: str) -> Callable[..., MetricSpec]:
     """A maker of per-target gauges read from the last run of `probe`."""
 
     def gauge(name: str, help_text: str, *labels: str) -> MetricSpec:
-        return _gauge(name, f"From the last {probe} probe: {help_text}", _T, *labels)
+        help_text = f"From the last {probe} probe: {help_text}"
+        return _gauge(name, help_text, _T, *first_labels, *labels)
 
     return gauge
 
 
 _T = "target"
-_spec, _usage, _canary, _libs = map(_last, ("specifications", "usage", "canary", "libraries"))
+_spec, _usage = map(_last, ("specifications", "usage"))
+# Every canary gauge is per canary too, every library gauge per kind of package.
+_canary, _libs = _last("canary", "canary"), _last("libraries", "kind")
 
 #: In the order of docs/metrics.md, which is the order of the exposition.
 METRICS: tuple[MetricSpec, ...] = (
@@ -126,25 +129,16 @@ METRICS: tuple[MetricSpec, ...] = (
     _spec("sandbox_execute_timeout_seconds", "server-side bound of one execute request (2.x)."),
     _spec("sandbox_environment_expiration_seconds", "lifetime of a saved environment (2.x)."),
     # Canaries.
+    _canary("sandbox_canary_success", "1 if HTTP 200 with the expected status and stdout."),
+    _canary("sandbox_canary_duration_seconds", "round trip, exporter side."),
+    _canary("sandbox_canary_server_duration_seconds", "total_time reported by the server."),
     _canary(
-        "sandbox_canary_success", "1 if HTTP 200 with the expected status and stdout.", "canary"
+        "sandbox_canary_wait_seconds", "round trip minus server time: queueing, transfer, HTTP."
     ),
-    _canary("sandbox_canary_duration_seconds", "round trip, exporter side.", "canary"),
-    _canary(
-        "sandbox_canary_server_duration_seconds", "total_time reported by the server.", "canary"
-    ),
-    _canary(
-        "sandbox_canary_wait_seconds",
-        "round trip minus server time: queueing, transfer, HTTP.",
-        "canary",
-    ),
-    _canary(
-        "sandbox_canary_status", "the response's status (negative: sandbox error code).", "canary"
-    ),
+    _canary("sandbox_canary_status", "the response's status (negative: sandbox error code)."),
     _canary(
         "sandbox_canary_command_duration_seconds",
         "time of each command as the server measured it; step is its 0-based index.",
-        "canary",
         "step",
     ),
     MetricSpec(
@@ -157,17 +151,15 @@ METRICS: tuple[MetricSpec, ...] = (
     _libs(
         "sandbox_library_version_info",
         "version of each expected library found (always 1).",
-        "kind",
         "name",
         "version",
     ),
     _libs(
         "sandbox_library_expectation_met",
         "1 if the expectation of the configuration is met.",
-        "kind",
         "name",
     ),
-    _libs("sandbox_libraries", "entries the server listed, by kind.", "kind"),
+    _libs("sandbox_libraries", "entries the server listed, by kind."),
 )
 
 METRICS_BY_NAME: dict[str, MetricSpec] = {metric.name: metric for metric in METRICS}
