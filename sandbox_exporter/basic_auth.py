@@ -11,7 +11,6 @@ bad passwords costs that one thread, never the loop nor every core.
 from __future__ import annotations
 
 import base64
-import binascii
 import collections
 import hashlib
 import hmac
@@ -81,7 +80,7 @@ def basic_credentials(header: str) -> tuple[bytes, bytes] | None:
         return None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True)
-    except (binascii.Error, ValueError):
+    except ValueError:  # binascii.Error is one
         return None
     user, colon, password = decoded.partition(b":")
     if not colon:

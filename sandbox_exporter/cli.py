@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .config import Config, ConfigError, config_for_url, load_config, parse_config
+from .config import ConfigError, config_for_url, load_config, parse_config
 from .daemon import serve
 from .exporter import Exporter
 from .logs import LEVELS, setup_logging
@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-c",
         "--config.file",
         dest="config_file",
-        help=f"YAML configuration file (default {DEFAULT_CONFIG_FILE})",
+        default=DEFAULT_CONFIG_FILE,
+        help="YAML configuration file (default %(default)s)",
     )
     parser.add_argument(
         "--config.check",
@@ -75,15 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="history_limit",
         type=_history_limit,
         default=DEFAULT_HISTORY_LIMIT,
-        help=f"probe results kept per target for its page (default {DEFAULT_HISTORY_LIMIT}; "
-        "0 keeps none)",
+        help="probe results kept per target for its page (default %(default)s; 0 keeps none)",
     )
-    parser.add_argument(
-        "--log.level",
-        dest="log_level",
-        default="info",
-        choices=LEVELS,
-    )
+    parser.add_argument("--log.level", dest="log_level", default="info", choices=LEVELS)
     parser.add_argument(
         "--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"]
     )
@@ -146,10 +141,6 @@ def listen_address_for(args: argparse.Namespace) -> str:
     return DEFAULT_DEMO_LISTEN_ADDRESS if args.demo else DEFAULT_LISTEN_ADDRESS
 
 
-def _load(args: argparse.Namespace) -> Config:
-    return load_config(args.config_file or DEFAULT_CONFIG_FILE)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -172,16 +163,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _exit_now(_once(args))
     if args.config_check:
         try:
-            config = _load(args)
-        except ConfigError as error:
-            print(f"config invalid: {error}", file=sys.stderr)
-            return 1
-        if args.web_config_file:
-            try:
+            config = load_config(args.config_file)
+            if args.web_config_file:
                 load_web_config(args.web_config_file)
-            except WebConfigError as error:
-                print(f"web config invalid: {error}", file=sys.stderr)
-                return 1
+        except ConfigError as error:  # WebConfigError is one too
+            kind = "web config" if isinstance(error, WebConfigError) else "config"
+            print(f"{kind} invalid: {error}", file=sys.stderr)
+            return 1
         print(f"config valid: {len(config.targets)} targets")
         return 0
     return _exit_now(_daemon(args))
@@ -202,10 +190,9 @@ def _exit_now(code: int) -> int:
 def _once(args: argparse.Namespace) -> int:
     try:
         if args.url:
-            defaults = parse_config("targets: []").defaults
-            config = config_for_url(args.url, defaults)
+            config = config_for_url(args.url, parse_config("targets: []").defaults)
         else:
-            config = _load(args)
+            config = load_config(args.config_file)
     except ConfigError as error:
         print(f"SANDBOX UNKNOWN - bad configuration: {error}")
         return Status.UNKNOWN
@@ -220,19 +207,13 @@ def _once(args: argparse.Namespace) -> int:
 
 
 def _daemon(args: argparse.Namespace) -> int:
-    path = Path(args.config_file or DEFAULT_CONFIG_FILE)
+    path = Path(args.config_file)
     try:
         config = load_config(path)
+        web_config = load_web_config(args.web_config_file) if args.web_config_file else None
     except ConfigError as error:
         log.error("cannot start: %s", error)
         return 1
-    web_config = None
-    if args.web_config_file:
-        try:
-            web_config = load_web_config(args.web_config_file)
-        except WebConfigError as error:
-            log.error("cannot start: %s", error)
-            return 1
     exporter = Exporter(config, path, scheduled=args.scheduler)
     exporter.state.set_history_limit(args.history_limit)
     return serve(exporter, args.listen_address, web_config=web_config)

@@ -13,21 +13,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from typing import TYPE_CHECKING
+from contextlib import ExitStack
 
-from .config import Config, parse_config
+from .config import parse_config
 from .exporter import Exporter
 
-if TYPE_CHECKING:
-    from sandbox_emulator import Emulator
-
-log = logging.getLogger(__name__)
-
-EMULATOR_PACKAGE = "sandbox_emulator"
 NO_EMULATOR_MESSAGE = (
     "sandbox-exporter: --demo needs the sandbox_emulator package, which this installation "
     "leaves out (the container image does); run the demo from a checkout: pip install ."
@@ -61,8 +52,14 @@ targets:
 """
 
 
-@contextmanager
-def demo_sandboxes() -> Iterator[dict[str, Emulator]]:
+def run_demo(listen_address: str) -> int:
+    from .daemon import serve
+
+    # Only a missing package gets the short message: an emulator that is
+    # there but broken still fails loudly when imported below.
+    if importlib.util.find_spec("sandbox_emulator") is None:
+        print(NO_EMULATOR_MESSAGE, file=sys.stderr)
+        return 1
     from sandbox_emulator import Emulator, Fault
 
     with ExitStack() as stack:
@@ -74,24 +71,8 @@ def demo_sandboxes() -> Iterator[dict[str, Emulator]]:
         for emulator in emulators.values():
             emulator.start()
             stack.callback(emulator.stop)
-        yield emulators
-
-
-def demo_config(emulators: dict[str, Emulator]) -> Config:
-    urls = {name: json.dumps(emulator.url) for name, emulator in emulators.items()}
-    return parse_config(DEMO_CONFIG.format(**urls), source="<demo>")
-
-
-def run_demo(listen_address: str) -> int:
-    from .daemon import serve
-
-    # Only a missing package gets the short message: an emulator that is
-    # there but broken still fails loudly when imported below.
-    if importlib.util.find_spec(EMULATOR_PACKAGE) is None:
-        print(NO_EMULATOR_MESSAGE, file=sys.stderr)
-        return 1
-    with demo_sandboxes() as emulators:
-        exporter = Exporter(demo_config(emulators))
+        urls = {name: json.dumps(emulator.url) for name, emulator in emulators.items()}
+        exporter = Exporter(parse_config(DEMO_CONFIG.format(**urls), source="<demo>"))
 
         def announce(server) -> None:
             lines = [
@@ -99,9 +80,8 @@ def run_demo(listen_address: str) -> int:
                 f"  landing page   {server.url}",
                 f"  metrics        {server.url}metrics",
                 f"  probe          {server.url}probe?target=demo-v3&debug=true",
+                *(f"  sandbox {name:<7}{emulator.url}" for name, emulator in emulators.items()),
             ]
-            for name, emulator in emulators.items():
-                lines.append(f"  sandbox {name:<7}{emulator.url}")
             print("\n".join(lines), flush=True)
 
         return serve(exporter, listen_address, on_started=announce)

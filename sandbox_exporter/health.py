@@ -28,11 +28,6 @@ class Status(enum.IntEnum):
     UNKNOWN = 3
 
 
-def severity(name: str) -> Status:
-    """The status a configured severity (``"warning"``, ``"critical"``) stands for."""
-    return Status[name.upper()]
-
-
 @dataclass(frozen=True)
 class Problem:
     status: Status
@@ -78,9 +73,7 @@ def busy_containers(results: Mapping[str, ProbeResult]) -> int | None:
 def load_ratio(results: Mapping[str, ProbeResult]) -> float | None:
     """Busy containers over the pool size; None when either is unknown (or the pool is 0)."""
     busy, pool = busy_containers(results), pool_size(results)
-    if busy is None or not pool:
-        return None
-    return busy / pool
+    return None if busy is None or not pool else busy / pool
 
 
 def missed_expectations(report: LibrariesReport) -> list[ExpectationOutcome]:
@@ -108,6 +101,14 @@ def describe_missed(outcome: ExpectationOutcome) -> str:
     return f"{outcome.kind} {outcome.name} {outcome.expected} (found {outcome.found or 'nothing'})"
 
 
+def healthy_summary(verdict: TargetVerdict) -> str:
+    """What a target with no problem shows instead: its server, its canaries, its load."""
+    parts = [r.message for kind, r in verdict.results.items() if kind in (SPECIFICATIONS, CANARY)]
+    if verdict.load_ratio is not None:
+        parts.append(f"load {verdict.load_ratio:.0%}")
+    return "; ".join(parts)
+
+
 def judge(target: Target, results: Mapping[str, ProbeResult]) -> TargetVerdict:
     """The verdict on one target from its latest result of each probe kind
     (kinds not run yet are simply absent)."""
@@ -122,9 +123,10 @@ def judge(target: Target, results: Mapping[str, ProbeResult]) -> TargetVerdict:
         return verdict
     canary = results.get(CANARY)
     if canary is not None and not canary.success:
-        status = severity(target.severities.canary_failed)
+        # A configured severity ("warning", "critical") names a Status.
+        status = Status[target.severities.canary_failed.upper()]
         if canary.reason is Reason.OVERLOADED:
-            status = severity(target.severities.overloaded)
+            status = Status[target.severities.overloaded.upper()]
         verdict.flag(status, f"canary failing ({_reason(canary)})", canary.message, CANARY)
     usage = results.get(USAGE)
     if usage is not None and not usage.success:
@@ -146,7 +148,7 @@ def judge(target: Target, results: Mapping[str, ProbeResult]) -> TargetVerdict:
     elif libraries is not None and isinstance(libraries.data, LibrariesReport):
         missed = missed_expectations(libraries.data)
         if missed:
-            status = severity(target.severities.expectation_missed)
+            status = Status[target.severities.expectation_missed.upper()]
             details = ", ".join(map(describe_missed, missed))
             verdict.flag(status, _missed_summary(len(missed)), details, LIBRARIES)
     return verdict

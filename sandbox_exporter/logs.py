@@ -15,8 +15,6 @@ import sys
 import time
 import unicodedata
 
-__all__ = ["JsonFormatter", "LogfmtFormatter", "setup_logging"]
-
 LEVELS = ("debug", "info", "warn", "error")
 
 # Escapes a reader of logfmt (and of Go string literals) knows by name.
@@ -25,9 +23,8 @@ _NAMED_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t
 
 def timestamp(created: float) -> str:
     """``created`` (seconds since the epoch) as RFC 3339 in UTC, to the millisecond."""
-    seconds = int(created)
-    millis = int((created - seconds) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    millis = int(created % 1 * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{millis:03d}Z"
 
 
 def record_fields(record: logging.LogRecord, formatter: logging.Formatter) -> dict[str, str]:

@@ -7,6 +7,7 @@ docs/metrics.md. Counters are named as PromQL sees them, with `_total`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -22,12 +23,20 @@ def _gauge(name: str, help_text: str, *labels: str) -> MetricSpec:
     return MetricSpec(name, "gauge", help_text, labels)
 
 
-def _last(probe: str) -> str:
-    return f"From the last {probe} probe: "
+def _last(probe: str, *first_labels: str) -> Callable[..., MetricSpec]:
+    """A maker of per-target gauges read from the last run of `probe`."""
+
+    def gauge(name: str, help_text: str, *labels: str) -> MetricSpec:
+        help_text = f"From the last {probe} probe: {help_text}"
+        return _gauge(name, help_text, _T, *first_labels, *labels)
+
+    return gauge
 
 
 _T = "target"
-_SPECS, _USAGE, _CANARY, _LIBS = map(_last, ("specifications", "usage", "canary", "libraries"))
+_spec, _usage = map(_last, ("specifications", "usage"))
+# Every canary gauge is per canary too, every library gauge per kind of package.
+_canary, _libs = _last("canary", "canary"), _last("libraries", "kind")
 
 #: In the order of docs/metrics.md, which is the order of the exposition.
 METRICS: tuple[MetricSpec, ...] = (
@@ -49,11 +58,10 @@ METRICS: tuple[MetricSpec, ...] = (
         _T,
         "url",
     ),
-    _gauge("sandbox_up", _SPECS + "1 if it answered with a usable document.", _T),
-    _gauge(
+    _spec("sandbox_up", "1 if it answered with a usable document."),
+    _spec(
         "sandbox_info",
-        _SPECS + "server versions and detected API generation (always 1).",
-        _T,
+        "server versions and detected API generation (always 1).",
         "sandbox_version",
         "docker_version",
         "api",
@@ -79,93 +87,58 @@ METRICS: tuple[MetricSpec, ...] = (
         (_T, "probe", "reason"),
     ),
     # Capacity and load.
-    _gauge("sandbox_containers_max", _SPECS + "container pool size.", _T),
-    _gauge("sandbox_containers_running", _USAGE + "containers in use.", _T),
-    _gauge("sandbox_load_ratio", _USAGE + "containers in use / pool size.", _T),
-    _gauge("sandbox_host_cpu_usage_ratio", _USAGE + "host CPU use, 0..1.", _T),
-    _gauge("sandbox_host_load_ratio", _USAGE + "load average per CPU.", _T, "window"),
-    _gauge("sandbox_host_cpu_frequency_hertz", _USAGE + "current CPU frequency.", _T),
-    _gauge("sandbox_host_cpu_cores", _SPECS + "host physical CPU cores.", _T),
-    _gauge("sandbox_host_cpu_logical_cores", _SPECS + "host logical CPUs.", _T),
-    _gauge("sandbox_host_memory_bytes", _SPECS + "host RAM.", _T),
-    _gauge("sandbox_host_memory_used_bytes", _USAGE + "host RAM in use.", _T),
-    _gauge("sandbox_host_swap_bytes", _SPECS + "host swap.", _T),
-    _gauge("sandbox_host_swap_used_bytes", _USAGE + "host swap in use.", _T),
-    _gauge("sandbox_host_storage_bytes", _SPECS + "partition size.", _T, "device"),
-    _gauge("sandbox_host_storage_used_bytes", _USAGE + "partition space in use.", _T, "device"),
+    _spec("sandbox_containers_max", "container pool size."),
+    _usage("sandbox_containers_running", "containers in use."),
+    _usage("sandbox_load_ratio", "containers in use / pool size."),
+    _usage("sandbox_host_cpu_usage_ratio", "host CPU use, 0..1."),
+    _usage("sandbox_host_load_ratio", "load average per CPU.", "window"),
+    _usage("sandbox_host_cpu_frequency_hertz", "current CPU frequency."),
+    _spec("sandbox_host_cpu_cores", "host physical CPU cores."),
+    _spec("sandbox_host_cpu_logical_cores", "host logical CPUs."),
+    _spec("sandbox_host_memory_bytes", "host RAM."),
+    _usage("sandbox_host_memory_used_bytes", "host RAM in use."),
+    _spec("sandbox_host_swap_bytes", "host swap."),
+    _usage("sandbox_host_swap_used_bytes", "host swap in use."),
+    _spec("sandbox_host_storage_bytes", "partition size.", "device"),
+    _usage("sandbox_host_storage_used_bytes", "partition space in use.", "device"),
     *(
-        _gauge(
+        _usage(
             f"sandbox_host_disk_{direction}_{unit}_per_second",
-            _USAGE + f"disk {direction} {unit} per second.",
-            _T,
+            f"disk {direction} {unit} per second.",
             "device",
         )
         for unit in ("bytes", "operations")
         for direction in ("read", "write")
     ),
     *(
-        _gauge(
+        _usage(
             f"sandbox_host_network_{direction}_{unit}_per_second",
-            _USAGE + f"network {unit} {direction} per second.",
-            _T,
+            f"network {unit} {direction} per second.",
         )
         for unit in ("bytes", "packets")
         for direction in ("sent", "received")
     ),
-    _gauge("sandbox_host_processes", _USAGE + "processes on the host.", _T),
-    _gauge("sandbox_container_cpus", _SPECS + "CPUs a container may use.", _T),
-    _gauge(
+    _usage("sandbox_host_processes", "processes on the host."),
+    _spec("sandbox_container_cpus", "CPUs a container may use."),
+    _spec(
         "sandbox_container_memory_limit_bytes",
-        _SPECS + "container memory limit; absent where unlimited.",
-        _T,
+        "container memory limit; absent where unlimited.",
         "kind",
     ),
-    _gauge(
-        "sandbox_container_process_limit",
-        _SPECS + "container pids limit; absent where unlimited.",
-        _T,
-    ),
-    _gauge(
-        "sandbox_execute_timeout_seconds",
-        _SPECS + "server-side bound of one execute request (2.x).",
-        _T,
-    ),
-    _gauge(
-        "sandbox_environment_expiration_seconds",
-        _SPECS + "lifetime of a saved environment (2.x).",
-        _T,
-    ),
+    _spec("sandbox_container_process_limit", "container pids limit; absent where unlimited."),
+    _spec("sandbox_execute_timeout_seconds", "server-side bound of one execute request (2.x)."),
+    _spec("sandbox_environment_expiration_seconds", "lifetime of a saved environment (2.x)."),
     # Canaries.
-    _gauge(
-        "sandbox_canary_success",
-        _CANARY + "1 if HTTP 200 with the expected status and stdout.",
-        _T,
-        "canary",
+    _canary("sandbox_canary_success", "1 if HTTP 200 with the expected status and stdout."),
+    _canary("sandbox_canary_duration_seconds", "round trip, exporter side."),
+    _canary("sandbox_canary_server_duration_seconds", "total_time reported by the server."),
+    _canary(
+        "sandbox_canary_wait_seconds", "round trip minus server time: queueing, transfer, HTTP."
     ),
-    _gauge("sandbox_canary_duration_seconds", _CANARY + "round trip, exporter side.", _T, "canary"),
-    _gauge(
-        "sandbox_canary_server_duration_seconds",
-        _CANARY + "total_time reported by the server.",
-        _T,
-        "canary",
-    ),
-    _gauge(
-        "sandbox_canary_wait_seconds",
-        _CANARY + "round trip minus server time: queueing, transfer, HTTP.",
-        _T,
-        "canary",
-    ),
-    _gauge(
-        "sandbox_canary_status",
-        _CANARY + "the response's status (negative: sandbox error code).",
-        _T,
-        "canary",
-    ),
-    _gauge(
+    _canary("sandbox_canary_status", "the response's status (negative: sandbox error code)."),
+    _canary(
         "sandbox_canary_command_duration_seconds",
-        _CANARY + "time of each command as the server measured it; step is its 0-based index.",
-        _T,
-        "canary",
+        "time of each command as the server measured it; step is its 0-based index.",
         "step",
     ),
     MetricSpec(
@@ -175,22 +148,18 @@ METRICS: tuple[MetricSpec, ...] = (
         (_T, "canary"),
     ),
     # Libraries.
-    _gauge(
+    _libs(
         "sandbox_library_version_info",
-        _LIBS + "version of each expected library found (always 1).",
-        _T,
-        "kind",
+        "version of each expected library found (always 1).",
         "name",
         "version",
     ),
-    _gauge(
+    _libs(
         "sandbox_library_expectation_met",
-        _LIBS + "1 if the expectation of the configuration is met.",
-        _T,
-        "kind",
+        "1 if the expectation of the configuration is met.",
         "name",
     ),
-    _gauge("sandbox_libraries", _LIBS + "entries the server listed, by kind.", _T, "kind"),
+    _libs("sandbox_libraries", "entries the server listed, by kind."),
 )
 
 METRICS_BY_NAME: dict[str, MetricSpec] = {metric.name: metric for metric in METRICS}

@@ -12,7 +12,7 @@ import json
 import time
 
 from .config import Config, Target
-from .health import Status, TargetVerdict, judge
+from .health import Status, TargetVerdict, healthy_summary, judge
 from .probes import ProbeResult, run_probe
 from .protocol import seconds_text
 from .transport import ProbeTransport, open_session
@@ -61,28 +61,17 @@ async def probe_all(targets: list[Target], timeout: float) -> list[TargetVerdict
             await asyncio.wait(tasks, timeout=max(end - loop.time(), 0.0) + 0.2)
         for task in tasks:
             task.cancel()
+    late = f"not finished within the check's timeout of {seconds_text(timeout)} (-t)"
+    now = time.time()
     verdicts = []
     for target in targets:
         done = results[target.name]
         unreachable = SPECIFICATIONS in done and not done[SPECIFICATIONS].success
-        if not unreachable:
-            for kind in PROBES:
-                if kind not in done:
-                    done[kind] = _not_finished(target, kind, timeout)
+        for kind in PROBES:
+            if kind not in done and not unreachable:
+                done[kind] = ProbeResult(target.name, kind, False, Reason.TIMEOUT, now, 0.0, late)
         verdicts.append(judge(target, {k: done[k] for k in PROBES if k in done}))
     return verdicts
-
-
-def _not_finished(target: Target, kind: str, timeout: float) -> ProbeResult:
-    return ProbeResult(
-        target=target.name,
-        probe=kind,
-        success=False,
-        reason=Reason.TIMEOUT,
-        started_at=time.time(),
-        duration_seconds=0.0,
-        message=f"not finished within the check's timeout of {seconds_text(timeout)} (-t)",
-    )
 
 
 def overall(verdicts: list[TargetVerdict]) -> Status:
@@ -126,16 +115,9 @@ def render_text(verdicts: list[TargetVerdict]) -> str:
         f"SANDBOX {status.name} - {summary}" + (" | " + " ".join(perfdata) if perfdata else "")
     ]
     for v in verdicts:
-        detail = "; ".join(map(str, v.problems)) if v.problems else _healthy_summary(v)
+        detail = "; ".join(map(str, v.problems)) if v.problems else healthy_summary(v)
         lines.append(f"[{v.status.name}] {v.target.name}: {detail}")
     return "\n".join(lines) + "\n"
-
-
-def _healthy_summary(verdict: TargetVerdict) -> str:
-    parts = [r.message for kind, r in verdict.results.items() if kind in (SPECIFICATIONS, CANARY)]
-    if verdict.load_ratio is not None:
-        parts.append(f"load {verdict.load_ratio:.0%}")
-    return "; ".join(parts)
 
 
 def render_json(verdicts: list[TargetVerdict]) -> str:
@@ -169,9 +151,6 @@ def run_once(
     config: Config, names: list[str] | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS
 ) -> tuple[Status, list[TargetVerdict]]:
     """Probe, judge; the caller ends the process right after (see cli._exit_now)."""
-    targets = list(config.targets)
-    if names:
-        targets = [t for t in targets if t.name in set(names)]
-    loop = asyncio.new_event_loop()
-    verdicts = loop.run_until_complete(probe_all(targets, timeout))
+    targets = [t for t in config.targets if not names or t.name in names]
+    verdicts = asyncio.new_event_loop().run_until_complete(probe_all(targets, timeout))
     return overall(verdicts), verdicts

@@ -11,16 +11,15 @@ lose any userinfo before they are shown.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from html import escape
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from . import __version__
 from .config import Target
-from .health import Problem, Status, TargetVerdict, judge, probe_outcome
+from .health import Problem, Status, TargetVerdict, healthy_summary, judge, probe_outcome
 from .probes import CanaryResult, LibrariesReport, ProbeResult
-from .state import HistoryEntry, Snapshot, TargetHistory
-from .vocabulary import CANARY, LIBRARIES, PROBES, SPECIFICATIONS, USAGE
+from .state import Snapshot, TargetHistory
+from .vocabulary import CANARY, LIBRARIES, PROBES, USAGE
 
 #: The interval the "turn on" link offers.
 DEFAULT_REFRESH_SECONDS = 10
@@ -30,18 +29,14 @@ _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#1f2328;max-width:90em}
 h1{font-size:1.5em;margin:0 0 .3em}h2{font-size:1.15em;margin:1.5em 0 .4em}
 table{border-collapse:collapse}td,th{padding:.35em .6em;text-align:left;vertical-align:top;
-border-bottom:1px solid #d0d7de}th{background:#f6f8fa;font-weight:600}
-a{color:#0969da}small,.muted{color:#59636e}
-.ok{color:#1a7f37}.warn{color:#9a6700;font-weight:600}.fail{color:#cf222e;font-weight:600}
-.pending{color:#59636e}small{font-weight:normal}td.t{white-space:nowrap}
-ul.problems .detail{font-weight:normal}
+border-bottom:1px solid #d0d7de}th{font-weight:600}th,pre{background:#f6f8fa}
+a{color:#0969da}small,.muted,.pending{color:#59636e}small,.detail{font-weight:normal}
+.ok{color:#1a7f37}.warn{color:#9a6700}.fail{color:#cf222e}.warn,.fail{font-weight:600}
+td.t{white-space:nowrap}ul.problems{margin:0;padding-left:1.1em}ul.problems li{margin:.1em 0}
 .badge{display:inline-block;padding:.1em .5em;border-radius:.3em;font-weight:700;color:#fff;
-font-size:.85em}
-.b-OK{background:#1a7f37}.b-WARNING{background:#9a6700}.b-CRITICAL{background:#cf222e}
-.b-UNKNOWN,.b-PENDING{background:#6e7781}
-ul.problems{margin:0;padding-left:1.1em}ul.problems li{margin:.1em 0}
-pre{background:#f6f8fa;padding:.8em;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
-.bar{margin:.3em 0}
+font-size:.85em}.b-OK{background:#1a7f37}.b-WARNING{background:#9a6700}
+.b-CRITICAL{background:#cf222e}.b-UNKNOWN,.b-PENDING{background:#6e7781}
+pre{padding:.8em;overflow-x:auto;white-space:pre-wrap;word-break:break-all}.bar{margin:.3em 0}
 """
 
 
@@ -63,18 +58,11 @@ def landing(snapshot: Snapshot, *, now: float | None = None, refresh: int | None
     now = time.time() if now is None else now
     targets = list(snapshot.config.targets) if snapshot.config else []
     verdicts = [(target, _verdict(snapshot, target)) for target in targets]
-    verdicts.sort(key=lambda pair: -_rank(pair[1]))
+    # Worst first; never probed sorts between OK and WARNING: unknown, but nothing wrong seen.
+    verdicts.sort(key=lambda pair: -(pair[1].status if pair[1].results else 0.5))
     rows = [_landing_row(snapshot, target, verdict, now, refresh) for target, verdict in verdicts]
-    headers = "".join(f"<th>{escape(p)}</th>" for p in PROBES)
-    table = (
-        "<table><thead><tr><th>status</th><th>target</th><th>problems</th>"
-        f"{headers}<th></th></tr></thead><tbody>\n"
-        + (
-            "\n".join(rows)
-            or f'<tr><td colspan="{4 + len(PROBES)}">no targets configured</td></tr>'
-        )
-        + "\n</tbody></table>"
-    )
+    rows = rows or [f'<tr><td colspan="{4 + len(PROBES)}">no targets configured</td></tr>']
+    table = _table(("status", "target", "problems", *PROBES, ""), "\n".join(rows))
     body = (
         "<h1>Sandbox Exporter</h1>\n"
         + _reload_line(snapshot)
@@ -101,13 +89,12 @@ def target_page(
     history (newest first) and what its last `/probe?debug=true` showed."""
     now = time.time() if now is None else now
     verdict = _verdict(snapshot, target)
-    name = escape(target.name)
     probe_now = f"probe?target={quote(target.name, safe='')}&debug=true"
     back = "./" + _refresh_query(refresh, "?")
     labels = ", ".join(f"{k}={v}" for k, v in sorted(target.labels.items()))
     parts = [
         f'<p class="bar"><a href="{escape(back)}">← all targets</a></p>',
-        f"<h1>{_badge(verdict)} {name}</h1>",
+        f"<h1>{_badge(verdict)} {escape(target.name)}</h1>",
         f"<p>{escape(shown_url(target.url))}"
         + (f" · labels: {escape(labels)}" if labels else "")
         + f' · <a href="{escape(probe_now)}">probe now (debug)</a> · '
@@ -135,9 +122,6 @@ def shown_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
-# ------------------------------------------------------------------ verdicts
-
-
 def _verdict(snapshot: Snapshot, target: Target) -> TargetVerdict:
     results = {
         probe: result
@@ -147,19 +131,11 @@ def _verdict(snapshot: Snapshot, target: Target) -> TargetVerdict:
     return judge(target, results)
 
 
-def _rank(verdict: TargetVerdict) -> float:
-    # Never probed sorts between OK and WARNING: unknown, but nothing wrong seen.
-    return 0.5 if not verdict.results else float(verdict.status)
-
-
-def _status_word(verdict: TargetVerdict) -> str:
-    return "PENDING" if not verdict.results else verdict.status.name
-
-
 def _badge(verdict: TargetVerdict) -> str:
-    word = _status_word(verdict)
-    text = "NOT PROBED YET" if word == "PENDING" else word
-    return f'<span class="badge b-{word}">{text}</span>'
+    if not verdict.results:
+        return '<span class="badge b-PENDING">NOT PROBED YET</span>'
+    word = verdict.status.name
+    return f'<span class="badge b-{word}">{word}</span>'
 
 
 def _summary(verdicts: list[TargetVerdict]) -> str:
@@ -174,17 +150,16 @@ def _summary(verdicts: list[TargetVerdict]) -> str:
     return f"{', '.join(parts)} of {len(verdicts)} target{'s' * (len(verdicts) > 1)}"
 
 
-# ---------------------------------------------------------------- fragments
-
-
 def _landing_row(
     snapshot: Snapshot, target: Target, verdict: TargetVerdict, now: float, refresh: int | None
 ) -> str:
     name = target.name
     if not verdict.results:
         problems = '<span class="pending">no probe has run yet</span>'
+    elif verdict.problems:
+        problems = _problems(snapshot, name, verdict, now)
     else:
-        problems = _problems(snapshot, name, verdict, now) or _healthy(verdict)
+        problems = f'<span class="ok">{escape(healthy_summary(verdict) or "ok")}</span>'
     cells = []
     for probe in PROBES:
         result = verdict.results.get(probe)
@@ -192,12 +167,11 @@ def _landing_row(
             cells.append('<td class="pending">not run yet</td>')
             continue
         outcome = probe_outcome(result)
-        css = "fail" if not result.success else "ok" if outcome == "ok" else "warn"
         # The missed expectations are spelt out under "problems"; here a word.
         label = outcome if outcome == "ok" or not result.success else "missed"
         cells.append(
-            f'<td class="{css}">{escape(label)} <small>{_ago(now - result.started_at)} ago'
-            "</small></td>"
+            f'<td class="{_outcome_css(result.success, outcome)}">{escape(label)} '
+            f"<small>{_ago(now - result.started_at)} ago</small></td>"
         )
     probe_link = f"probe?target={quote(name, safe='')}&debug=true"
     return (
@@ -229,16 +203,7 @@ def _since(snapshot: Snapshot, name: str, problem: Problem, now: float) -> str:
         # A load is a measurement, not a condition that starts and ends.
         return f" <small>— measured {_ago(now - result.started_at)} ago</small>"
     since = snapshot.since.get((name, problem.probe))
-    if since is None:
-        return ""
-    return f" <small>— since {_clock(since, now)}</small>"
-
-
-def _healthy(verdict: TargetVerdict) -> str:
-    parts = [r.message for p, r in verdict.results.items() if p in (SPECIFICATIONS, CANARY)]
-    if verdict.load_ratio is not None:
-        parts.append(f"load {verdict.load_ratio:.0%}")
-    return f'<span class="ok">{escape("; ".join(parts) or "ok")}</span>'
+    return "" if since is None else f" <small>— since {_clock(since, now)}</small>"
 
 
 def _latest_table(snapshot: Snapshot, name: str, now: float) -> str:
@@ -259,21 +224,15 @@ def _latest_table(snapshot: Snapshot, name: str, now: float) -> str:
             + f'</td><td class="t">{_clock(result.started_at, now)}</td>'
             f"<td>{result.duration_seconds:.3f}s</td><td>{escape(result.message)}</td></tr>"
         )
-    return (
-        "<table><thead><tr><th>probe</th><th>outcome</th><th>time</th><th>duration</th>"
-        "<th>message</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
-    )
+    return _table(("probe", "outcome", "time", "duration", "message"), "".join(rows))
 
 
 def _canaries(result: ProbeResult | None) -> str:
     if result is None or not isinstance(result.data, tuple) or not result.data:
         return ""
     rows = "".join(_canary_row(c) for c in result.data if isinstance(c, CanaryResult))
-    return (
-        "<h2>Canaries (last run)</h2><table><thead><tr><th>canary</th><th>outcome</th>"
-        "<th>round trip</th><th>server time</th><th>status</th><th>message</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table>"
-    )
+    headers = ("canary", "outcome", "round trip", "server time", "status", "message")
+    return "<h2>Canaries (last run)</h2>" + _table(headers, rows)
 
 
 def _canary_row(canary: CanaryResult) -> str:
@@ -296,11 +255,8 @@ def _expectations(result: ProbeResult | None) -> str:
         f'<td class="{"ok" if o.met else "warn"}">{"met" if o.met else "MISSED"}</td></tr>'
         for o in result.data.outcomes
     )
-    return (
-        "<h2>Expectations (last libraries probe)</h2><table><thead><tr><th>kind</th>"
-        "<th>name</th><th>expected</th><th>found</th><th></th></tr></thead>"
-        f"<tbody>{rows}</tbody></table>"
-    )
+    headers = ("kind", "name", "expected", "found", "")
+    return "<h2>Expectations (last libraries probe)</h2>" + _table(headers, rows)
 
 
 def _history(history: TargetHistory, now: float) -> str:
@@ -312,38 +268,25 @@ def _history(history: TargetHistory, now: float) -> str:
     )
     if not history.entries:
         return title + "<p>No probe has run yet.</p>"
-    rows = "".join(_history_row(entry, now) for entry in _newest_first(history.entries))
-    return (
-        title + "<table><thead><tr><th>time</th><th>probe</th><th>duration</th>"
-        f"<th>outcome</th><th>message</th></tr></thead><tbody>{rows}</tbody></table>"
-    )
-
-
-def _newest_first(entries: Iterable[HistoryEntry]) -> list[HistoryEntry]:
     # Appended as they finished; a long probe can finish after a later one
     # started, so order by start time (stable for equal times).
-    return sorted(entries, key=lambda e: e.started_at, reverse=True)
-
-
-def _history_row(entry: HistoryEntry, now: float) -> str:
-    return (
-        f'<tr><td class="t">{_clock(entry.started_at, now)}</td><td>{escape(entry.probe)}</td>'
-        f"<td>{entry.duration_seconds:.3f}s</td>"
-        f'<td class="{_outcome_css(entry.success, entry.outcome)}">{escape(entry.outcome)}</td>'
-        f"<td>{escape(entry.message)}</td></tr>"
+    newest_first = sorted(history.entries, key=lambda e: e.started_at, reverse=True)
+    rows = "".join(
+        f'<tr><td class="t">{_clock(e.started_at, now)}</td><td>{escape(e.probe)}</td>'
+        f"<td>{e.duration_seconds:.3f}s</td>"
+        f'<td class="{_outcome_css(e.success, e.outcome)}">{escape(e.outcome)}</td>'
+        f"<td>{escape(e.message)}</td></tr>"
+        for e in newest_first
     )
+    return title + _table(("time", "probe", "duration", "outcome", "message"), rows)
 
 
 def _debug(history: TargetHistory, probe_now: str, now: float) -> str:
     run = f'<a href="{escape(probe_now)}">run one now</a> (probes the target)'
     if history.debug is None:
         return f"<p>None since the exporter started; {run}.</p>"
-    return (
-        f"<p>At {_clock(history.debug.at, now)}; {run}.</p><pre>{escape(history.debug.text)}</pre>"
-    )
-
-
-# ------------------------------------------------------------------ helpers
+    at = _clock(history.debug.at, now)
+    return f"<p>At {at}; {run}.</p><pre>{escape(history.debug.text)}</pre>"
 
 
 def _page(title: str, body: str, refresh: int | None) -> str:
@@ -354,6 +297,11 @@ def _page(title: str, body: str, refresh: int | None) -> str:
         f"{meta}<title>{escape(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}\n"
         f'<p class="muted">sandbox-exporter {escape(__version__)}</p>\n</body></html>\n'
     )
+
+
+def _table(headers: tuple[str, ...], rows: str) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
 def _reload_line(snapshot: Snapshot) -> str:
@@ -371,10 +319,8 @@ def _reload_line(snapshot: Snapshot) -> str:
 def _refresh_control(base: str, refresh: int | None, joiner: str) -> str:
     if refresh:
         return f'auto-refresh every {refresh}s (<a href="{escape(base)}">turn off</a>)'
-    on = base + _refresh_query(DEFAULT_REFRESH_SECONDS, joiner)
-    return (
-        f'auto-refresh off (<a href="{escape(on)}">turn on, every {DEFAULT_REFRESH_SECONDS}s</a>)'
-    )
+    on = escape(base + _refresh_query(DEFAULT_REFRESH_SECONDS, joiner))
+    return f'auto-refresh off (<a href="{on}">turn on, every {DEFAULT_REFRESH_SECONDS}s</a>)'
 
 
 def _refresh_query(refresh: int | None, joiner: str) -> str:

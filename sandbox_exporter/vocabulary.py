@@ -33,19 +33,10 @@ class Reason(enum.StrEnum):
 # What each probe can fail with; the collector starts these counters at 0 so
 # that the first failure is a visible increase (Prometheus' advice on missing
 # series), and nothing else is ever exported.
-_TRANSPORT = (
-    Reason.TIMEOUT,
-    Reason.CONNECTION,
-    Reason.TLS,
-    Reason.HTTP_STATUS,
-    Reason.OVERLOADED,
-    Reason.INVALID_RESPONSE,
-)
+# Only a canary runs commands, so only it can see their output or errors.
+_COMMANDS = (Reason.UNEXPECTED_OUTPUT, Reason.EXECUTION_ERROR)
 POSSIBLE_REASONS: dict[str, tuple[Reason, ...]] = {
-    SPECIFICATIONS: _TRANSPORT,
-    USAGE: _TRANSPORT,
-    LIBRARIES: _TRANSPORT,
-    CANARY: (*_TRANSPORT, Reason.UNEXPECTED_OUTPUT, Reason.EXECUTION_ERROR),
+    probe: tuple(r for r in Reason if probe == CANARY or r not in _COMMANDS) for probe in PROBES
 }
 
 #: Language keys a server reports (2.x top level, 3.x derived from dpkg), in
