@@ -64,14 +64,20 @@ def _escaped(value: str) -> str:
     return value
 
 
-def sample_line(name: str, labels: Iterable[tuple[str, str]], value: float) -> str:
-    """One sample, its labels sorted by name as prometheus_client writes them."""
-    pairs = ",".join(f'{key}="{_escaped(text)}"' for key, text in sorted(labels))
-    return (
-        f"{name}{{{pairs}}} {floatToGoString(value)}\n"
-        if pairs
-        else (f"{name} {floatToGoString(value)}\n")
-    )
+@functools.cache
+def _template(sample: str, label_names: tuple[str, ...]) -> str:
+    """`sample{a="{0}",b="{1}"} ` with the labels sorted by name, as
+    prometheus_client writes them, for `str.format` to fill in: made once per
+    series shape, where sorting and joining per sample cost half a scrape."""
+    order = sorted(range(len(label_names)), key=label_names.__getitem__)
+    pairs = ",".join(f'{label_names[i]}="{{{i}}}"' for i in order)
+    return f"{sample}{{{{{pairs}}}}} " if pairs else f"{sample} "
+
+
+def sample_line(name: str, labels: Sequence[tuple[str, str]], value: float) -> str:
+    """One sample's line."""
+    template = _template(name, tuple(key for key, _ in labels))
+    return f"{template.format(*(_escaped(text) for _, text in labels))}{floatToGoString(value)}\n"
 
 
 class Lines:
@@ -86,9 +92,12 @@ class Lines:
         if value is None or value != value:
             return
         names = METRICS_BY_NAME[name].labels
-        self.add_labelled(name, zip(names, labels, strict=True), value)
+        if len(labels) != len(names):
+            raise ValueError(f"{name} takes labels {names}, got {labels!r}")
+        line = _template(name, names).format(*map(_escaped, labels))
+        self.by_name.setdefault(name, []).append(f"{line}{floatToGoString(value)}\n")
 
-    def add_labelled(self, name: str, labels: Iterable[tuple[str, str]], value: float) -> None:
+    def add_labelled(self, name: str, labels: Sequence[tuple[str, str]], value: float) -> None:
         self.by_name.setdefault(name, []).append(sample_line(name, labels, value))
 
     def add_histogram(self, name: str, labels: Sequence[str], data: HistogramData) -> None:
