@@ -4,14 +4,8 @@ Code written for the classic package ports by changing one import::
 
     from sandbox_exporter.client import Sandbox, SandboxError, Sandbox404
 
-On top of the classic interface this client adds one connection pool per
-server, a hard deadline per request, a cap on response sizes, TLS and
-credential settings, and one exception class per kind of transport failure,
-all under :class:`SandboxError`. Its HTTP is the probes' own
-(:class:`sandbox_exporter.transport.Transport`), run on one event loop in a
-background thread: callers stay synchronous, and a call made from inside
-another event loop does not wait on the loop it blocks. The execute config
-check is :mod:`sandbox_exporter.execute_config`.
+Its HTTP is the probes' own (:class:`sandbox_exporter.transport.Transport`),
+run on one event loop in a background thread (see :class:`Sandbox`).
 """
 
 from __future__ import annotations
@@ -22,7 +16,7 @@ import io
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import IO, Any, ClassVar, Generic, TypeVar, overload
 
 import aiohttp
@@ -190,7 +184,7 @@ class Sandbox:
     language versions come from the dpkg list.
     """
 
-    __slots__ = ("__weakref__", "_api_version", "_http", "_loop", "_timeout", "_values")
+    __slots__ = ("__weakref__", "_http", "_loop", "_timeout", "_values")
 
     #: The classic attributes of each category, as the classic package lists them.
     _specs: ClassVar[tuple[str, ...]]
@@ -238,7 +232,6 @@ class Sandbox:
         )
         self.timeout = timeout
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._api_version: int | None = None
         self._values: dict[str, Any] = {}
 
     # ------------------------------------------------------------- basics
@@ -258,23 +251,19 @@ class Sandbox:
         self._timeout = check_seconds("timeout", value)
 
     @property
-    def max_response_bytes(self) -> int:
-        return self._http.max_response_bytes
-
-    @property
     def api_version(self) -> int:
         """2 or 3, detected from ``/specifications/`` (fetched now if never seen)."""
-        if self._api_version is None:
+        if self._http.api_version is None:
             self._load_specifications()
-        return self._api_version  # type: ignore[return-value]
+        return self._http.api_version  # type: ignore[return-value]
 
     @property
     def known_api_version(self) -> int | None:
         """The generation detected so far, without any request; None before the first answer."""
-        return self._api_version
+        return self._http.api_version
 
     def __repr__(self) -> str:
-        return f"Sandbox({self.url!r}, api_version={self._api_version})"
+        return f"Sandbox({self.url!r}, api_version={self._http.api_version})"
 
     def close(self) -> None:
         """Close the pooled connections (a later request opens new ones)."""
@@ -318,18 +307,15 @@ class Sandbox:
         deadline = None if budget is None else loop.time() + budget
         return await self._http.request(method, path, deadline, data)
 
-    def _get_object(self, path: str, timeout: float | None = None) -> tuple[Response, dict]:
-        response = self._send("GET", path, timeout)
-        return response, self._http.json_object(response)
+    def _get(self, path: str, timeout: float | None = None) -> dict[str, Any]:
+        return self._http.json_object(self._send("GET", path, timeout))
 
-    def _parsed(self, parse: Callable[[Any], D], path: str, timeout: float | None = None) -> D:
-        """GET ``path`` and parse the document."""
-        return self._checked(parse, *self._get_object(path, timeout))
-
-    def _checked(self, parse: Callable[[Any], D], response: Response, doc: dict[str, Any]) -> D:
-        """``parse(doc)``; a document of the wrong shape is SandboxInvalidResponse."""
+    def _parsed(self, parse: Callable[[Any], D], response: Response) -> tuple[D, dict[str, Any]]:
+        """``parse`` of the answer's document, and the document as received;
+        a document of the wrong shape is SandboxInvalidResponse."""
+        doc = self._http.json_object(response)
         try:
-            return parse(doc)
+            return parse(doc), doc
         except InvalidDocument as error:
             what = f"unexpected document: {error}"
             raise self._http.failure(SandboxInvalidResponse, response, what) from None
@@ -338,79 +324,58 @@ class Sandbox:
 
     def fetch_specifications(self, timeout: float | None = None) -> dict[str, Any]:
         """``/specifications/`` as received, never cached (records the generation)."""
-        return self._recorded(self._get_object(SPECIFICATIONS_PATH, timeout)[1])
+        return self._recorded(self._get(SPECIFICATIONS_PATH, timeout))
 
     def _recorded(self, doc: dict[str, Any]) -> dict[str, Any]:
-        """A specifications document, its generation recorded."""
         # A document of neither shape leaves the generation unknown; the
         # caller's parser says what is wrong with it.
         with contextlib.suppress(InvalidDocument):
-            self._api_version = detect_api(doc)
+            self._http.api_version = detect_api(doc)
         return doc
 
     def fetch_usages(self, timeout: float | None = None) -> dict[str, Any]:
         """``/usages/`` as received (3.x; a 2.x server answers 404 -> ``Sandbox404``)."""
-        return self._get_object(USAGES_PATH, timeout)[1]
+        return self._get(USAGES_PATH, timeout)
 
     def fetch_libraries(self, timeout: float | None = None) -> dict[str, Any]:
         """``/libraries/`` as received, never cached. Slow: the server starts a container."""
-        return self._get_object(LIBRARIES_PATH, timeout)[1]
+        return self._get(LIBRARIES_PATH, timeout)
 
     # ------------------------------------------------ classic attributes
 
     def _cached_attribute(self, name: str, category: str) -> Any:
-        try:
-            return self._values[name]
-        except KeyError:
-            pass
-        if category == _SPECIFICATIONS:
-            self._load_specifications()
-        else:
-            self._load_libraries()
+        if name not in self._values:
+            if category == _SPECIFICATIONS:
+                self._load_specifications()
+            else:
+                self._load_libraries()
         return self._values[name]
 
-    def _remember(self, values: Iterable[tuple[str, Any]]) -> None:
+    def _remember(self, values: Mapping[str, Any]) -> None:
         # Values the caller set (or that are still cached) are kept.
-        for name, value in values:
+        for name, value in values.items():
             self._values.setdefault(name, value)
 
     def _load_specifications(self) -> tuple[Specifications, dict[str, Any]]:
         # A parsed document keeps only what the exporter uses; the classic
         # attributes are parts of the document as received.
         spec, raw = self._parsed(
-            lambda doc: (parse_specifications(self._recorded(doc)), doc), SPECIFICATIONS_PATH
+            lambda doc: parse_specifications(self._recorded(doc)),
+            self._send("GET", SPECIFICATIONS_PATH),
         )
-        self._api_version = spec.api
+        values = {"sandbox_version": spec.sandbox_version, "docker_version": spec.docker_version}
         if spec.api == 2:
-            self._remember(
-                [
-                    ("sandbox_version", spec.sandbox_version),
-                    ("docker_version", spec.docker_version),
-                    ("memory", raw["memory"]),
-                    ("cpu", raw["cpu"]),
-                    ("environ", raw["environ"]),
-                    ("execute_timeout", raw["execute_timeout"]),
-                    ("expiration", raw["expiration"]),
-                ]
-            )
+            for name in ("memory", "cpu", "environ", "execute_timeout", "expiration"):
+                values[name] = raw[name]
         else:
-            self._remember(
-                [
-                    ("sandbox_version", spec.sandbox_version),
-                    ("docker_version", spec.docker_version),
-                    ("memory", dict(spec.container_memory_limits)),
-                    ("cpu", raw["container"]["cpu"]),
-                    ("environ", None),
-                    ("execute_timeout", None),
-                    ("expiration", None),
-                ]
-            )
+            values.update(memory=dict(spec.container_memory_limits), cpu=raw["container"]["cpu"])
+            values.update(dict.fromkeys(("environ", "execute_timeout", "expiration")))
+        self._remember(values)
         return spec, raw
 
     def _load_libraries(self) -> Libraries:
-        libraries, raw = self._parsed(lambda doc: (parse_libraries(doc), doc), LIBRARIES_PATH)
-        self._remember(libraries.languages.items())
-        self._remember([("libraries", raw["libraries"]), ("bin", raw["bin"])])
+        libraries, raw = self._parsed(parse_libraries, self._send("GET", LIBRARIES_PATH))
+        self._remember({**libraries.languages, "libraries": raw["libraries"], "bin": raw["bin"]})
         return libraries
 
     def _live_containers(self) -> dict[str, int]:
@@ -420,7 +385,8 @@ class Sandbox:
             running = spec.containers_running
             available = raw["containers"]["available"]
         else:
-            running = self._parsed(parse_usage, USAGES_PATH).containers_running
+            usage, _ = self._parsed(parse_usage, self._send("GET", USAGES_PATH))
+            running = usage.containers_running
             available = max(total - running, 0)
         return {"total": total, "running": running, "available": available}
 
@@ -467,9 +433,7 @@ class Sandbox:
                 f"got {type(environ).__name__}"
             )
         response = self._send("POST", EXECUTE_PATH, timeout, execute_form(config, environ))
-        doc = self._http.json_object(response)
-        self._checked(parse_execute_response, response, doc)
-        return doc
+        return self._parsed(parse_execute_response, response)[1]
 
 
 Sandbox._specs = _attribute_names(Sandbox, _SPECIFICATIONS)
