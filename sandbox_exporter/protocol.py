@@ -1,16 +1,11 @@
-"""What a sandbox server speaks, whoever asks.
-
-The base URL and its credentials, the paths, the headers, how an error
-status or a body that is not a JSON object becomes an exception, and how our
-own credentials are kept out of every message and document: written here
-once, for the transport (:mod:`sandbox_exporter.transport`) that the probes
-and the classic client share.
+"""What a sandbox server speaks: the base URL and its credentials, the paths,
+the headers, and how our own credentials are kept out of every message and
+document (for :mod:`sandbox_exporter.transport`).
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -18,7 +13,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from . import __version__
-from .errors import SandboxError, SandboxInvalidResponse, error_class_for_status, status_text
+from .errors import SandboxError
 
 SPECIFICATIONS_PATH = "specifications/"
 USAGES_PATH = "usages/"
@@ -51,8 +46,8 @@ def seconds_text(value: float | None) -> str:
     return f"{value:.0f} s" if value >= 10 else f"{value:.2g} s"
 
 
-def check_seconds(name: str, value: object, *, allow_none: bool = True) -> float | None:
-    if value is None and allow_none:
+def check_seconds(name: str, value: object) -> float | None:
+    if value is None:
         return None
     if (
         isinstance(value, bool)
@@ -220,37 +215,3 @@ class Secrets:
         # Redact before cutting: a cut through a secret would leave its start.
         text = " ".join(body[:ERROR_BODY_BYTES].decode("utf-8", "replace").split())
         return self.redact(text)[:EXCERPT_CHARS]
-
-    def status_error(
-        self, method: str, url: str, status: int, body: bytes, response: Any = None
-    ) -> SandboxError:
-        """The ``Sandbox<status>`` for an answer >= 300; its page only adds detail."""
-        message = f"Sandbox responded with status {status_text(status)} to {method} {url}"
-        excerpt = self.excerpt(body)
-        if excerpt:
-            message += f": {excerpt}"
-        return error_class_for_status(status)(response, self.redact(message), status_code=status)
-
-    def json_object(
-        self, body: bytes, method: str, url: str, response: Any = None
-    ) -> dict[str, Any]:
-        """The body as a JSON object, scrubbed of our credentials, or SandboxInvalidResponse."""
-        try:
-            doc = json.loads(body)
-        except (ValueError, RecursionError) as error:
-            raise self.failure(
-                SandboxInvalidResponse,
-                method,
-                url,
-                f"answer is not JSON ({error}): {self.excerpt(body)!r}",
-                response,
-            ) from None
-        if not isinstance(doc, dict):
-            raise self.failure(
-                SandboxInvalidResponse,
-                method,
-                url,
-                f"answer is JSON but not an object ({type(doc).__name__})",
-                response,
-            )
-        return self.scrub(doc)

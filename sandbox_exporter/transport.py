@@ -32,6 +32,8 @@ from .errors import (
     SandboxReadTimeout,
     SandboxResponseTooLarge,
     SandboxTLSError,
+    error_class_for_status,
+    status_text,
 )
 from .protocol import (
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -158,11 +160,8 @@ def execute_form(config: Mapping[str, Any], environment: bytes | None = None) ->
 class Transport:
     """One sandbox server: requests within a deadline, answers under a size cap.
 
-    ``auth`` is a basic-auth pair (or credentials in ``url``), ``bearer_token``
-    an ``Authorization: Bearer`` token, ``headers`` extra headers, ``verify``
-    as for :func:`ssl_setting`; ``connect_timeout`` bounds getting a connection
-    more tightly than the deadline. ``session`` may be set later, before the
-    first request. Our credentials are kept out of every message and document.
+    The options are :class:`sandbox_exporter.client.Sandbox`'s. ``session``
+    may be set later, before the first request.
     """
 
     def __init__(
@@ -204,7 +203,15 @@ class Transport:
 
     def json_object(self, response: Response) -> dict[str, Any]:
         """The body as a JSON object, scrubbed of our credentials, or SandboxInvalidResponse."""
-        return self._secrets.json_object(response.content, response.method, response.url, response)
+        try:
+            doc = json.loads(response.content)
+        except (ValueError, RecursionError) as error:
+            what = f"answer is not JSON ({error}): {self._secrets.excerpt(response.content)!r}"
+            raise self.failure(SandboxInvalidResponse, response, what) from None
+        if not isinstance(doc, dict):
+            what = f"answer is JSON but not an object ({type(doc).__name__})"
+            raise self.failure(SandboxInvalidResponse, response, what)
+        return self._secrets.scrub(doc)
 
     def failure(self, kind: type[SandboxError], response: Response, what: str) -> SandboxError:
         """An exception about the request ``response`` answered, its message redacted."""
@@ -248,9 +255,7 @@ class Transport:
                     progress.response = answer
                     if response.status >= 300:
                         await self._read(response, answer, ERROR_BODY_BYTES, progress, cut=True)
-                        raise self._secrets.status_error(
-                            method, url, response.status, answer.content, answer
-                        )
+                        raise self._status_error(answer)
                     declared, limit = response.content_length or 0, self.max_response_bytes
                     # A HEAD answer declares the size of a body it does not send.
                     if declared > limit and method != "HEAD":
@@ -282,6 +287,19 @@ class Transport:
         except (aiohttp.ClientError, OSError, ValueError) as error:
             kind, what = SandboxConnectionError, f"connection failed: {_cause(error)}"
         raise self._secrets.failure(kind, method, url, what, progress.response)
+
+    def _status_error(self, answer: Response) -> SandboxError:
+        """The ``Sandbox<status>`` for an answer >= 300; its page only adds detail."""
+        status = answer.status_code
+        message = (
+            f"Sandbox responded with status {status_text(status)} to {answer.method} {answer.url}"
+        )
+        excerpt = self._secrets.excerpt(answer.content)
+        if excerpt:
+            message += f": {excerpt}"
+        return error_class_for_status(status)(
+            answer, self._secrets.redact(message), status_code=status
+        )
 
     async def _read(
         self,
@@ -348,10 +366,6 @@ class ProbeTransport(Transport):
         )
 
 
-def _connection_settings(target: Target) -> tuple:
-    return (target.url, target.auth, target.tls)
-
-
 class Transports:
     """One transport per target, rebuilt when its URL, credentials or TLS change."""
 
@@ -360,7 +374,7 @@ class Transports:
         self._known: dict[str, tuple[tuple, ProbeTransport]] = {}
 
     def get(self, target: Target) -> ProbeTransport:
-        settings = _connection_settings(target)
+        settings = (target.url, target.auth, target.tls)
         known = self._known.get(target.name)
         if known is None or known[0] != settings:
             known = (settings, ProbeTransport(target, self._session))
