@@ -127,20 +127,11 @@ class _Cached(Generic[T]):
         instance._values.pop(self.name, None)
 
 
-class _Live(_Cached[T]):
-    """``containers``: fetched again on every access, as in the classic client."""
-
-    def __get__(self, instance: Sandbox | None, owner: type) -> T | _Cached[T]:  # type: ignore[override]
-        if instance is None:
-            return self
-        return instance._live_containers()  # type: ignore[return-value]
-
-
-def _attribute_names(cls: type, category: str) -> tuple[str, ...]:
-    """The classic attributes of ``category`` that ``cls`` declares, in their order."""
+def _attribute_names(namespace: Mapping[str, object], category: str) -> tuple[str, ...]:
+    """The classic attributes of ``category`` declared in a class body, in their order."""
     return tuple(
         name
-        for name, value in vars(cls).items()
+        for name, value in namespace.items()
         if isinstance(value, _Cached) and value.category == category
     )
 
@@ -172,27 +163,19 @@ class Sandbox:
     Sandbox is garbage collected or the process exits. Interrupting a call
     (Ctrl-C) cancels its request.
 
-    Attributes as in the classic client, each category named in a class
-    attribute as there: specifications (``Sandbox._specs``: ``sandbox_version``,
-    ``docker_version``, ``containers``, ``memory``, ``cpu``, ``environ``,
-    ``execute_timeout``, ``expiration``) and libraries (``Sandbox._libs``: ``python3``,
-    ``python2``, ``java``, ``gcc``, ``gpp``, ``perl``, ``postgres``,
-    ``libraries``, ``bin``). A category is fetched on the first access to any
-    of its attributes and cached; ``containers`` is fetched on every access.
-    On 3.x, what the server does not report (``environ``, ``execute_timeout``,
-    ``expiration``) is None, ``memory`` is in bytes (None = unlimited) and the
-    language versions come from the dpkg list.
+    The classic attributes (declared below, their categories listed in
+    ``Sandbox._specs`` and ``Sandbox._libs``) are fetched with their category
+    on the first access to any of them and cached; ``containers`` is fetched
+    on every access. On 3.x, what the server does not report (``environ``,
+    ``execute_timeout``, ``expiration``) is None, ``memory`` is in bytes (None
+    = unlimited) and the language versions come from the dpkg list.
     """
 
     __slots__ = ("__weakref__", "_http", "_loop", "_timeout", "_values")
 
-    #: The classic attributes of each category, as the classic package lists them.
-    _specs: ClassVar[tuple[str, ...]]
-    _libs: ClassVar[tuple[str, ...]]
-
     sandbox_version: _Cached[str] = _Cached(_SPECIFICATIONS)
     docker_version: _Cached[str] = _Cached(_SPECIFICATIONS)
-    containers: _Live[dict[str, int]] = _Live(_SPECIFICATIONS)
+    containers: _Cached[dict[str, int]] = _Cached(_SPECIFICATIONS)
     memory: _Cached[dict[str, Any]] = _Cached(_SPECIFICATIONS)
     cpu: _Cached[dict[str, Any]] = _Cached(_SPECIFICATIONS)
     environ: _Cached[dict[str, Any] | None] = _Cached(_SPECIFICATIONS)
@@ -207,6 +190,10 @@ class Sandbox:
     postgres: _Cached[str | None] = _Cached(_LIBRARIES)
     libraries: _Cached[dict[str, dict[str, str]]] = _Cached(_LIBRARIES)
     bin: _Cached[list[str]] = _Cached(_LIBRARIES)
+
+    #: The classic attributes of each category, as the classic package lists them.
+    _specs: ClassVar[tuple[str, ...]] = _attribute_names(locals(), _SPECIFICATIONS)
+    _libs: ClassVar[tuple[str, ...]] = _attribute_names(locals(), _LIBRARIES)
 
     def __init__(
         self,
@@ -344,6 +331,8 @@ class Sandbox:
     # ------------------------------------------------ classic attributes
 
     def _cached_attribute(self, name: str, category: str) -> Any:
+        if name == "containers":
+            return self._live_containers()  # fetched on every access, as in the classic client
         if name not in self._values:
             if category == _SPECIFICATIONS:
                 self._load_specifications()
@@ -434,7 +423,3 @@ class Sandbox:
             )
         response = self._send("POST", EXECUTE_PATH, timeout, execute_form(config, environ))
         return self._parsed(parse_execute_response, response)[1]
-
-
-Sandbox._specs = _attribute_names(Sandbox, _SPECIFICATIONS)
-Sandbox._libs = _attribute_names(Sandbox, _LIBRARIES)

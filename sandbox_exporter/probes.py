@@ -44,11 +44,9 @@ class Load:
 
 @dataclass(frozen=True, slots=True)
 class LibrariesReport:
-    """What the exporter keeps of a libraries document: how many packages of
-    each kind and executables it listed, and the expectations checked against
-    it. Not the lists themselves: a server's package list (thousands of
-    entries on a real one) must not cost memory per target for as long as
-    the result is kept."""
+    """Counts of a libraries document's packages and executables, and the
+    expectations checked against it. Not the lists themselves: a real server
+    lists thousands of packages, which must not cost memory per target."""
 
     package_counts: Mapping[str, int]
     bin_count: int
@@ -124,11 +122,7 @@ def reason_for(error: BaseException) -> Reason:
 
 
 def describe(error: BaseException) -> str:
-    """A one-line account of an error; the transport keeps credentials out of it.
-
-    The transport's messages already say the method, URL and what happened; a
-    document of the wrong shape is parsed here, so that says where it was.
-    """
+    """A one-line account of an error; the transport keeps credentials out of it."""
     if isinstance(error, InvalidDocument):
         return f"unexpected document: {error}"
     return str(error)
@@ -205,9 +199,7 @@ async def run_canary(transport: ProbeTransport, canary: Canary, deadline: float)
 
 async def probe_canary(transport: ProbeTransport, target: Target, deadline: float):
     # One after the other: each holds a container, and a sandbox's pool is small.
-    results = []
-    for canary in target.canaries:
-        results.append(await run_canary(transport, canary, deadline))
+    results = [await run_canary(transport, canary, deadline) for canary in target.canaries]
     failed = [r for r in results if not r.success]
     summary = "; ".join(f"{r.name}: {r.message}" for r in results)
     if failed:
