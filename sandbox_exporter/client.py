@@ -49,8 +49,6 @@ from .transport import Response, Transport, execute_form, open_session
 __all__ = ["Sandbox", "SandboxErrCode", "validate", *_error_names]
 
 
-# --------------------------------------------------------- the background loop
-
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None  # the one running _loop
 _loop_lock = threading.Lock()
@@ -88,8 +86,6 @@ def _close_session(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLo
         with contextlib.suppress(TimeoutError):
             closing.result(timeout=1)
 
-
-# ------------------------------------------------------------ lazy attributes
 
 _SPECIFICATIONS = "specifications"
 _LIBRARIES = "libraries"
@@ -134,9 +130,6 @@ def _attribute_names(namespace: Mapping[str, object], category: str) -> tuple[st
         for name, value in namespace.items()
         if isinstance(value, _Cached) and value.category == category
     )
-
-
-# ---------------------------------------------------------------- the client
 
 
 class Sandbox:
@@ -220,8 +213,6 @@ class Sandbox:
         self.timeout = timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._values: dict[str, Any] = {}
-
-    # ------------------------------------------------------------- basics
 
     @property
     def url(self) -> str:
@@ -307,8 +298,6 @@ class Sandbox:
             what = f"unexpected document: {error}"
             raise self._http.failure(SandboxInvalidResponse, response, what) from None
 
-    # --------------------------------------------------- raw documents
-
     def fetch_specifications(self, timeout: float | None = None) -> dict[str, Any]:
         """``/specifications/`` as received, never cached (records the generation)."""
         return self._recorded(self._get(SPECIFICATIONS_PATH, timeout))
@@ -327,8 +316,6 @@ class Sandbox:
     def fetch_libraries(self, timeout: float | None = None) -> dict[str, Any]:
         """``/libraries/`` as received, never cached. Slow: the server starts a container."""
         return self._get(LIBRARIES_PATH, timeout)
-
-    # ------------------------------------------------ classic attributes
 
     def _cached_attribute(self, name: str, category: str) -> Any:
         if name == "containers":
@@ -385,8 +372,6 @@ class Sandbox:
         if containers["total"] <= 0:
             return 1.0  # no container at all: nothing can run
         return min(containers["running"] / containers["total"], 1.0)
-
-    # ------------------------------------------------ environments, execute
 
     def download(self, uuid: str, path: str | None = None) -> io.BytesIO:
         """An environment (a .tgz) or, with ``path``, one file inside it."""

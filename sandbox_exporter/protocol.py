@@ -170,19 +170,16 @@ class Secrets:
                 text = text.replace(secret, "***")
         return text
 
-    def scrub(self, doc: Any) -> Any:
-        """A parsed answer with our credentials replaced by ``***``.
+    def scrub(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """A document fresh from ``json.loads``, our credentials in it replaced by ``***``.
 
         A server (or a proxy) that reflects the Authorization header into a
-        document would otherwise hand our credentials to whatever shows the
-        document's values: parse errors, metric labels, canary output. The
-        document is fresh from ``json.loads``, so it is changed in place; no
-        recursion, whatever the nesting.
+        document would otherwise hand our credentials to whatever shows its
+        values: parse errors, metric labels, canary output. No recursion,
+        whatever the nesting.
         """
         if not self._secrets:
             return doc
-        if isinstance(doc, str):
-            return self._hide(doc)
         pending = [doc]
         while pending:
             node = pending.pop()

@@ -1,15 +1,11 @@
-"""A sandbox's HTTP: asyncio and aiohttp, every request bounded by a deadline.
+"""A sandbox's HTTP for the probes and the classic client: aiohttp, every
+request bounded by a deadline.
 
-Both the probes and the classic client (:mod:`sandbox_exporter.client`, on
-a background event loop) talk to sandboxes through :class:`Transport`. Each
-request gets a deadline on the event loop's clock, and ``asyncio.timeout_at``
-enforces it around the whole exchange: name lookup, connecting, TLS,
-sending, waiting for the status line and headers, and reading the body.
-What the server does cannot stretch it: a server that never completes the
-handshake, says nothing, drips its headers or its body a byte at a time, or
-sends an endless body is cut off at the deadline, and one that sends more
-than the size cap (counted in decoded bytes, so a compressed body that
-inflates without end is cut off too) is refused while it streams.
+``asyncio.timeout_at`` enforces the deadline around the whole exchange, from
+name lookup to the last byte of the body, so a server that stalls, drips or
+sends without end cannot stretch it; an answer over the size cap (counted
+decoded, so a compressed body that inflates without end too) is refused
+while it streams.
 """
 
 from __future__ import annotations
@@ -48,13 +44,11 @@ from .protocol import (
     seconds_text,
 )
 
-# Connections one session keeps open to all its sandboxes together. A
-# request waiting for one waits within its deadline like for anything else.
-# A start fires every probe of every target within half a second: 1024
-# keeps the ~800 probes of 200 slow targets all in flight (256 queued them
-# in waves of a whole latency), while 2048 and more let 1000 targets on a
-# few hosts time out (docs/performance.md, B2). Well below the open-file
-# limit the daemon raises at start (the hard limit, commonly 524288 or more).
+# Connections one session keeps open to all its sandboxes together (a request
+# waits for one within its deadline). 1024 keeps every probe of 200 slow
+# targets in flight at a start, where 256 queued them in waves and 2048 let
+# 1000 targets on a few hosts time out (docs/performance.md, B2); well below
+# the open-file limit the daemon raises at start.
 MAX_CONNECTIONS = 1024
 
 
@@ -218,7 +212,6 @@ class Transport:
         return self._secrets.failure(kind, response.method, response.url, what, response)
 
     async def get_object(self, path: str, deadline: float | None) -> dict[str, Any]:
-        """GET a JSON object, within ``deadline`` (event-loop time)."""
         return self.json_object(await self.request("GET", path, deadline))
 
     async def execute(self, config: Mapping[str, Any], deadline: float | None) -> dict[str, Any]:
