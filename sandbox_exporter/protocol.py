@@ -180,26 +180,18 @@ class Secrets:
         """
         if not self._secrets:
             return doc
-        pending = [doc]
+        pending: list[Any] = [doc]
         while pending:
             node = pending.pop()
+            entries = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, value in list(entries):
+                if isinstance(value, str):
+                    node[key] = self._hide(value)
+                elif isinstance(value, dict | list):
+                    pending.append(value)
             if isinstance(node, dict):
-                for key in list(node):
-                    value = node[key]
-                    if isinstance(value, str):
-                        value = self._hide(value)
-                    elif isinstance(value, dict | list):
-                        pending.append(value)
-                    clean_key = self._hide(key)
-                    if clean_key != key:
-                        del node[key]
-                    node[clean_key] = value
-            elif isinstance(node, list):
-                for index, value in enumerate(node):
-                    if isinstance(value, str):
-                        node[index] = self._hide(value)
-                    elif isinstance(value, dict | list):
-                        pending.append(value)
+                for key in [key for key in node if self._hide(key) != key]:
+                    node[self._hide(key)] = node.pop(key)
         return doc
 
     def failure(

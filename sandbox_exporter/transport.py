@@ -340,12 +340,7 @@ def _cause(error: BaseException, errno_name: bool = True) -> str:
 class ProbeTransport(Transport):
     """One configured target, as the probes talk to it."""
 
-    def __init__(
-        self,
-        target: Target,
-        session: aiohttp.ClientSession,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-    ) -> None:
+    def __init__(self, target: Target, session: aiohttp.ClientSession) -> None:
         auth = target.auth
         password = auth.password.value() if auth.password else ""
         super().__init__(
@@ -355,7 +350,6 @@ class ProbeTransport(Transport):
             auth=(auth.username, password) if auth.username is not None else None,
             bearer_token=auth.bearer_token.value() if auth.bearer_token else None,
             verify=False if target.tls.insecure_skip_verify else target.tls.ca_file or True,
-            max_response_bytes=max_response_bytes,
         )
 
 
