@@ -95,10 +95,7 @@ D = TypeVar("D")
 
 
 class _Cached(Generic[T]):
-    """A classic attribute: fetched with its category on first access, then cached.
-
-    Setting stores a value; deleting forgets it so the next access fetches again.
-    """
+    """A classic attribute: fetched with its category on first access, then cached."""
 
     def __init__(self, category: str) -> None:
         self.category = category

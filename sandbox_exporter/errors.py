@@ -1,9 +1,6 @@
-"""Everything the transport (for the probes and the classic client) raises about a sandbox.
-
-One class per kind of failure, all under :class:`SandboxError`, and one
-``Sandbox<code>`` per HTTP status >= 300 (``Sandbox404``, ``Sandbox503``...),
-as the classic ``sandbox-api`` package has them, so the probes map failures
-to reasons in one place.
+"""Everything the transport raises about a sandbox: one class per kind of failure,
+all under :class:`SandboxError`, and one ``Sandbox<code>`` per HTTP status >= 300
+(``Sandbox404``...) as the classic ``sandbox-api`` package has them.
 """
 
 from __future__ import annotations
@@ -54,11 +51,7 @@ class SandboxResponseTooLarge(SandboxInvalidResponse):
 
 
 class SandboxHTTPError(SandboxError):
-    """The server answered with a status >= 300 (redirects are never followed).
-
-    One subclass per status known to :class:`http.HTTPStatus`: ``Sandbox404``,
-    ``Sandbox503``, ...
-    """
+    """The server answered with a status >= 300 (redirects are never followed)."""
 
     status: http.HTTPStatus | None = None
 

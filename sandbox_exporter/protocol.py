@@ -104,9 +104,7 @@ def environment_path(uuid: str, path: str | None) -> str:
 
 
 def request_headers(
-    headers: Mapping[str, str] | None,
-    auth: tuple[str, str] | None,
-    bearer_token: str | None,
+    headers: Mapping[str, str] | None, auth: tuple[str, str] | None, bearer_token: str | None
 ) -> dict[str, str]:
     """Checked extra headers, with the Authorization of basic ``auth`` or ``bearer_token``;
     raises on anything unsendable."""

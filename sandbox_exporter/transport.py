@@ -179,15 +179,10 @@ class Transport:
         self._ssl = ssl_setting(verify)
         self._connect_timeout = check_seconds("connect_timeout", connect_timeout)
         self._timeouts = aiohttp.ClientTimeout(total=None, connect=self._connect_timeout)
-        if (
-            isinstance(max_response_bytes, bool)
-            or not isinstance(max_response_bytes, int)
-            or max_response_bytes <= 0
-        ):
-            raise ValueError(
-                f"max_response_bytes must be a positive integer, got {max_response_bytes!r}"
-            )
-        self.max_response_bytes = max_response_bytes
+        limit = max_response_bytes
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+            raise ValueError(f"max_response_bytes must be a positive integer, got {limit!r}")
+        self.max_response_bytes = limit
         self.session = session
         #: 2 or 3 once a specifications document said so; None before.
         self.api_version: int | None = None
@@ -215,17 +210,12 @@ class Transport:
         return self.json_object(await self.request("GET", path, deadline))
 
     async def execute(self, config: Mapping[str, Any], deadline: float | None) -> dict[str, Any]:
-        """POST ``/execute/`` as the classic client does (multipart ``config`` field)."""
         return self.json_object(
             await self.request("POST", EXECUTE_PATH, deadline, execute_form(config))
         )
 
     async def request(
-        self,
-        method: str,
-        path: str,
-        deadline: float | None,
-        data: aiohttp.FormData | None = None,
+        self, method: str, path: str, deadline: float | None, data: aiohttp.FormData | None = None
     ) -> Response:
         """One exchange within ``deadline`` (event-loop time; None for none), status < 300."""
         assert self.session is not None, "no session to send with"
@@ -307,9 +297,8 @@ class Transport:
         async for chunk in response.content.iter_any():
             progress.body_bytes += len(chunk)
             if progress.body_bytes > limit and not cut:
-                raise self.failure(
-                    SandboxResponseTooLarge, answer, f"answer is over the limit of {limit} bytes"
-                )
+                what = f"answer is over the limit of {limit} bytes"
+                raise self.failure(SandboxResponseTooLarge, answer, what)
             chunks.append(chunk)
             if progress.body_bytes > limit:
                 break
@@ -322,10 +311,8 @@ def _timeout(budget: float | None, progress: _Progress) -> tuple[type[SandboxErr
     if progress.response is None:
         kind, what = progress.phase
         return kind, f"{what} within {within}"
-    return (
-        SandboxReadTimeout,
-        f"answer not complete within {within} ({progress.body_bytes} bytes read)",
-    )
+    what = f"answer not complete within {within} ({progress.body_bytes} bytes read)"
+    return SandboxReadTimeout, what
 
 
 def _cause(error: BaseException, errno_name: bool = True) -> str:
