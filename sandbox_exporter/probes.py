@@ -95,18 +95,8 @@ class ProbeResult:
     data: ProbeData = field(default=None, compare=False)
 
 
-class ProbeFailure(Exception):
-    """Raised inside a probe to end it with a reason."""
-
-    def __init__(self, reason: Reason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
 def reason_for(error: BaseException) -> Reason:
     """Map anything a transport raises to the bounded reason set."""
-    if isinstance(error, ProbeFailure):
-        return error.reason
     if isinstance(error, errors.SandboxTimeout):
         return Reason.TIMEOUT
     if isinstance(error, errors.SandboxTLSError):
@@ -209,9 +199,12 @@ async def probe_canary(transport: ProbeTransport, target: Target, deadline: floa
     return tuple(results), summary
 
 
-class _CanaryProbeFailed(ProbeFailure):
+class _CanaryProbeFailed(Exception):
+    """Ends a canary probe with a reason, its results kept."""
+
     def __init__(self, reason: Reason, message: str, results: tuple[CanaryResult, ...]) -> None:
-        super().__init__(reason, message)
+        super().__init__(message)
+        self.reason = reason
         self.results = results
 
 
@@ -245,7 +238,7 @@ async def run_probe(
     except _CanaryProbeFailed as failure:
         # Failed canaries still carry timings worth exporting.
         success, reason, message, data = False, failure.reason, str(failure), failure.results
-    except (errors.SandboxError, InvalidDocument, ProbeFailure) as error:
+    except (errors.SandboxError, InvalidDocument) as error:
         success, reason, message = False, reason_for(error), describe(error)
     except TimeoutError:
         success, reason = False, Reason.TIMEOUT

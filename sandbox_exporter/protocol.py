@@ -113,9 +113,8 @@ def request_headers(
         extra[check_header_text("header name", name)] = check_header_text(f"header {name!r}", value)
     if auth is not None and bearer_token is not None:
         raise ValueError("give either auth= (basic) or bearer_token=, not both")
-    if (auth is not None or bearer_token is not None) and any(
-        name.lower() == "authorization" for name in extra
-    ):
+    has_authorization = any(name.lower() == "authorization" for name in extra)
+    if (auth is not None or bearer_token is not None) and has_authorization:
         raise ValueError("give either an Authorization header or auth=/bearer_token=, not both")
     if auth is not None:
         if not (isinstance(auth, tuple) and len(auth) == 2):
