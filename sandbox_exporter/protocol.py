@@ -36,11 +36,8 @@ def without_userinfo(text: str) -> str:
 
 
 def seconds_text(value: float | None) -> str:
-    """A deadline as a person would say it: '1 s', '0.25 s', '60 s'.
-
-    A deadline computed from what is left of a probe's budget is 0.9999871...:
-    two significant digits say it, and whole seconds from 10 s up.
-    """
+    """A deadline as a person would say it: '1 s', '0.25 s', '60 s'. What is left
+    of a probe's budget is 0.9999871...: two significant digits say it."""
     if value is None:
         return "the time allowed"
     return f"{value:.0f} s" if value >= 10 else f"{value:.2g} s"

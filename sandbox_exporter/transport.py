@@ -81,11 +81,8 @@ _WAITING: _Phase = (SandboxReadTimeout, "no answer")
 
 
 class Response:
-    """An answer's status, headers and the body read, as exceptions carry it.
-
-    Named as in requests (``status_code``, ``content``, ``text``, ``json()``)
-    for code written for the classic client.
-    """
+    """An answer's status, headers and the body read, as exceptions carry it; named as
+    in requests (``status_code``, ``content``, ``text``, ``json()``) for classic code."""
 
     def __init__(self, method: str, url: str, status: int, headers: Mapping[str, str]):
         self.method = method
