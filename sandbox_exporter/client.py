@@ -4,14 +4,8 @@ Code written for the classic package ports by changing one import::
 
     from sandbox_exporter.client import Sandbox, SandboxError, Sandbox404
 
-On top of the classic interface this client adds one connection pool per
-server, a hard deadline per request, a cap on response sizes, TLS and
-credential settings, and one exception class per kind of transport failure,
-all under :class:`SandboxError`. Its HTTP is the probes' own
-(:class:`sandbox_exporter.transport.Transport`), run on one event loop in a
-background thread: callers stay synchronous, and a call made from inside
-another event loop does not wait on the loop it blocks. The execute config
-check is :mod:`sandbox_exporter.execute_config`.
+Its HTTP is the probes' own (:class:`sandbox_exporter.transport.Transport`),
+run on one event loop in a background thread (see :class:`Sandbox`).
 """
 
 from __future__ import annotations
@@ -22,7 +16,7 @@ import io
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import IO, Any, ClassVar, Generic, TypeVar, overload
 
 import aiohttp
@@ -42,7 +36,7 @@ from .errors import SandboxInvalidResponse, error_class_for_status
 from .errors import __all__ as _error_names
 from .execute_config import SandboxErrCode, validate
 from .protocol import (
-    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_MAX_RESPONSE_BYTES,  # noqa: F401 -- max_response_bytes' default
     EXECUTE_PATH,
     LIBRARIES_PATH,
     SPECIFICATIONS_PATH,
@@ -54,8 +48,6 @@ from .transport import Response, Transport, execute_form, open_session
 
 __all__ = ["Sandbox", "SandboxErrCode", "validate", *_error_names]
 
-
-# --------------------------------------------------------- the background loop
 
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None  # the one running _loop
@@ -95,8 +87,6 @@ def _close_session(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLo
             closing.result(timeout=1)
 
 
-# ------------------------------------------------------------ lazy attributes
-
 _SPECIFICATIONS = "specifications"
 _LIBRARIES = "libraries"
 
@@ -105,10 +95,7 @@ D = TypeVar("D")
 
 
 class _Cached(Generic[T]):
-    """A classic attribute: fetched with its category on first access, then cached.
-
-    Setting stores a value; deleting forgets it so the next access fetches again.
-    """
+    """A classic attribute: fetched with its category on first access, then cached."""
 
     def __init__(self, category: str) -> None:
         self.category = category
@@ -133,72 +120,47 @@ class _Cached(Generic[T]):
         instance._values.pop(self.name, None)
 
 
-class _Live(_Cached[T]):
-    """``containers``: fetched again on every access, as in the classic client."""
-
-    def __get__(self, instance: Sandbox | None, owner: type) -> T | _Cached[T]:  # type: ignore[override]
-        if instance is None:
-            return self
-        return instance._live_containers()  # type: ignore[return-value]
-
-
-def _attribute_names(cls: type, category: str) -> tuple[str, ...]:
-    """The classic attributes of ``category`` that ``cls`` declares, in their order."""
+def _attribute_names(namespace: Mapping[str, object], category: str) -> tuple[str, ...]:
+    """The classic attributes of ``category`` declared in a class body, in their order."""
     return tuple(
         name
-        for name, value in vars(cls).items()
+        for name, value in namespace.items()
         if isinstance(value, _Cached) and value.category == category
     )
-
-
-# ---------------------------------------------------------------- the client
 
 
 class Sandbox:
     """A sandbox server, 2.x or 3.x (detected from its answers).
 
     ``timeout`` (seconds, default 60; ``None`` for none) is a hard deadline
-    over every request unless a call gives its own: name lookup, connecting,
-    TLS, the status line and headers, and the whole body must be done
-    within it, however the server drips or stalls. ``connect_timeout``
-    optionally bounds getting a connection more tightly.
-    ``auth`` is a ``(user, password)`` pair for basic auth (credentials in the
-    URL are used the same way), ``bearer_token`` an ``Authorization: Bearer``
-    token, ``headers`` extra headers for every request, ``verify`` False, True
-    (the system's CA store) or the path of a CA bundle. Answers larger than
+    over every request unless a call gives its own, from name lookup to the
+    last byte of the body, however the server drips or stalls;
+    ``connect_timeout`` optionally bounds getting a connection. ``auth`` is a
+    basic-auth ``(user, password)`` pair (or credentials in the URL),
+    ``bearer_token`` a bearer token, ``headers`` extra headers, ``verify``
+    False, True (the system's CA store) or a CA bundle's path. Answers over
     ``max_response_bytes`` (decoded) are refused while they stream. Redirects
-    are never followed; proxies and ``.netrc`` from the environment are
-    ignored. Credentials are kept out of everything the client gives back:
-    exception messages, reprs, and the documents themselves (a server
-    echoing the Authorization header into an answer gets ``***``).
+    are never followed; proxies and ``.netrc`` are ignored. Credentials are
+    kept out of messages, reprs and documents (an echoed one becomes ``***``).
 
-    Requests run on one event loop in a daemon thread, shared by every
-    Sandbox of the process (a forked child starts its own); each Sandbox has
-    its own connection pool there, closed by :meth:`close`, else once the
-    Sandbox is garbage collected or the process exits. Interrupting a call
-    (Ctrl-C) cancels its request.
+    Requests run on one event loop in a daemon thread shared by every Sandbox
+    of the process (a forked child starts its own), each Sandbox with its own
+    connection pool, closed by :meth:`close`, garbage collection or exit.
+    Interrupting a call (Ctrl-C) cancels its request.
 
-    Attributes as in the classic client, each category named in a class
-    attribute as there: specifications (``Sandbox._specs``: ``sandbox_version``,
-    ``docker_version``, ``containers``, ``memory``, ``cpu``, ``environ``,
-    ``execute_timeout``, ``expiration``) and libraries (``Sandbox._libs``: ``python3``,
-    ``python2``, ``java``, ``gcc``, ``gpp``, ``perl``, ``postgres``,
-    ``libraries``, ``bin``). A category is fetched on the first access to any
-    of its attributes and cached; ``containers`` is fetched on every access.
-    On 3.x, what the server does not report (``environ``, ``execute_timeout``,
-    ``expiration``) is None, ``memory`` is in bytes (None = unlimited) and the
-    language versions come from the dpkg list.
+    The classic attributes (declared below, their categories listed in
+    ``Sandbox._specs`` and ``Sandbox._libs``) are fetched with their category
+    on the first access to any of them and cached; ``containers`` is fetched
+    on every access. On 3.x, what the server does not report (``environ``,
+    ``execute_timeout``, ``expiration``) is None, ``memory`` is in bytes (None
+    = unlimited) and the language versions come from the dpkg list.
     """
 
-    __slots__ = ("__weakref__", "_api_version", "_http", "_loop", "_timeout", "_values")
-
-    #: The classic attributes of each category, as the classic package lists them.
-    _specs: ClassVar[tuple[str, ...]]
-    _libs: ClassVar[tuple[str, ...]]
+    __slots__ = ("__weakref__", "_http", "_loop", "_timeout", "_values")
 
     sandbox_version: _Cached[str] = _Cached(_SPECIFICATIONS)
     docker_version: _Cached[str] = _Cached(_SPECIFICATIONS)
-    containers: _Live[dict[str, int]] = _Live(_SPECIFICATIONS)
+    containers: _Cached[dict[str, int]] = _Cached(_SPECIFICATIONS)
     memory: _Cached[dict[str, Any]] = _Cached(_SPECIFICATIONS)
     cpu: _Cached[dict[str, Any]] = _Cached(_SPECIFICATIONS)
     environ: _Cached[dict[str, Any] | None] = _Cached(_SPECIFICATIONS)
@@ -214,34 +176,16 @@ class Sandbox:
     libraries: _Cached[dict[str, dict[str, str]]] = _Cached(_LIBRARIES)
     bin: _Cached[list[str]] = _Cached(_LIBRARIES)
 
-    def __init__(
-        self,
-        url: str,
-        timeout: float | None = 60,
-        *,
-        connect_timeout: float | None = None,
-        headers: Mapping[str, str] | None = None,
-        auth: tuple[str, str] | None = None,
-        bearer_token: str | None = None,
-        verify: bool | str | os.PathLike[str] = True,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-    ) -> None:
-        self._http = Transport(
-            url,
-            None,  # opened on the background loop by the first request
-            headers=headers,
-            auth=auth,
-            bearer_token=bearer_token,
-            verify=verify,
-            connect_timeout=connect_timeout,
-            max_response_bytes=max_response_bytes,
-        )
+    #: The classic attributes of each category, as the classic package lists them.
+    _specs: ClassVar[tuple[str, ...]] = _attribute_names(locals(), _SPECIFICATIONS)
+    _libs: ClassVar[tuple[str, ...]] = _attribute_names(locals(), _LIBRARIES)
+
+    def __init__(self, url: str, timeout: float | None = 60, **options: Any) -> None:
+        # The options are the transport's keyword arguments, declared there once.
+        self._http = Transport(url, None, **options)  # its session opens with the first request
         self.timeout = timeout
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._api_version: int | None = None
         self._values: dict[str, Any] = {}
-
-    # ------------------------------------------------------------- basics
 
     @property
     def url(self) -> str:
@@ -258,23 +202,19 @@ class Sandbox:
         self._timeout = check_seconds("timeout", value)
 
     @property
-    def max_response_bytes(self) -> int:
-        return self._http.max_response_bytes
-
-    @property
     def api_version(self) -> int:
         """2 or 3, detected from ``/specifications/`` (fetched now if never seen)."""
-        if self._api_version is None:
+        if self._http.api_version is None:
             self._load_specifications()
-        return self._api_version  # type: ignore[return-value]
+        return self._http.api_version  # type: ignore[return-value]
 
     @property
     def known_api_version(self) -> int | None:
         """The generation detected so far, without any request; None before the first answer."""
-        return self._api_version
+        return self._http.api_version
 
     def __repr__(self) -> str:
-        return f"Sandbox({self.url!r}, api_version={self._api_version})"
+        return f"Sandbox({self.url!r}, api_version={self._http.api_version})"
 
     def close(self) -> None:
         """Close the pooled connections (a later request opens new ones)."""
@@ -318,99 +258,73 @@ class Sandbox:
         deadline = None if budget is None else loop.time() + budget
         return await self._http.request(method, path, deadline, data)
 
-    def _get_object(self, path: str, timeout: float | None = None) -> tuple[Response, dict]:
-        response = self._send("GET", path, timeout)
-        return response, self._http.json_object(response)
+    def _get(self, path: str, timeout: float | None = None) -> dict[str, Any]:
+        return self._http.json_object(self._send("GET", path, timeout))
 
-    def _parsed(self, parse: Callable[[Any], D], path: str, timeout: float | None = None) -> D:
-        """GET ``path`` and parse the document."""
-        return self._checked(parse, *self._get_object(path, timeout))
-
-    def _checked(self, parse: Callable[[Any], D], response: Response, doc: dict[str, Any]) -> D:
-        """``parse(doc)``; a document of the wrong shape is SandboxInvalidResponse."""
+    def _parsed(self, parse: Callable[[Any], D], response: Response) -> tuple[D, dict[str, Any]]:
+        """``parse`` of the answer's document, and the document as received;
+        a document of the wrong shape is SandboxInvalidResponse."""
+        doc = self._http.json_object(response)
         try:
-            return parse(doc)
+            return parse(doc), doc
         except InvalidDocument as error:
             what = f"unexpected document: {error}"
             raise self._http.failure(SandboxInvalidResponse, response, what) from None
 
-    # --------------------------------------------------- raw documents
-
     def fetch_specifications(self, timeout: float | None = None) -> dict[str, Any]:
         """``/specifications/`` as received, never cached (records the generation)."""
-        return self._recorded(self._get_object(SPECIFICATIONS_PATH, timeout)[1])
+        return self._recorded(self._get(SPECIFICATIONS_PATH, timeout))
 
     def _recorded(self, doc: dict[str, Any]) -> dict[str, Any]:
-        """A specifications document, its generation recorded."""
         # A document of neither shape leaves the generation unknown; the
         # caller's parser says what is wrong with it.
         with contextlib.suppress(InvalidDocument):
-            self._api_version = detect_api(doc)
+            self._http.api_version = detect_api(doc)
         return doc
 
     def fetch_usages(self, timeout: float | None = None) -> dict[str, Any]:
         """``/usages/`` as received (3.x; a 2.x server answers 404 -> ``Sandbox404``)."""
-        return self._get_object(USAGES_PATH, timeout)[1]
+        return self._get(USAGES_PATH, timeout)
 
     def fetch_libraries(self, timeout: float | None = None) -> dict[str, Any]:
         """``/libraries/`` as received, never cached. Slow: the server starts a container."""
-        return self._get_object(LIBRARIES_PATH, timeout)[1]
-
-    # ------------------------------------------------ classic attributes
+        return self._get(LIBRARIES_PATH, timeout)
 
     def _cached_attribute(self, name: str, category: str) -> Any:
-        try:
-            return self._values[name]
-        except KeyError:
-            pass
-        if category == _SPECIFICATIONS:
-            self._load_specifications()
-        else:
-            self._load_libraries()
+        if name == "containers":
+            return self._live_containers()  # fetched on every access, as in the classic client
+        if name not in self._values:
+            if category == _SPECIFICATIONS:
+                self._load_specifications()
+            else:
+                self._load_libraries()
         return self._values[name]
 
-    def _remember(self, values: Iterable[tuple[str, Any]]) -> None:
+    def _remember(self, values: Mapping[str, Any]) -> None:
         # Values the caller set (or that are still cached) are kept.
-        for name, value in values:
+        for name, value in values.items():
             self._values.setdefault(name, value)
 
     def _load_specifications(self) -> tuple[Specifications, dict[str, Any]]:
         # A parsed document keeps only what the exporter uses; the classic
         # attributes are parts of the document as received.
         spec, raw = self._parsed(
-            lambda doc: (parse_specifications(self._recorded(doc)), doc), SPECIFICATIONS_PATH
+            lambda doc: parse_specifications(self._recorded(doc)),
+            self._send("GET", SPECIFICATIONS_PATH),
         )
-        self._api_version = spec.api
+        values = {"sandbox_version": spec.sandbox_version, "docker_version": spec.docker_version}
         if spec.api == 2:
-            self._remember(
-                [
-                    ("sandbox_version", spec.sandbox_version),
-                    ("docker_version", spec.docker_version),
-                    ("memory", raw["memory"]),
-                    ("cpu", raw["cpu"]),
-                    ("environ", raw["environ"]),
-                    ("execute_timeout", raw["execute_timeout"]),
-                    ("expiration", raw["expiration"]),
-                ]
-            )
+            for name in ("memory", "cpu", "environ", "execute_timeout", "expiration"):
+                values[name] = raw[name]
         else:
-            self._remember(
-                [
-                    ("sandbox_version", spec.sandbox_version),
-                    ("docker_version", spec.docker_version),
-                    ("memory", dict(spec.container_memory_limits)),
-                    ("cpu", raw["container"]["cpu"]),
-                    ("environ", None),
-                    ("execute_timeout", None),
-                    ("expiration", None),
-                ]
-            )
+            values.update(memory=dict(spec.container_memory_limits), cpu=raw["container"]["cpu"])
+            values.update(dict.fromkeys(("environ", "execute_timeout", "expiration")))
+        self._remember(values)
         return spec, raw
 
     def _load_libraries(self) -> Libraries:
-        libraries, raw = self._parsed(lambda doc: (parse_libraries(doc), doc), LIBRARIES_PATH)
-        self._remember(libraries.languages.items())
-        self._remember([("libraries", raw["libraries"]), ("bin", raw["bin"])])
+        libraries, raw = self._parsed(parse_libraries, self._send("GET", LIBRARIES_PATH))
+        self._remember({**libraries.languages, "libraries": raw["libraries"], "bin": raw["bin"]})
         return libraries
 
     def _live_containers(self) -> dict[str, int]:
@@ -420,7 +334,8 @@ class Sandbox:
             running = spec.containers_running
             available = raw["containers"]["available"]
         else:
-            running = self._parsed(parse_usage, USAGES_PATH).containers_running
+            usage, _ = self._parsed(parse_usage, self._send("GET", USAGES_PATH))
+            running = usage.containers_running
             available = max(total - running, 0)
         return {"total": total, "running": running, "available": available}
 
@@ -430,8 +345,6 @@ class Sandbox:
         if containers["total"] <= 0:
             return 1.0  # no container at all: nothing can run
         return min(containers["running"] / containers["total"], 1.0)
-
-    # ------------------------------------------------ environments, execute
 
     def download(self, uuid: str, path: str | None = None) -> io.BytesIO:
         """An environment (a .tgz) or, with ``path``, one file inside it."""
@@ -467,10 +380,4 @@ class Sandbox:
                 f"got {type(environ).__name__}"
             )
         response = self._send("POST", EXECUTE_PATH, timeout, execute_form(config, environ))
-        doc = self._http.json_object(response)
-        self._checked(parse_execute_response, response, doc)
-        return doc
-
-
-Sandbox._specs = _attribute_names(Sandbox, _SPECIFICATIONS)
-Sandbox._libs = _attribute_names(Sandbox, _LIBRARIES)
+        return self._parsed(parse_execute_response, response)[1]

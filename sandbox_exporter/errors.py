@@ -1,30 +1,12 @@
-"""Everything the transport (for the probes and the classic client) raises about a sandbox.
-
-One class per kind of failure, all under :class:`SandboxError`, and one
-``Sandbox<code>`` per HTTP status >= 300 (``Sandbox404``, ``Sandbox503``...),
-as the classic ``sandbox-api`` package has them, so the probes map failures
-to reasons in one place.
+"""Everything the transport raises about a sandbox: one class per kind of failure,
+all under :class:`SandboxError`, and one ``Sandbox<code>`` per HTTP status >= 300
+(``Sandbox404``...) as the classic ``sandbox-api`` package has them.
 """
 
 from __future__ import annotations
 
 import http
 from typing import Any
-
-__all__ = [
-    "SandboxConnectTimeout",
-    "SandboxConnectionError",
-    "SandboxError",
-    "SandboxHTTPError",
-    "SandboxInvalidResponse",
-    "SandboxReadTimeout",
-    "SandboxResponseTooLarge",
-    "SandboxTLSError",
-    "SandboxTimeout",
-    "error_class_for_status",
-    "status_exceptions",
-    "status_text",
-]
 
 
 class SandboxError(Exception):
@@ -69,11 +51,7 @@ class SandboxResponseTooLarge(SandboxInvalidResponse):
 
 
 class SandboxHTTPError(SandboxError):
-    """The server answered with a status >= 300 (redirects are never followed).
-
-    One subclass per status known to :class:`http.HTTPStatus`: ``Sandbox404``,
-    ``Sandbox503``, ...
-    """
+    """The server answered with a status >= 300 (redirects are never followed)."""
 
     status: http.HTTPStatus | None = None
 
@@ -98,28 +76,16 @@ def status_text(code: int) -> str:
         return str(code)
 
 
-def _make_status_exceptions() -> dict[int, type[SandboxHTTPError]]:
-    classes = {}
-    for status in http.HTTPStatus:
-        if status.value < 300:
-            continue
-        name = f"Sandbox{status.value}"
-        classes[status.value] = type(
-            name,
-            (SandboxHTTPError,),
-            {
-                "__doc__": f"The sandbox answered {status.value} {status.phrase}.",
-                "__module__": __name__,
-                "__qualname__": name,
-                "status": status,
-            },
-        )
-    return classes
-
-
-_STATUS_EXCEPTIONS = _make_status_exceptions()
+_STATUS_EXCEPTIONS: dict[int, type[SandboxHTTPError]] = {
+    status.value: type(
+        f"Sandbox{status.value}",
+        (SandboxHTTPError,),
+        {"__doc__": f"The sandbox answered {status.value} {status.phrase}.", "status": status},
+    )
+    for status in http.HTTPStatus
+    if status.value >= 300
+}
 globals().update({cls.__name__: cls for cls in _STATUS_EXCEPTIONS.values()})
-__all__ += [cls.__name__ for cls in _STATUS_EXCEPTIONS.values()]
 
 
 def error_class_for_status(code: int) -> type[SandboxHTTPError]:
@@ -130,3 +96,12 @@ def error_class_for_status(code: int) -> type[SandboxHTTPError]:
 def status_exceptions(response: Any) -> SandboxHTTPError:
     """The exception matching ``response.status_code`` (``Sandbox404`` for 404...)."""
     return error_class_for_status(response.status_code)(response)
+
+
+# Every exception class above, the Sandbox<code>s included, and the helpers.
+__all__ = [
+    name
+    for name, value in globals().items()
+    if isinstance(value, type) and issubclass(value, SandboxError)
+]
+__all__ += ["error_class_for_status", "status_exceptions", "status_text"]

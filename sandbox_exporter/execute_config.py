@@ -20,14 +20,13 @@ class SandboxErrCode(enum.IntEnum):
 def _command_is_valid(command: object) -> bool:
     if isinstance(command, str):
         return True
-    if not isinstance(command, dict):
-        return False
-    # Anything but these two keys makes the server fail with a 500.
-    if set(command) - {"command", "timeout"}:
-        return False
-    # The server tests isinstance(timeout, (int, float)), which lets true/false through.
-    return isinstance(command.get("command"), str) and (
-        "timeout" not in command or isinstance(command["timeout"], (int, float))
+    # Anything but these two keys makes the server fail with a 500. It tests
+    # isinstance(timeout, (int, float)), which lets true/false through.
+    return (
+        isinstance(command, dict)
+        and not set(command) - {"command", "timeout"}
+        and isinstance(command.get("command"), str)
+        and isinstance(command.get("timeout", 0), (int, float))
     )
 
 

@@ -44,11 +44,9 @@ class Load:
 
 @dataclass(frozen=True, slots=True)
 class LibrariesReport:
-    """What the exporter keeps of a libraries document: how many packages of
-    each kind and executables it listed, and the expectations checked against
-    it. Not the lists themselves: a server's package list (thousands of
-    entries on a real one) must not cost memory per target for as long as
-    the result is kept."""
+    """Counts of a libraries document's packages and executables, and the
+    expectations checked against it. Not the lists themselves: a real server
+    lists thousands of packages, which must not cost memory per target."""
 
     package_counts: Mapping[str, int]
     bin_count: int
@@ -97,18 +95,8 @@ class ProbeResult:
     data: ProbeData = field(default=None, compare=False)
 
 
-class ProbeFailure(Exception):
-    """Raised inside a probe to end it with a reason."""
-
-    def __init__(self, reason: Reason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
 def reason_for(error: BaseException) -> Reason:
     """Map anything a transport raises to the bounded reason set."""
-    if isinstance(error, ProbeFailure):
-        return error.reason
     if isinstance(error, errors.SandboxTimeout):
         return Reason.TIMEOUT
     if isinstance(error, errors.SandboxTLSError):
@@ -124,11 +112,7 @@ def reason_for(error: BaseException) -> Reason:
 
 
 def describe(error: BaseException) -> str:
-    """A one-line account of an error; the transport keeps credentials out of it.
-
-    The transport's messages already say the method, URL and what happened; a
-    document of the wrong shape is parsed here, so that says where it was.
-    """
+    """A one-line account of an error; the transport keeps credentials out of it."""
     if isinstance(error, InvalidDocument):
         return f"unexpected document: {error}"
     return str(error)
@@ -205,9 +189,7 @@ async def run_canary(transport: ProbeTransport, canary: Canary, deadline: float)
 
 async def probe_canary(transport: ProbeTransport, target: Target, deadline: float):
     # One after the other: each holds a container, and a sandbox's pool is small.
-    results = []
-    for canary in target.canaries:
-        results.append(await run_canary(transport, canary, deadline))
+    results = [await run_canary(transport, canary, deadline) for canary in target.canaries]
     failed = [r for r in results if not r.success]
     summary = "; ".join(f"{r.name}: {r.message}" for r in results)
     if failed:
@@ -217,9 +199,12 @@ async def probe_canary(transport: ProbeTransport, target: Target, deadline: floa
     return tuple(results), summary
 
 
-class _CanaryProbeFailed(ProbeFailure):
+class _CanaryProbeFailed(Exception):
+    """Ends a canary probe with a reason, its results kept."""
+
     def __init__(self, reason: Reason, message: str, results: tuple[CanaryResult, ...]) -> None:
-        super().__init__(reason, message)
+        super().__init__(message)
+        self.reason = reason
         self.results = results
 
 
@@ -253,7 +238,7 @@ async def run_probe(
     except _CanaryProbeFailed as failure:
         # Failed canaries still carry timings worth exporting.
         success, reason, message, data = False, failure.reason, str(failure), failure.results
-    except (errors.SandboxError, InvalidDocument, ProbeFailure) as error:
+    except (errors.SandboxError, InvalidDocument) as error:
         success, reason, message = False, reason_for(error), describe(error)
     except TimeoutError:
         success, reason = False, Reason.TIMEOUT

@@ -1,16 +1,11 @@
-"""What a sandbox server speaks, whoever asks.
-
-The base URL and its credentials, the paths, the headers, how an error
-status or a body that is not a JSON object becomes an exception, and how our
-own credentials are kept out of every message and document: written here
-once, for the transport (:mod:`sandbox_exporter.transport`) that the probes
-and the classic client share.
+"""What a sandbox server speaks: the base URL and its credentials, the paths,
+the headers, and how our own credentials are kept out of every message and
+document (for :mod:`sandbox_exporter.transport`).
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -18,7 +13,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from . import __version__
-from .errors import SandboxError, SandboxInvalidResponse, error_class_for_status, status_text
+from .errors import SandboxError
 
 SPECIFICATIONS_PATH = "specifications/"
 USAGES_PATH = "usages/"
@@ -41,18 +36,15 @@ def without_userinfo(text: str) -> str:
 
 
 def seconds_text(value: float | None) -> str:
-    """A deadline as a person would say it: '1 s', '0.25 s', '60 s'.
-
-    A deadline computed from what is left of a probe's budget is 0.9999871...:
-    two significant digits say it, and whole seconds from 10 s up.
-    """
+    """A deadline as a person would say it: '1 s', '0.25 s', '60 s'. What is left
+    of a probe's budget is 0.9999871...: two significant digits say it."""
     if value is None:
         return "the time allowed"
     return f"{value:.0f} s" if value >= 10 else f"{value:.2g} s"
 
 
-def check_seconds(name: str, value: object, *, allow_none: bool = True) -> float | None:
-    if value is None and allow_none:
+def check_seconds(name: str, value: object) -> float | None:
+    if value is None:
         return None
     if (
         isinstance(value, bool)
@@ -109,9 +101,7 @@ def environment_path(uuid: str, path: str | None) -> str:
 
 
 def request_headers(
-    headers: Mapping[str, str] | None,
-    auth: tuple[str, str] | None,
-    bearer_token: str | None,
+    headers: Mapping[str, str] | None, auth: tuple[str, str] | None, bearer_token: str | None
 ) -> dict[str, str]:
     """Checked extra headers, with the Authorization of basic ``auth`` or ``bearer_token``;
     raises on anything unsendable."""
@@ -120,9 +110,8 @@ def request_headers(
         extra[check_header_text("header name", name)] = check_header_text(f"header {name!r}", value)
     if auth is not None and bearer_token is not None:
         raise ValueError("give either auth= (basic) or bearer_token=, not both")
-    if (auth is not None or bearer_token is not None) and any(
-        name.lower() == "authorization" for name in extra
-    ):
+    has_authorization = any(name.lower() == "authorization" for name in extra)
+    if (auth is not None or bearer_token is not None) and has_authorization:
         raise ValueError("give either an Authorization header or auth=/bearer_token=, not both")
     if auth is not None:
         if not (isinstance(auth, tuple) and len(auth) == 2):
@@ -175,39 +164,28 @@ class Secrets:
                 text = text.replace(secret, "***")
         return text
 
-    def scrub(self, doc: Any) -> Any:
-        """A parsed answer with our credentials replaced by ``***``.
+    def scrub(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """A document fresh from ``json.loads``, our credentials in it replaced by ``***``.
 
         A server (or a proxy) that reflects the Authorization header into a
-        document would otherwise hand our credentials to whatever shows the
-        document's values: parse errors, metric labels, canary output. The
-        document is fresh from ``json.loads``, so it is changed in place; no
-        recursion, whatever the nesting.
+        document would otherwise hand our credentials to whatever shows its
+        values: parse errors, metric labels, canary output. No recursion,
+        whatever the nesting.
         """
         if not self._secrets:
             return doc
-        if isinstance(doc, str):
-            return self._hide(doc)
-        pending = [doc]
+        pending: list[Any] = [doc]
         while pending:
             node = pending.pop()
+            entries = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, value in list(entries):
+                if isinstance(value, str):
+                    node[key] = self._hide(value)
+                elif isinstance(value, dict | list):
+                    pending.append(value)
             if isinstance(node, dict):
-                for key in list(node):
-                    value = node[key]
-                    if isinstance(value, str):
-                        value = self._hide(value)
-                    elif isinstance(value, dict | list):
-                        pending.append(value)
-                    clean_key = self._hide(key)
-                    if clean_key != key:
-                        del node[key]
-                    node[clean_key] = value
-            elif isinstance(node, list):
-                for index, value in enumerate(node):
-                    if isinstance(value, str):
-                        node[index] = self._hide(value)
-                    elif isinstance(value, dict | list):
-                        pending.append(value)
+                for key in [key for key in node if self._hide(key) != key]:
+                    node[self._hide(key)] = node.pop(key)
         return doc
 
     def failure(
@@ -220,37 +198,3 @@ class Secrets:
         # Redact before cutting: a cut through a secret would leave its start.
         text = " ".join(body[:ERROR_BODY_BYTES].decode("utf-8", "replace").split())
         return self.redact(text)[:EXCERPT_CHARS]
-
-    def status_error(
-        self, method: str, url: str, status: int, body: bytes, response: Any = None
-    ) -> SandboxError:
-        """The ``Sandbox<status>`` for an answer >= 300; its page only adds detail."""
-        message = f"Sandbox responded with status {status_text(status)} to {method} {url}"
-        excerpt = self.excerpt(body)
-        if excerpt:
-            message += f": {excerpt}"
-        return error_class_for_status(status)(response, self.redact(message), status_code=status)
-
-    def json_object(
-        self, body: bytes, method: str, url: str, response: Any = None
-    ) -> dict[str, Any]:
-        """The body as a JSON object, scrubbed of our credentials, or SandboxInvalidResponse."""
-        try:
-            doc = json.loads(body)
-        except (ValueError, RecursionError) as error:
-            raise self.failure(
-                SandboxInvalidResponse,
-                method,
-                url,
-                f"answer is not JSON ({error}): {self.excerpt(body)!r}",
-                response,
-            ) from None
-        if not isinstance(doc, dict):
-            raise self.failure(
-                SandboxInvalidResponse,
-                method,
-                url,
-                f"answer is JSON but not an object ({type(doc).__name__})",
-                response,
-            )
-        return self.scrub(doc)

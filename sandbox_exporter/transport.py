@@ -1,15 +1,11 @@
-"""A sandbox's HTTP: asyncio and aiohttp, every request bounded by a deadline.
+"""A sandbox's HTTP for the probes and the classic client: aiohttp, every
+request bounded by a deadline.
 
-Both the probes and the classic client (:mod:`sandbox_exporter.client`, on
-a background event loop) talk to sandboxes through :class:`Transport`. Each
-request gets a deadline on the event loop's clock, and ``asyncio.timeout_at``
-enforces it around the whole exchange: name lookup, connecting, TLS,
-sending, waiting for the status line and headers, and reading the body.
-What the server does cannot stretch it: a server that never completes the
-handshake, says nothing, drips its headers or its body a byte at a time, or
-sends an endless body is cut off at the deadline, and one that sends more
-than the size cap (counted in decoded bytes, so a compressed body that
-inflates without end is cut off too) is refused while it streams.
+``asyncio.timeout_at`` enforces the deadline around the whole exchange, from
+name lookup to the last byte of the body, so a server that stalls, drips or
+sends without end cannot stretch it; an answer over the size cap (counted
+decoded, so a compressed body that inflates without end too) is refused
+while it streams.
 """
 
 from __future__ import annotations
@@ -32,6 +28,8 @@ from .errors import (
     SandboxReadTimeout,
     SandboxResponseTooLarge,
     SandboxTLSError,
+    error_class_for_status,
+    status_text,
 )
 from .protocol import (
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -46,13 +44,11 @@ from .protocol import (
     seconds_text,
 )
 
-# Connections one session keeps open to all its sandboxes together. A
-# request waiting for one waits within its deadline like for anything else.
-# A start fires every probe of every target within half a second: 1024
-# keeps the ~800 probes of 200 slow targets all in flight (256 queued them
-# in waves of a whole latency), while 2048 and more let 1000 targets on a
-# few hosts time out (docs/performance.md, B2). Well below the open-file
-# limit the daemon raises at start (the hard limit, commonly 524288 or more).
+# Connections one session keeps open to all its sandboxes together (a request
+# waits for one within its deadline). 1024 keeps every probe of 200 slow
+# targets in flight at a start, where 256 queued them in waves and 2048 let
+# 1000 targets on a few hosts time out (docs/performance.md, B2); well below
+# the open-file limit the daemon raises at start.
 MAX_CONNECTIONS = 1024
 
 
@@ -85,11 +81,8 @@ _WAITING: _Phase = (SandboxReadTimeout, "no answer")
 
 
 class Response:
-    """An answer's status, headers and the body read, as exceptions carry it.
-
-    Named as in requests (``status_code``, ``content``, ``text``, ``json()``)
-    for code written for the classic client.
-    """
+    """An answer's status, headers and the body read, as exceptions carry it; named as
+    in requests (``status_code``, ``content``, ``text``, ``json()``) for classic code."""
 
     def __init__(self, method: str, url: str, status: int, headers: Mapping[str, str]):
         self.method = method
@@ -158,11 +151,8 @@ def execute_form(config: Mapping[str, Any], environment: bytes | None = None) ->
 class Transport:
     """One sandbox server: requests within a deadline, answers under a size cap.
 
-    ``auth`` is a basic-auth pair (or credentials in ``url``), ``bearer_token``
-    an ``Authorization: Bearer`` token, ``headers`` extra headers, ``verify``
-    as for :func:`ssl_setting`; ``connect_timeout`` bounds getting a connection
-    more tightly than the deadline. ``session`` may be set later, before the
-    first request. Our credentials are kept out of every message and document.
+    The options are :class:`sandbox_exporter.client.Sandbox`'s. ``session``
+    may be set later, before the first request.
     """
 
     def __init__(
@@ -186,15 +176,10 @@ class Transport:
         self._ssl = ssl_setting(verify)
         self._connect_timeout = check_seconds("connect_timeout", connect_timeout)
         self._timeouts = aiohttp.ClientTimeout(total=None, connect=self._connect_timeout)
-        if (
-            isinstance(max_response_bytes, bool)
-            or not isinstance(max_response_bytes, int)
-            or max_response_bytes <= 0
-        ):
-            raise ValueError(
-                f"max_response_bytes must be a positive integer, got {max_response_bytes!r}"
-            )
-        self.max_response_bytes = max_response_bytes
+        limit = max_response_bytes
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+            raise ValueError(f"max_response_bytes must be a positive integer, got {limit!r}")
+        self.max_response_bytes = limit
         self.session = session
         #: 2 or 3 once a specifications document said so; None before.
         self.api_version: int | None = None
@@ -204,28 +189,30 @@ class Transport:
 
     def json_object(self, response: Response) -> dict[str, Any]:
         """The body as a JSON object, scrubbed of our credentials, or SandboxInvalidResponse."""
-        return self._secrets.json_object(response.content, response.method, response.url, response)
+        try:
+            doc = json.loads(response.content)
+        except (ValueError, RecursionError) as error:
+            what = f"answer is not JSON ({error}): {self._secrets.excerpt(response.content)!r}"
+            raise self.failure(SandboxInvalidResponse, response, what) from None
+        if not isinstance(doc, dict):
+            what = f"answer is JSON but not an object ({type(doc).__name__})"
+            raise self.failure(SandboxInvalidResponse, response, what)
+        return self._secrets.scrub(doc)
 
     def failure(self, kind: type[SandboxError], response: Response, what: str) -> SandboxError:
         """An exception about the request ``response`` answered, its message redacted."""
         return self._secrets.failure(kind, response.method, response.url, what, response)
 
     async def get_object(self, path: str, deadline: float | None) -> dict[str, Any]:
-        """GET a JSON object, within ``deadline`` (event-loop time)."""
         return self.json_object(await self.request("GET", path, deadline))
 
     async def execute(self, config: Mapping[str, Any], deadline: float | None) -> dict[str, Any]:
-        """POST ``/execute/`` as the classic client does (multipart ``config`` field)."""
         return self.json_object(
             await self.request("POST", EXECUTE_PATH, deadline, execute_form(config))
         )
 
     async def request(
-        self,
-        method: str,
-        path: str,
-        deadline: float | None,
-        data: aiohttp.FormData | None = None,
+        self, method: str, path: str, deadline: float | None, data: aiohttp.FormData | None = None
     ) -> Response:
         """One exchange within ``deadline`` (event-loop time; None for none), status < 300."""
         assert self.session is not None, "no session to send with"
@@ -248,9 +235,7 @@ class Transport:
                     progress.response = answer
                     if response.status >= 300:
                         await self._read(response, answer, ERROR_BODY_BYTES, progress, cut=True)
-                        raise self._secrets.status_error(
-                            method, url, response.status, answer.content, answer
-                        )
+                        raise self._status_error(answer)
                     declared, limit = response.content_length or 0, self.max_response_bytes
                     # A HEAD answer declares the size of a body it does not send.
                     if declared > limit and method != "HEAD":
@@ -283,6 +268,19 @@ class Transport:
             kind, what = SandboxConnectionError, f"connection failed: {_cause(error)}"
         raise self._secrets.failure(kind, method, url, what, progress.response)
 
+    def _status_error(self, answer: Response) -> SandboxError:
+        """The ``Sandbox<status>`` for an answer >= 300; its page only adds detail."""
+        status = answer.status_code
+        message = (
+            f"Sandbox responded with status {status_text(status)} to {answer.method} {answer.url}"
+        )
+        excerpt = self._secrets.excerpt(answer.content)
+        if excerpt:
+            message += f": {excerpt}"
+        return error_class_for_status(status)(
+            answer, self._secrets.redact(message), status_code=status
+        )
+
     async def _read(
         self,
         response: aiohttp.ClientResponse,
@@ -296,9 +294,8 @@ class Transport:
         async for chunk in response.content.iter_any():
             progress.body_bytes += len(chunk)
             if progress.body_bytes > limit and not cut:
-                raise self.failure(
-                    SandboxResponseTooLarge, answer, f"answer is over the limit of {limit} bytes"
-                )
+                what = f"answer is over the limit of {limit} bytes"
+                raise self.failure(SandboxResponseTooLarge, answer, what)
             chunks.append(chunk)
             if progress.body_bytes > limit:
                 break
@@ -311,10 +308,8 @@ def _timeout(budget: float | None, progress: _Progress) -> tuple[type[SandboxErr
     if progress.response is None:
         kind, what = progress.phase
         return kind, f"{what} within {within}"
-    return (
-        SandboxReadTimeout,
-        f"answer not complete within {within} ({progress.body_bytes} bytes read)",
-    )
+    what = f"answer not complete within {within} ({progress.body_bytes} bytes read)"
+    return SandboxReadTimeout, what
 
 
 def _cause(error: BaseException, errno_name: bool = True) -> str:
@@ -329,12 +324,7 @@ def _cause(error: BaseException, errno_name: bool = True) -> str:
 class ProbeTransport(Transport):
     """One configured target, as the probes talk to it."""
 
-    def __init__(
-        self,
-        target: Target,
-        session: aiohttp.ClientSession,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-    ) -> None:
+    def __init__(self, target: Target, session: aiohttp.ClientSession) -> None:
         auth = target.auth
         password = auth.password.value() if auth.password else ""
         super().__init__(
@@ -344,12 +334,7 @@ class ProbeTransport(Transport):
             auth=(auth.username, password) if auth.username is not None else None,
             bearer_token=auth.bearer_token.value() if auth.bearer_token else None,
             verify=False if target.tls.insecure_skip_verify else target.tls.ca_file or True,
-            max_response_bytes=max_response_bytes,
         )
-
-
-def _connection_settings(target: Target) -> tuple:
-    return (target.url, target.auth, target.tls)
 
 
 class Transports:
@@ -360,7 +345,7 @@ class Transports:
         self._known: dict[str, tuple[tuple, ProbeTransport]] = {}
 
     def get(self, target: Target) -> ProbeTransport:
-        settings = _connection_settings(target)
+        settings = (target.url, target.auth, target.tls)
         known = self._known.get(target.name)
         if known is None or known[0] != settings:
             known = (settings, ProbeTransport(target, self._session))
