@@ -36,7 +36,7 @@ from .errors import SandboxInvalidResponse, error_class_for_status
 from .errors import __all__ as _error_names
 from .execute_config import SandboxErrCode, validate
 from .protocol import (
-    DEFAULT_MAX_RESPONSE_BYTES,  # noqa: F401 -- max_response_bytes' default
+    DEFAULT_MAX_RESPONSE_BYTES,
     EXECUTE_PATH,
     LIBRARIES_PATH,
     SPECIFICATIONS_PATH,
@@ -133,20 +133,25 @@ class Sandbox:
     """A sandbox server, 2.x or 3.x (detected from its answers).
 
     ``timeout`` (seconds, default 60; ``None`` for none) is a hard deadline
-    over every request unless a call gives its own, from name lookup to the
-    last byte of the body, however the server drips or stalls;
-    ``connect_timeout`` optionally bounds getting a connection. ``auth`` is a
-    basic-auth ``(user, password)`` pair (or credentials in the URL),
-    ``bearer_token`` a bearer token, ``headers`` extra headers, ``verify``
-    False, True (the system's CA store) or a CA bundle's path. Answers over
+    over every request unless a call gives its own: name lookup, connecting,
+    TLS, the status line and headers, and the whole body must be done
+    within it, however the server drips or stalls. ``connect_timeout``
+    optionally bounds getting a connection more tightly.
+    ``auth`` is a ``(user, password)`` pair for basic auth (credentials in the
+    URL are used the same way), ``bearer_token`` an ``Authorization: Bearer``
+    token, ``headers`` extra headers for every request, ``verify`` False, True
+    (the system's CA store) or the path of a CA bundle. Answers larger than
     ``max_response_bytes`` (decoded) are refused while they stream. Redirects
-    are never followed; proxies and ``.netrc`` are ignored. Credentials are
-    kept out of messages, reprs and documents (an echoed one becomes ``***``).
+    are never followed; proxies and ``.netrc`` from the environment are
+    ignored. Credentials are kept out of everything the client gives back:
+    exception messages, reprs, and the documents themselves (a server
+    echoing the Authorization header into an answer gets ``***``).
 
-    Requests run on one event loop in a daemon thread shared by every Sandbox
-    of the process (a forked child starts its own), each Sandbox with its own
-    connection pool, closed by :meth:`close`, garbage collection or exit.
-    Interrupting a call (Ctrl-C) cancels its request.
+    Requests run on one event loop in a daemon thread, shared by every
+    Sandbox of the process (a forked child starts its own); each Sandbox has
+    its own connection pool there, closed by :meth:`close`, else once the
+    Sandbox is garbage collected or the process exits. Interrupting a call
+    (Ctrl-C) cancels its request.
 
     The classic attributes (declared below, their categories listed in
     ``Sandbox._specs`` and ``Sandbox._libs``) are fetched with their category
@@ -180,9 +185,28 @@ class Sandbox:
     _specs: ClassVar[tuple[str, ...]] = _attribute_names(locals(), _SPECIFICATIONS)
     _libs: ClassVar[tuple[str, ...]] = _attribute_names(locals(), _LIBRARIES)
 
-    def __init__(self, url: str, timeout: float | None = 60, **options: Any) -> None:
-        # The options are the transport's keyword arguments, declared there once.
-        self._http = Transport(url, None, **options)  # its session opens with the first request
+    def __init__(
+        self,
+        url: str,
+        timeout: float | None = 60,
+        *,
+        connect_timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        bearer_token: str | None = None,
+        verify: bool | str | os.PathLike[str] = True,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        self._http = Transport(
+            url,
+            None,  # opened on the background loop by the first request
+            headers=headers,
+            auth=auth,
+            bearer_token=bearer_token,
+            verify=verify,
+            connect_timeout=connect_timeout,
+            max_response_bytes=max_response_bytes,
+        )
         self.timeout = timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._values: dict[str, Any] = {}
