@@ -26,7 +26,7 @@ DEFAULT_MAX_RESPONSE_BYTES = 16 * 2**20
 ERROR_BODY_BYTES = 64 * 1024
 EXCERPT_CHARS = 200
 
-_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+_USERINFO = re.compile(r"(?<=://)[^/\s]*@")
 _CREDENTIAL_HEADER = re.compile(r"auth|cookie|token|secret|key|pass|session|signature", re.I)
 
 

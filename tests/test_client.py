@@ -1286,3 +1286,11 @@ def test_a_forked_child_and_the_exit_of_a_sandbox_never_closed(make_emulator):
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # no "Unclosed client session" at exit
+
+
+@pytest.mark.parametrize("url", ["ftp://alice:s3cr@t@127.0.0.1/", "http://alice:s3cr@t@/"])
+def test_a_password_holding_at_signs_is_never_shown(url):
+    # Everything up to the last '@' of the authority is credentials.
+    with pytest.raises(ValueError) as caught:
+        Sandbox(url)
+    assert "s3cr" not in str(caught.value) and "t@" not in str(caught.value), caught.value
