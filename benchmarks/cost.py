@@ -7,7 +7,9 @@ CPU seconds (user + system), resident memory and threads come from
 - `/probe`: the exporter with 10 targets (probing on its own only once an
   hour) and blackbox_exporter, each driven through its `/probe` with the
   same canary POST to the same emulator, 4 clients at a time; CPU per 1000
-  probes, peak RSS, threads.
+  probes, peak RSS, threads. Beside them, the framework's floor: a bare
+  aiohttp server doing the same POST and answering as much
+  (`bare_probe.py`), driven the same way.
 - scheduled: the exporter with 1000 targets, canaries every 10 s and the
   other probes once an hour. Once every probe of every target has run once:
   its RSS and threads. Then a window of steady operation in which only
@@ -23,15 +25,18 @@ CPU seconds (user + system), resident memory and threads come from
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from subprocess import PIPE
 from urllib.parse import quote
 
 import requests
 
 from .common import (
     BlackboxProcess,
+    Child,
     EmulatorProcess,
     ExporterProcess,
     Report,
@@ -103,6 +108,17 @@ def via_probe(emulator: EmulatorProcess, probes: int) -> dict[str, float]:
         out["blackbox_peak"] = after.peak_rss_bytes
     finally:
         blackbox.stop()
+    bare = Child([sys.executable, "-m", "benchmarks.bare_probe", emulator.url], stdout=PIPE)
+    try:
+        assert bare.process.stdout is not None
+        url = bare.process.stdout.readline().strip() + "probe"
+        drive([url] * 20, 4)
+        before = bare.usage()
+        drive([url] * probes, 4)
+        after = bare.usage()
+        out["bare_cpu"] = (after.cpu_seconds - before.cpu_seconds) / probes * 1000
+    finally:
+        bare.stop()
     return out
 
 
@@ -215,6 +231,15 @@ def run(report: Report, quick: bool) -> None:
         f"({probes} probes each, 4 clients, scaled to 1000); peak RSS exporter "
         f"{single['exporter_peak'] / MiB:.0f} MiB, "
         f"blackbox {single['blackbox_peak'] / MiB:.0f} MiB",
+    )
+    report.add(
+        "B4 cost",
+        "CPU per 1000 canary probes via /probe: bare aiohttp floor / blackbox",
+        f"{single['bare_cpu'] / single['blackbox_cpu']:.2f}x",
+        "",
+        f"benchmarks/bare_probe.py: the same POST and an answer of the same size, nothing "
+        f"else: {single['bare_cpu']:.2f} s; the exporter spends "
+        f"{single['exporter_cpu'] - single['bare_cpu']:.2f} s more",
     )
     report.add(
         "B4 cost",
