@@ -15,7 +15,7 @@ import contextlib
 import socket
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 DRIP_SECONDS = 0.1
 
@@ -139,3 +139,14 @@ class Misbehaving:
             client.close()
         for thread in self._threads:
             thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def every_kind() -> Iterator[dict[str, Misbehaving]]:
+    """One server of each kind, by kind, all stopped on leaving."""
+    started = {kind: Misbehaving(kind) for kind in Misbehaving.KINDS}
+    try:
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()

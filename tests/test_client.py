@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from misbehaving import Misbehaving
+from misbehaving import Misbehaving, every_kind
 
 from sandbox_emulator import Emulator, Fault
 from sandbox_exporter import client
@@ -759,10 +759,8 @@ MISBEHAVIOURS = {
 
 @pytest.fixture(scope="module")
 def misbehaving() -> Iterator[dict[str, Misbehaving]]:
-    started = {kind: Misbehaving(kind) for kind in Misbehaving.KINDS}
-    yield started
-    for server in started.values():
-        server.stop()
+    with every_kind() as started:
+        yield started
 
 
 @pytest.mark.parametrize("kind", Misbehaving.KINDS)

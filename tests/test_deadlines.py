@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 from harness import RunningExporter
-from misbehaving import Misbehaving
+from misbehaving import Misbehaving, every_kind
 
 from sandbox_emulator import Fault
 from sandbox_exporter.config import config_for_url
@@ -49,10 +49,8 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[dict[str, Misbehaving]]:
-    started = {kind: Misbehaving(kind) for kind in Misbehaving.KINDS}
-    yield started
-    for server in started.values():
-        server.stop()
+    with every_kind() as started:
+        yield started
 
 
 async def _probe(url: str, kind: str, timeout: float):
