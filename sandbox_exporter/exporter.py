@@ -139,7 +139,7 @@ class Exporter:
         state = self.state if listed else State()
         if probes is None:
             probes = list(ON_DEMAND_PROBES)
-            last = self.state.snapshot().last_success.get((target.name, LIBRARIES))
+            last = self.state.snapshot(target).last_success.get((target.name, LIBRARIES))
             if listed and (last is None or time.time() - last >= target.intervals[LIBRARIES]):
                 probes.append(LIBRARIES)
         transport = self._transports.get(target) if listed else self._transports.unlisted(target)

@@ -17,12 +17,17 @@ import bisect
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from .config import Config
+from .config import Config, Target
 from .health import describe_missed, missed_expectations, probe_outcome
 from .probes import LibrariesReport, ProbeResult
-from .vocabulary import Reason
+from .vocabulary import POSSIBLE_REASONS, PROBES, Reason
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 #: Results kept per target unless `--history.limit` says otherwise (blackbox
 #: exporter keeps as many).
@@ -213,17 +218,25 @@ class State:
     def config(self) -> Config | None:
         return self._config
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, target: Target | None = None) -> Snapshot:
+        """Everything, or only what is kept of `target` (as `/probe` renders
+        it): copying every target's entries would make each `/probe` cost
+        grow with the number of targets."""
+        keys = failure_keys = canary_keys = None
+        if target is not None:
+            keys = [(target.name, probe) for probe in PROBES]
+            failure_keys = [(*k, reason) for k in keys for reason in POSSIBLE_REASONS[k[1]]]
+            canary_keys = [(target.name, canary.name) for canary in target.canaries]
         with self._lock:
             return Snapshot(
                 config=self._config,
                 reload=self._reload,
-                results=dict(self._results),
-                last_success=dict(self._last_success),
-                runs=dict(self._runs),
-                failures=dict(self._failures),
-                canary_histograms=dict(self._histograms),
-                since={key: since for key, (_, since) in self._conditions.items()},
+                results=_copy(self._results, keys),
+                last_success=_copy(self._last_success, keys),
+                runs=_copy(self._runs, keys),
+                failures=_copy(self._failures, failure_keys),
+                canary_histograms=_copy(self._histograms, canary_keys),
+                since={key: since for key, (_, since) in _copy(self._conditions, keys).items()},
             )
 
     def probed_targets(self) -> set[str]:
@@ -238,6 +251,13 @@ def _condition(result: ProbeResult) -> object:
     if isinstance(result.data, LibrariesReport):
         missed = tuple((o.kind, o.name) for o in missed_expectations(result.data))
     return (result.success, result.reason, missed)
+
+
+def _copy(entries: Mapping[K, V], keys: Iterable[K] | None) -> dict[K, V]:
+    """`entries` whole, or the ones of `keys` (as a dict, whatever `entries` is)."""
+    if keys is None:
+        return dict(entries)
+    return {key: entries[key] for key in keys if key in entries}
 
 
 def _cut(text: str, limit: int) -> str:

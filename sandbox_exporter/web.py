@@ -154,7 +154,9 @@ class Routes:
             outcome = await self.exporter.probe_now(requested, budget, probes)
         except UnknownTarget as error:
             return _text(_REFUSAL_STATUS[error.refusal], f"{error}\n")
-        lines = collector.render(outcome.state.snapshot(), [outcome.target], exporter_metrics=False)
+        lines = collector.render(
+            outcome.state.snapshot(outcome.target), [outcome.target], exporter_metrics=False
+        )
         if not debug:
             return await self._render(
                 request, lambda openmetrics: lines.text(openmetrics, end=True), on_loop=True

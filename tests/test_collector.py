@@ -580,6 +580,11 @@ def test_the_text_is_what_prometheus_client_writes_for_the_same_samples():
             for openmetrics_format in (False, True):
                 text = lines.text(openmetrics_format, end=True)
                 assert text == reencoded(text, openmetrics_format), (step, openmetrics_format)
+            # /probe renders a target from a snapshot of that target only.
+            for target in current.targets:
+                alone = collector.render(state.snapshot(target), [target], exporter_metrics=False)
+                whole = collector.render(state.snapshot(), [target], exporter_metrics=False)
+                assert alone.text() == whole.text(), (step, target.name)
 
 
 def test_probe_endpoint_renders_one_target_without_exporter_metrics():

@@ -1168,6 +1168,12 @@ def test_config_target_lookup() -> None:
     config = parse("targets: [{name: a, url: 'http://a/'}, {name: b, url: 'http://b/'}]\n")
     assert config.target("b") is config.targets[1]
     assert config.target("c") is None
+    # A copy with other targets finds its own, not the original's.
+    copy = config.model_copy(update={"targets": config.targets[:1]})
+    assert copy.target("b") is None and copy.target("a") is config.targets[0]
+    assert config.target("b") is config.targets[1]
+    # The lookup's index is not part of what a configuration is.
+    assert config == parse("targets: [{name: a, url: 'http://a/'}, {name: b, url: 'http://b/'}]\n")
 
 
 def test_config_objects_are_frozen_and_picklable() -> None:

@@ -437,4 +437,16 @@ class Config(Section):
     """The sandbox servers to watch."""
 
     def target(self, name: str) -> Target | None:
-        return next((target for target in self.targets if target.name == name), None)
+        # Every probe result and /probe request looks its target up: a scan
+        # would make each cost grow with the number of targets. The index is
+        # kept the way functools.cached_property keeps a value (which
+        # pydantic leaves out of equality), and checked against `targets`
+        # by identity, since model_copy carries it over to a copy with other
+        # targets.
+        index = self.__dict__.get("_target_index")
+        if index is None or index[0] is not self.targets:
+            index = self.__dict__["_target_index"] = (
+                self.targets,
+                {target.name: target for target in self.targets},
+            )
+        return index[1].get(name)
