@@ -46,14 +46,7 @@ class Misbehaving:
         self.port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}/"
         if kind == "backlog-full":
-            # Never accept; fill the queue so the kernel drops further SYNs.
-            self._sock.listen(0)
-            for _ in range(3):
-                filler = socket.socket()
-                filler.setblocking(False)
-                with contextlib.suppress(BlockingIOError):
-                    filler.connect(("127.0.0.1", self.port))
-                self._clients.append(filler)
+            self._fill_accept_queue()
             return
         self._sock.listen(64)
         self._sock.settimeout(0.2)
@@ -131,6 +124,28 @@ class Misbehaving:
         )
         while self._wait(DRIP_SECONDS):
             pass
+
+    def _fill_accept_queue(self) -> None:
+        """Never accept, and fill the queue so the kernel drops further SYNs.
+
+        With a backlog of 0 Linux queues a connection or so that nobody
+        accepts; we keep connecting (non-blocking) until a short blocking
+        connect times out, which proves the queue is full.
+        """
+        self._sock.listen(0)
+        for _ in range(32):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", self.port))
+            self._clients.append(filler)
+            with socket.socket() as probe:
+                probe.settimeout(0.3)
+                try:
+                    probe.connect(("127.0.0.1", self.port))
+                except (TimeoutError, BlockingIOError):
+                    return
+        raise RuntimeError("could not fill the accept queue of a backlog-0 socket")
 
     def stop(self) -> None:
         self._stop.set()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import socket
 import ssl
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 import pytest
 import requests
 from harness import RunningExporter
+from misbehaving import Misbehaving
 
 from sandbox_emulator import Emulator, Fault
 from sandbox_exporter.client import DEFAULT_MAX_RESPONSE_BYTES
@@ -116,46 +116,6 @@ def huge_body(declare_length: bool) -> Callable[[BaseHTTPRequestHandler], None]:
             sent += len(chunk)
 
     return respond
-
-
-class StuckListener:
-    """A listening socket whose accept queue is full: new connects never complete.
-
-    With a backlog of 0 Linux queues one connection that nobody accepts; once
-    the queue is full the kernel drops further SYNs, so a client's connect
-    hangs until its own timeout. We keep connecting (non-blocking) until a
-    short blocking connect times out, which proves the queue is full.
-    """
-
-    def __init__(self) -> None:
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(0)
-        self.port = self.listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.fillers: list[socket.socket] = []
-        for _ in range(32):
-            filler = socket.socket()
-            filler.setblocking(False)
-            with contextlib.suppress(BlockingIOError):
-                filler.connect(("127.0.0.1", self.port))
-            self.fillers.append(filler)
-            if self._queue_is_full():
-                return
-        raise RuntimeError("could not fill the accept queue of a backlog-0 socket")
-
-    def _queue_is_full(self) -> bool:
-        with socket.socket() as probe:
-            probe.settimeout(0.3)
-            try:
-                probe.connect(("127.0.0.1", self.port))
-            except (TimeoutError, BlockingIOError):
-                return True
-            return False
-
-    def stop(self) -> None:
-        for sock in [*self.fillers, self.listener]:
-            sock.close()
 
 
 def self_signed_tls(directory: Path) -> ssl.SSLContext:
@@ -434,7 +394,7 @@ class Matrix:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.emulators: list[Emulator] = []
-        self.servers: list[TinyServer | StuckListener] = []
+        self.servers: list[TinyServer | Misbehaving] = []
         self.healthy = self._emulator()
         self.urls = {case.name: self._make_server(case) for case in CASES}
         self.config_path = directory / "config.yml"
@@ -457,7 +417,7 @@ class Matrix:
             emulator.go_down()
             return emulator.url
         if case.server == "stuck":
-            stuck = StuckListener()
+            stuck = Misbehaving("backlog-full")
             self.servers.append(stuck)
             return stuck.url
         if case.server == "wrong-prefix":
