@@ -83,13 +83,17 @@ def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
 
 
+def rules_of(path: Path) -> list[dict[str, Any]]:
+    """The recording rules and alerts of a rule file, in evaluation order."""
+    return [rule for group in load_yaml(path)["groups"] for rule in group["rules"]]
+
+
 def alert_rules() -> list[dict[str, Any]]:
-    return [rule for group in load_yaml(ALERTS)["groups"] for rule in group["rules"]]
+    return rules_of(ALERTS)
 
 
 def slo_rules() -> list[dict[str, Any]]:
-    """Recording rules and alerts of config/slo.yml, in evaluation order."""
-    return [rule for group in load_yaml(SLO_RULES)["groups"] for rule in group["rules"]]
+    return rules_of(SLO_RULES)
 
 
 def slo_expressions() -> list[tuple[str, str]]:
@@ -242,13 +246,11 @@ def test_alerts_and_dashboards_cover_the_core_metrics() -> None:
 # ---------------------------------------------------------------- promtool
 
 
-def test_alert_rules_pass_promtool_check() -> None:
-    output = run([require_tool("promtool"), "check", "rules", str(ALERTS)])
-    assert f"SUCCESS: {len(alert_rules())} rules found" in output
-
-
-def test_alert_rule_unit_tests_pass() -> None:
-    output = run([require_tool("promtool"), "test", "rules", str(ALERT_TESTS)], cwd=REPO)
+@pytest.mark.parametrize(("rules", "unit_tests"), [(ALERTS, ALERT_TESTS), (SLO_RULES, SLO_TESTS)])
+def test_rules_pass_promtool_check_and_their_unit_tests(rules: Path, unit_tests: Path) -> None:
+    output = run([require_tool("promtool"), "check", "rules", str(rules)])
+    assert f"SUCCESS: {len(rules_of(rules))} rules found" in output
+    output = run([require_tool("promtool"), "test", "rules", str(unit_tests)], cwd=REPO)
     assert "SUCCESS" in output
 
 
@@ -348,16 +350,6 @@ SLOS = ("canary-availability", "canary-latency")
 
 def slo_records(name: str) -> list[dict[str, Any]]:
     return [rule for rule in slo_rules() if rule.get("record") == name]
-
-
-def test_slo_rules_pass_promtool_check() -> None:
-    output = run([require_tool("promtool"), "check", "rules", str(SLO_RULES)])
-    assert f"SUCCESS: {len(slo_rules())} rules found" in output
-
-
-def test_slo_rule_unit_tests_pass() -> None:
-    output = run([require_tool("promtool"), "test", "rules", str(SLO_TESTS)], cwd=REPO)
-    assert "SUCCESS" in output
 
 
 def test_slo_unit_tests_cover_fast_burn_slow_burn_and_quiet() -> None:
