@@ -606,7 +606,7 @@ def test_concurrent_scrapes_each_see_every_series_once():
 
     def record() -> None:
         step = 0
-        while not stop.is_set() and step < 2000:
+        while not stop.is_set() and step < 200_000:
             target = config.targets[step % 2]
             probe = PROBES[step % len(PROBES)]
             state.record(result(target.name, probe, probe_data(target, probe)))

@@ -89,8 +89,9 @@ def test_scheduled_runs_in_flight_are_bounded_and_their_wait_is_not_their_durati
         runs = [entry for name in names for entry in state.history(name).entries]
     assert all(run.success for run in runs), runs
     # 16 probes (20 requests of `latency` s), two at a time: the last waited
-    # seconds for its slot, and none reports it.
-    assert max(run.duration_seconds for run in runs) < 4 * latency, runs
+    # about 4 s for its slot, and none reports it (a run is at most two
+    # requests; a second of slack for a loaded machine).
+    assert max(run.duration_seconds for run in runs) < 2 * latency + 1.0, runs
     events = sorted(
         [(run.started_at, 1) for run in runs]
         + [(run.started_at + run.duration_seconds - 0.01, -1) for run in runs]
