@@ -95,6 +95,9 @@ class Exporter:
                 self.state.reload_failed(str(error))
                 return False
             self.state.set_config(config)
+            if self._transports is not None:
+                # Forget removed targets' connections and credentials, scheduled or not.
+                self._transports.retain({target.name for target in config.targets})
             if self.scheduler is not None:
                 self.scheduler.apply(config)
             log.info("config reloaded: %d targets", len(config.targets))
@@ -139,8 +142,11 @@ class Exporter:
         state = self.state if listed else State()
         if probes is None:
             probes = list(ON_DEMAND_PROBES)
-            last = self.state.snapshot(target).last_success.get((target.name, LIBRARIES))
-            if listed and (last is None or time.time() - last >= target.intervals[LIBRARIES]):
+            # Timed from the last run, not the last success: a failing
+            # /libraries/ must not be asked again on every scrape.
+            last = self.state.snapshot(target).result(target.name, LIBRARIES)
+            due = last is None or time.time() - last.started_at >= target.intervals[LIBRARIES]
+            if listed and due:
                 probes.append(LIBRARIES)
         transport = self._transports.get(target) if listed else self._transports.unlisted(target)
         results = tuple(

@@ -116,7 +116,6 @@ class ProbeScheduler:
                     name=f"{probe} probe of {target.name}",
                     next_run_time=now + timedelta(seconds=spread),
                 )
-        self._transports.retain(set(self._targets))
 
     async def _run(self, name: str, probe: str) -> None:
         key = (name, probe)

@@ -182,10 +182,10 @@ class Routes:
         if not name:
             return _text(400, "the 'name' parameter is missing\n")
         state = self.exporter.state
-        snapshot = state.snapshot()
-        target = snapshot.config.target(name) if snapshot.config else None
+        target = state.config.target(name) if state.config else None
         if target is None:
             return _text(404, f"unknown target {name!r}: not in the configuration\n")
+        snapshot = state.snapshot(target)
         refresh = pages.parse_refresh(_query_value(request, "refresh"))
         page = pages.target_page(snapshot, target, state.history(name), refresh=refresh)
         return web.Response(text=page, content_type="text/html")

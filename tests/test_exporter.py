@@ -421,3 +421,27 @@ def test_without_scheduler_only_probe_requests_probe(tmp_path, sandboxes):
         assert m.value("sandbox_probe_runs_total", target="new", probe="canary") == 0
     finally:
         server.stop()
+
+
+def test_probe_asks_a_failing_libraries_endpoint_once_per_interval(tmp_path, make_emulator):
+    """/libraries/ starts a container: /probe adds it once its interval has
+    passed since the last run, failed or not, never on every scrape."""
+    broken = make_emulator(api=3, faults={"libraries": Fault(status=500)})
+    path = tmp_path / "config.yml"
+    path.write_text(
+        json.dumps(
+            {
+                "defaults": {"intervals": {"libraries": "1h"}},
+                "targets": [{"name": "t", "url": broken.url}],
+            }
+        )
+    )
+    server = RunningExporter(path, scheduled=False)
+    try:
+        for _ in range(3):
+            requests.get(server.url + "probe", params={"target": "t"}, timeout=30)
+        m = scrape(server.url + "metrics")
+        assert m.value("sandbox_probe_runs_total", target="t", probe="libraries") == 1
+        assert m.value("sandbox_probe_runs_total", target="t", probe="usage") == 3
+    finally:
+        server.stop()
