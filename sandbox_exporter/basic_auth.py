@@ -31,7 +31,9 @@ class PasswordCheck:
 
         self._users = [(name.encode(), hashed.encode()) for name, hashed in users.items()]
         # Checked when the user is unknown, so that an unknown name takes as
-        # long as a wrong password and user names cannot be guessed by timing.
+        # long as a wrong password and user names cannot be guessed by timing
+        # (exactly so when every user's hash has the same cost, as htpasswd
+        # makes them unless told otherwise).
         cost = min((int(h.decode()[4:6]) for _, h in self._users), default=4)
         self._decoy = bcrypt.hashpw(os.urandom(16), bcrypt.gensalt(cost))
         self._cache: collections.OrderedDict[bytes, bool] = collections.OrderedDict()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .config import ConfigError, config_for_url, load_config, parse_config
+from .config import ConfigError, config_for_url, load_config
 from .daemon import serve
 from .exporter import Exporter
 from .logs import LEVELS, setup_logging
@@ -189,10 +189,7 @@ def _exit_now(code: int) -> int:
 
 def _once(args: argparse.Namespace) -> int:
     try:
-        if args.url:
-            config = config_for_url(args.url, parse_config("targets: []").defaults)
-        else:
-            config = load_config(args.config_file)
+        config = config_for_url(args.url) if args.url else load_config(args.config_file)
     except ConfigError as error:
         print(f"SANDBOX UNKNOWN - bad configuration: {error}")
         return Status.UNKNOWN

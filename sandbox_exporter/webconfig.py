@@ -221,7 +221,7 @@ def parse_web_config(
         document, positions = load_yaml_with_positions(text, source)
     except ConfigError as error:
         raise WebConfigError(error.errors, source) from None
-    context = {"base_dir": Path(base_dir) if base_dir is not None else Path.cwd()}
+    context = {"base_dir": base_dir}
     try:
         config = WebConfig.model_validate({} if document is None else document, context=context)
     except ValidationError as error:

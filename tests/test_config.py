@@ -776,6 +776,11 @@ def test_secrets_never_show_in_str_repr_or_the_config_repr(tmp_path: Path) -> No
     assert f"{secret}" == "<secret>"
     for text in (repr(config), str(config), repr(config.targets[0].auth)):
         assert MARKER not in text
+    # Header values may be API keys: the same goes for them.
+    config = parse(auth_config(f"{{headers: {{X-Api-Key: {MARKER}}}}}"))
+    assert config.targets[0].auth.headers["X-Api-Key"] == MARKER
+    for text in (repr(config), str(config), repr(config.targets[0].auth)):
+        assert MARKER not in text
 
 
 def test_secrets_compare_by_value() -> None:

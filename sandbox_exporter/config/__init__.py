@@ -87,7 +87,7 @@ def config_for_url(url: str, defaults: Defaults | None = None) -> Config:
     ``/probe?target=URL``): named after the URL's host (``host:port`` when a
     port is given), everything else from ``defaults`` (built-in defaults if
     ``None``), no credentials."""
-    defaults = defaults if defaults is not None else Defaults()
+    defaults = defaults if defaults is not None else resolve_defaults(Defaults())
     try:
         target = Target(url=url)
     except ValidationError as error:

@@ -233,9 +233,10 @@ class Auth(Section):
     """A file holding the bearer token (one line)."""
     bearer_token_env: SecretFromEnvironment = Field(None, json_schema_extra=no_default)
     """An environment variable holding the bearer token."""
+    # Header values may be keys of some sort: kept out of reprs too.
     headers: Annotated[
         Mapping[HeaderName, HeaderValue], FrozenMapping, AfterValidator(_unique_headers)
-    ] = FrozenDict()
+    ] = Field(FrozenDict(), repr=False)
     """Extra HTTP headers sent with every request (never Authorization)."""
 
     @model_validator(mode="before")
