@@ -44,7 +44,7 @@ from .protocol import (
     check_seconds,
     environment_path,
 )
-from .transport import Response, Transport, execute_form, open_session
+from .transport import Form, Response, Transport, execute_form, open_session
 
 __all__ = ["Sandbox", "SandboxErrCode", "validate", *_error_names]
 
@@ -256,7 +256,7 @@ class Sandbox:
         method: str,
         path: str,
         timeout: float | None = None,
-        data: aiohttp.FormData | None = None,
+        data: Form | None = None,
     ) -> Response:
         """One request, run on the background loop and waited for."""
         budget = self._timeout if timeout is None else check_seconds("timeout", timeout)
@@ -271,7 +271,7 @@ class Sandbox:
             raise
 
     async def _on_loop(
-        self, method: str, path: str, budget: float | None, data: aiohttp.FormData | None
+        self, method: str, path: str, budget: float | None, data: Form | None
     ) -> Response:
         loop = asyncio.get_running_loop()
         session = self._http.session
