@@ -20,8 +20,9 @@ import sys
 import aiohttp
 from aiohttp import web
 
-# About the size of the exporter's /probe answer for one target (~125 samples).
-BODY = b'sandbox_canary_status{canary="shell",target="t0000"} 0.0\n' * 170
+# About the size of the exporter's answer to `/probe?probe=canary` for one
+# target with one canary (34 samples and their HELP and TYPE lines, 4.6 KB).
+BODY = b'sandbox_canary_status{canary="shell",target="t0000"} 0.0\n' * 80
 CANARY = json.dumps({"commands": ["echo $((2+2))"]})
 
 

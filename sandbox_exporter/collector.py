@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from types import SimpleNamespace
 
 from prometheus_client.core import (
@@ -67,17 +67,26 @@ def _escaped(value: str) -> str:
 @functools.cache
 def _template(sample: str, label_names: tuple[str, ...]) -> str:
     """`sample{a="{0}",b="{1}"} ` with the labels sorted by name, as
-    prometheus_client writes them, for `str.format` to fill in: made once per
-    series shape, where sorting and joining per sample cost half a scrape."""
+    prometheus_client writes them, for `str.format` to fill in."""
     order = sorted(range(len(label_names)), key=label_names.__getitem__)
     pairs = ",".join(f'{label_names[i]}="{{{i}}}"' for i in order)
     return f"{sample}{{{{{pairs}}}}} " if pairs else f"{sample} "
 
 
-def sample_line(name: str, labels: Sequence[tuple[str, str]], value: float) -> str:
-    """One sample's line."""
-    template = _template(name, tuple(key for key, _ in labels))
-    return f"{template.format(*(_escaped(text) for _, text in labels))}{floatToGoString(value)}\n"
+# Each series shape's template, made once: sorting and joining label names per
+# sample cost half a scrape. (template, number of labels) by metric name.
+_TEMPLATES = {spec.name: (_template(spec.name, spec.labels), len(spec.labels)) for spec in METRICS}
+_ORDER = {spec.name: index for index, spec in enumerate(METRICS)}
+_BUCKET_BOUNDS = tuple(floatToGoString(bound) for bound in (*CANARY_BUCKETS, math.inf))
+
+
+def _value(value: float) -> str:
+    """A sample value as prometheus_client writes it. Most samples are counts
+    and 0/1 flags: an int below a million is its digits and ".0" (from a
+    million up, Go's format and so prometheus_client's turn to exponents)."""
+    if type(value) is int and -1_000_000 < value < 1_000_000:
+        return f"{value}.0"
+    return floatToGoString(value)
 
 
 class Lines:
@@ -91,25 +100,29 @@ class Lines:
         unknown (None or NaN)."""
         if value is None or value != value:
             return
-        names = METRICS_BY_NAME[name].labels
-        if len(labels) != len(names):
-            raise ValueError(f"{name} takes labels {names}, got {labels!r}")
-        line = _template(name, names).format(*map(_escaped, labels))
-        self.by_name.setdefault(name, []).append(f"{line}{floatToGoString(value)}\n")
+        template, count = _TEMPLATES[name]
+        if len(labels) != count:
+            raise ValueError(f"{name} takes labels {METRICS_BY_NAME[name].labels}, got {labels!r}")
+        line = template.format(*map(_escaped, labels))
+        self.by_name.setdefault(name, []).append(f"{line}{_value(value)}\n")
 
     def add_labelled(self, name: str, labels: Sequence[tuple[str, str]], value: float) -> None:
-        self.by_name.setdefault(name, []).append(sample_line(name, labels, value))
+        """A sample whose label names are given with it (the user's labels)."""
+        template = _template(name, tuple(key for key, _ in labels))
+        line = template.format(*(_escaped(text) for _, text in labels))
+        self.by_name.setdefault(name, []).append(f"{line}{_value(value)}\n")
 
     def add_histogram(self, name: str, labels: Sequence[str], data: HistogramData) -> None:
-        pairs = list(zip(METRICS_BY_NAME[name].labels, labels, strict=True))
-        cumulative = 0
+        names = METRICS_BY_NAME[name].labels
+        escaped = [_escaped(text) for text in labels]
+        bucket = _template(f"{name}_bucket", (*names, "le"))
         lines = self.by_name.setdefault(name, [])
-        for bound, count in zip((*CANARY_BUCKETS, math.inf), data.bucket_counts, strict=True):
+        cumulative = 0
+        for le, count in zip(_BUCKET_BOUNDS, data.bucket_counts, strict=True):
             cumulative += count
-            le = floatToGoString(bound)
-            lines.append(sample_line(f"{name}_bucket", [*pairs, ("le", le)], cumulative))
-        lines.append(sample_line(f"{name}_count", pairs, cumulative))
-        lines.append(sample_line(f"{name}_sum", pairs, data.total))
+            lines.append(f"{bucket.format(*escaped, le)}{_value(cumulative)}\n")
+        for suffix, value in (("_count", cumulative), ("_sum", data.total)):
+            lines.append(f"{_template(name + suffix, names).format(*escaped)}{_value(value)}\n")
 
     def extend(self, other: Lines) -> None:
         for name, lines in other.by_name.items():
@@ -119,10 +132,10 @@ class Lines:
         """Every family with samples, in the order of the metric table; `end`
         adds OpenMetrics' end marker (when nothing follows in the answer)."""
         parts = []
-        for spec in METRICS:
-            lines = self.by_name.get(spec.name)
+        for name in sorted(self.by_name, key=_ORDER.__getitem__):
+            lines = self.by_name[name]
             if lines:
-                parts.append(header(spec.name, openmetrics))
+                parts.append(header(name, openmetrics))
                 parts.extend(lines)
         if openmetrics and end:
             parts.append(_OPENMETRICS_END)
@@ -134,9 +147,11 @@ def render(
     targets: Iterable[Target] | None = None,
     *,
     exporter_metrics: bool = True,
+    probes: Collection[str] = PROBES,
 ) -> Lines:
     """The samples of `targets` (every configured target by default) and,
-    unless told otherwise, of the exporter itself."""
+    unless told otherwise, of the exporter itself; of `probes` only, where
+    `/probe?probe=` names some."""
     if targets is None:
         targets = snapshot.config.targets if snapshot.config is not None else ()
     lines = Lines()
@@ -145,7 +160,7 @@ def render(
     for target in targets:
         own = Lines()
         try:
-            render_target(own, snapshot, target)
+            render_target(own, snapshot, target, probes)
         except Exception:
             # Rendered apart, joined only when whole: the target is left out whole.
             log.exception("skipping bad data of target %s in this scrape", target.name)
@@ -154,32 +169,43 @@ def render(
     return lines
 
 
-def render_target(lines: Lines, snapshot: Snapshot, target: Target) -> None:
+def render_target(
+    lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str] = PROBES
+) -> None:
+    """A target's info, then each of `probes`: its runs and what its last run found."""
     name = target.name
-    results = {probe: snapshot.results.get((name, probe)) for probe in PROBES}
+    results = snapshot.results
     _render_info(lines, target)
     for probe in PROBES:
+        if probe not in probes:
+            continue
         key = (name, probe)
         _render_runs(
             lines,
             name,
             probe,
-            results[probe],
+            results.get(key),
             snapshot.last_success.get(key),
             snapshot.runs.get(key, 0),
         )
         for reason in POSSIBLE_REASONS[probe]:
             count = snapshot.failures.get((*key, reason), 0)
             lines.add("sandbox_probe_failures_total", [name, probe, reason.value], count)
-    spec_result = results[SPECIFICATIONS]
-    _render_specifications(lines, name, spec_result)
-    _render_usage(lines, name, results[USAGE], spec_result)
-    _render_libraries(lines, name, results[LIBRARIES])
-    _render_canaries(lines, name, results[CANARY])
-    for canary in target.canaries:
-        histogram = snapshot.canary_histograms.get((name, canary.name))
-        if histogram is not None:
-            lines.add_histogram("sandbox_canary_round_trip_seconds", [name, canary.name], histogram)
+    spec_result = results.get((name, SPECIFICATIONS))
+    if SPECIFICATIONS in probes:
+        _render_specifications(lines, name, spec_result)
+    if USAGE in probes:
+        _render_usage(lines, name, results.get((name, USAGE)), spec_result)
+    if LIBRARIES in probes:
+        _render_libraries(lines, name, results.get((name, LIBRARIES)))
+    if CANARY in probes:
+        _render_canaries(lines, name, results.get((name, CANARY)))
+        for canary in target.canaries:
+            histogram = snapshot.canary_histograms.get((name, canary.name))
+            if histogram is not None:
+                lines.add_histogram(
+                    "sandbox_canary_round_trip_seconds", [name, canary.name], histogram
+                )
 
 
 def render_exporter(lines: Lines, snapshot: Snapshot) -> None:

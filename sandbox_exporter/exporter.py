@@ -10,7 +10,7 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,7 +135,7 @@ class Exporter:
             raise UnknownTarget(f"invalid target URL: {error}", Refusal.INVALID) from error
 
     async def probe_now(
-        self, requested: str, budget: float, probes: Iterable[str] | None = None
+        self, requested: str, budget: float, probes: Sequence[str] | None = None
     ) -> OnDemandProbe:
         assert self._transports is not None, "start() first"
         target, listed = self.resolve_target(requested)
@@ -149,9 +149,13 @@ class Exporter:
             if listed and due:
                 probes.append(LIBRARIES)
         transport = self._transports.get(target) if listed else self._transports.unlisted(target)
-        results = tuple(
-            await asyncio.gather(*(run_probe(kind, transport, target, budget) for kind in probes))
-        )
+        if len(probes) == 1:  # the usual `probe=canary`: no task to start
+            results: tuple[ProbeResult, ...] = (
+                await run_probe(probes[0], transport, target, budget),
+            )
+        else:
+            runs = (run_probe(kind, transport, target, budget) for kind in probes)
+            results = tuple(await asyncio.gather(*runs))
         for result in results:
             state.record(result)
         return OnDemandProbe(target, state, results)

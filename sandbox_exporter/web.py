@@ -154,8 +154,14 @@ class Routes:
             outcome = await self.exporter.probe_now(requested, budget, probes)
         except UnknownTarget as error:
             return _text(_REFUSAL_STATUS[error.refusal], f"{error}\n")
+        # Only the probes asked for: jobs that split a target's probes between
+        # them (`probe=canary` every 15 s, `probe=libraries` hourly) must not
+        # each return, and store, the same series.
         lines = collector.render(
-            outcome.state.snapshot(outcome.target), [outcome.target], exporter_metrics=False
+            outcome.state.snapshot(outcome.target),
+            [outcome.target],
+            exporter_metrics=False,
+            probes=PROBES if probes is None else probes,
         )
         if not debug:
             return await self._render(

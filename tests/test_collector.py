@@ -585,6 +585,14 @@ def test_the_text_is_what_prometheus_client_writes_for_the_same_samples():
                 alone = collector.render(state.snapshot(target), [target], exporter_metrics=False)
                 whole = collector.render(state.snapshot(), [target], exporter_metrics=False)
                 assert alone.text() == whole.text(), (step, target.name)
+                # `/probe?probe=...`: that part of the target's series, no other.
+                some = rng.sample(PROBES, rng.randint(1, len(PROBES)))
+                part = collector.render(
+                    state.snapshot(target), [target], exporter_metrics=False, probes=some
+                ).text()
+                assert set(part.splitlines()) <= set(whole.text().splitlines()), step
+                labelled = {s.labels.get("probe") for s in Scrape(part).samples} - {None}
+                assert labelled <= set(some), (step, some)
 
 
 def test_probe_endpoint_renders_one_target_without_exporter_metrics():

@@ -255,6 +255,38 @@ def test_probe_returns_only_that_target(running):
     assert "sandbox_exporter_targets" not in m.names()
 
 
+def test_probe_returns_the_series_of_the_probes_asked_for_only(running):
+    """Jobs that split a target's probes (`probe=canary` often, `probe=usage`
+    less) must not both return, and Prometheus store, the same series."""
+    running.wait_for_all_probes()
+    canary = Scrape(running.probe("new", probe="canary").text)
+    assert {s.labels["probe"] for s in canary.find("sandbox_probe_runs_total")} == {"canary"}
+    assert canary.value("sandbox_canary_success", target="new", canary="shell") == 1
+    assert canary.find("sandbox_canary_round_trip_seconds_count", target="new")
+    assert canary.find("sandbox_up") == []
+    assert canary.find("sandbox_containers_running") == []
+    # The join key of the target's labels comes with every answer.
+    assert canary.value("sandbox_target_info", target="new", site="lyon") == 1
+
+    usage = Scrape(running.probe("new", probe="usage").text)
+    assert {s.labels["probe"] for s in usage.find("sandbox_probe_runs_total")} == {"usage"}
+    assert usage.find("sandbox_canary_success") == []
+    assert usage.find("sandbox_up") == []
+    # 3.x's usage document has no pool size: the load is judged with the last
+    # specifications, which the answer does not repeat.
+    assert usage.value("sandbox_load_ratio", target="new") >= 0
+
+    both = Scrape(running.probe("new", probe="usage,canary").text)
+    assert {s.labels["probe"] for s in both.find("sandbox_probe_runs_total")} == {
+        "usage",
+        "canary",
+    }
+    # Without `probe=`, the whole target, as /metrics has it.
+    whole = Scrape(running.probe("new").text)
+    assert {s.labels["probe"] for s in whole.find("sandbox_probe_runs_total")} == set(PROBES)
+    assert whole.value("sandbox_up", target="new") == 1
+
+
 def test_probe_counters_keep_counting_across_scrapes(running):
     first = Scrape(running.probe("old", probe="canary").text)
     second = Scrape(running.probe("old", probe="canary").text)
