@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import textwrap
 import threading
@@ -477,3 +478,22 @@ def test_probe_asks_a_failing_libraries_endpoint_once_per_interval(tmp_path, mak
         assert m.value("sandbox_probe_runs_total", target="t", probe="usage") == 3
     finally:
         server.stop()
+
+
+def test_probe_and_metrics_answer_gzip_when_asked(running):
+    running.wait_for_all_probes()
+    for path, params in (("probe", {"target": "new", "probe": "canary"}), ("metrics", {})):
+        zipped = requests.get(
+            running.url + path,
+            params=params,
+            headers={"Accept-Encoding": "gzip"},
+            stream=True,
+            timeout=30,
+        )
+        assert zipped.headers["Content-Encoding"] == "gzip", path
+        text = gzip.decompress(zipped.raw.read(decode_content=False)).decode()
+        assert Scrape(text).find("sandbox_probe_runs_total", target="new"), path
+        plain = requests.get(
+            running.url + path, params=params, headers={"Accept-Encoding": "identity"}, timeout=30
+        )
+        assert "Content-Encoding" not in plain.headers, path
