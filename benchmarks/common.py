@@ -87,9 +87,9 @@ def alternate(
     repeats: int,
     before_each: Callable[[], None] | None = None,
 ) -> dict[str, list[float]]:
-    """Time each function `repeats` times, interleaved (A B A B ...) so that a
+    """Run each function `repeats` times, interleaved (A B A B ...) so that a
     burst of load from other processes hits every variant alike. Each function
-    returns the seconds it measured itself."""
+    returns what it measured itself (seconds, CPU seconds per 1000 probes)."""
     timings: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(repeats):
         for name, function in functions.items():

@@ -2,19 +2,23 @@
 
 Every daemon runs in its own process, started through its command line;
 CPU seconds (user + system), resident memory and threads come from
-/proc/PID. Three measurements:
+/proc/PID. CPU comparisons are interleaved, as B1's and B3's: rounds of
+one side then the other, A B A B ..., so that a burst of load from other
+processes, or a slower minute of the machine, hits both alike; the ratio
+reported is the median of the rounds' ratios. Three measurements:
 
 - `/probe`: the exporter with 10 targets (probing on its own only once an
-  hour) and blackbox_exporter, each driven through its `/probe` with the
-  same canary POST to the same emulator, 4 clients at a time; CPU per 1000
-  probes, peak RSS, threads. Beside them, the framework's floor: a bare
-  aiohttp server doing the same POST and answering as much
-  (`bare_probe.py`), driven the same way.
+  hour), blackbox_exporter, and the framework's floor (a bare aiohttp
+  server doing the same POST and answering as much, `bare_probe.py`), all
+  three running, each driven in turn through its `/probe` with the same
+  canary POST to the same emulator, 4 clients at a time; CPU per 1000
+  probes, peak RSS, threads.
 - scheduled: the exporter with 1000 targets, canaries every 10 s and the
   other probes once an hour. Once every probe of every target has run once:
-  its RSS and threads. Then a window of steady operation in which only
-  canaries run: CPU per 1000 canary probes, set against blackbox's `/probe`
-  figure above. The canaries run in the window are counted from
+  its RSS and threads. Then windows of steady operation in which only
+  canaries run, each followed by a round of blackbox's `/probe` (driven as
+  above, against one of the same emulators): CPU per 1000 canary probes on
+  each side. The canaries run in a window are counted from
   `sandbox_probe_runs_total`, read by a /metrics scrape at each end; the
   scrapes themselves are left out of the CPU, as rates over the window
   between them (see `steady_canaries`).
@@ -28,6 +32,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from subprocess import PIPE
 from urllib.parse import quote
@@ -40,6 +45,9 @@ from .common import (
     EmulatorProcess,
     ExporterProcess,
     Report,
+    alternate,
+    median,
+    quantile,
     sum_samples,
     targets_yaml,
     wait_all_probed,
@@ -77,48 +85,60 @@ def scrape(exporter: ExporterProcess) -> tuple[float, str]:
     return sent, response.text
 
 
-def via_probe(emulator: EmulatorProcess, probes: int) -> dict[str, float]:
-    """CPU per 1000 canary probes through /probe, both daemons; peak RSS, threads."""
-    out: dict[str, float] = {}
-    exporter = ExporterProcess(targets_yaml(SMALL, [emulator.url], intervals=HOURLY))
-    try:
-        wait_all_probed(exporter, 60)
-        url = exporter.url + "probe?target=t0000&probe=canary"
-        drive([url] * 20, 4)  # warm up: first connections, lazy imports
-        before = exporter.usage()
+def cpu_per_1000(process: Child, url: str, probes: int) -> Callable[[], float]:
+    """A round of `probes` GETs of `url`, 4 clients: the CPU seconds `process`
+    spent, per 1000."""
+
+    def measure() -> float:
+        before = process.usage().cpu_seconds
         drive([url] * probes, 4)
-        after = exporter.usage()
-        out["exporter_cpu"] = (after.cpu_seconds - before.cpu_seconds) / probes * 1000
-        out["exporter_peak"] = after.peak_rss_bytes
-        scrape(exporter)
-        out["small_threads"] = max(after.threads, exporter.usage().threads)
-    finally:
-        exporter.stop()
+        return (process.usage().cpu_seconds - before) / probes * 1000
+
+    return measure
+
+
+def blackbox_canary(emulator_url: str) -> tuple[BlackboxProcess, str]:
+    """blackbox_exporter with the canary module, and its /probe URL for `emulator_url`."""
     body, content_type = encoded_canary()
     blackbox = BlackboxProcess(blackbox_config(body, content_type))
+    target = quote(emulator_url + "execute/", safe="")
+    return blackbox, f"{blackbox.url}probe?module=canary&target={target}"
+
+
+def via_probe(emulator: EmulatorProcess, probes: int, rounds: int) -> dict:
+    """CPU per 1000 canary probes through /probe, the three daemons in turn
+    (`rounds` rounds of probes / rounds each); peak RSS, threads."""
+    out: dict = {}
+    per_round = probes // rounds
+    children: list[Child] = []
     try:
-        url = (
-            f"{blackbox.url}probe?module=canary&target={quote(emulator.url + 'execute/', safe='')}"
-        )
-        drive([url] * 20, 4)
-        before = blackbox.usage()
-        drive([url] * probes, 4)
-        after = blackbox.usage()
-        out["blackbox_cpu"] = (after.cpu_seconds - before.cpu_seconds) / probes * 1000
-        out["blackbox_peak"] = after.peak_rss_bytes
-    finally:
-        blackbox.stop()
-    bare = Child([sys.executable, "-m", "benchmarks.bare_probe", emulator.url], stdout=PIPE)
-    try:
+        exporter = ExporterProcess(targets_yaml(SMALL, [emulator.url], intervals=HOURLY))
+        children.append(exporter)
+        wait_all_probed(exporter, 60)
+        blackbox, blackbox_url = blackbox_canary(emulator.url)
+        children.append(blackbox)
+        bare = Child([sys.executable, "-m", "benchmarks.bare_probe", emulator.url], stdout=PIPE)
+        children.append(bare)
         assert bare.process.stdout is not None
-        url = bare.process.stdout.readline().strip() + "probe"
-        drive([url] * 20, 4)
-        before = bare.usage()
-        drive([url] * probes, 4)
-        after = bare.usage()
-        out["bare_cpu"] = (after.cpu_seconds - before.cpu_seconds) / probes * 1000
+        urls = {
+            "exporter": (exporter, exporter.url + "probe?target=t0000&probe=canary"),
+            "blackbox": (blackbox, blackbox_url),
+            "bare": (bare, bare.process.stdout.readline().strip() + "probe"),
+        }
+        for _, url in urls.values():
+            drive([url] * 20, 4)  # warm up: first connections, lazy imports
+        out["cpu"] = alternate(
+            {name: cpu_per_1000(process, url, per_round) for name, (process, url) in urls.items()},
+            rounds,
+        )
+        out["exporter_peak"] = exporter.usage().peak_rss_bytes
+        out["blackbox_peak"] = blackbox.usage().peak_rss_bytes
+        threads = exporter.usage().threads
+        scrape(exporter)
+        out["small_threads"] = max(threads, exporter.usage().threads)
     finally:
-        bare.stop()
+        for child in children:
+            child.stop()
     return out
 
 
@@ -150,28 +170,45 @@ def steady_canaries(exporter: ExporterProcess, window: float) -> dict[str, float
     }
 
 
-def scheduled(emulators: list[EmulatorProcess], targets: int, window: float) -> dict[str, float]:
-    out: dict[str, float] = {}
+def scheduled(
+    emulators: list[EmulatorProcess], targets: int, window: float, rounds: int, probes: int
+) -> dict:
+    """The exporter at `targets` targets: RSS and threads once all probed, then
+    `rounds` windows of steady canaries (`window` seconds in all), each
+    followed by a round of `probes` blackbox /probe canaries."""
+    out: dict = {}
     exporter = ExporterProcess(targets_yaml(targets, [e.url for e in emulators], intervals=STEADY))
+    blackbox, blackbox_url = blackbox_canary(emulators[0].url)
     try:
         out["all_probed_after"] = wait_all_probed(exporter, 180)
         ready = exporter.usage()
         out["rss"] = ready.rss_bytes
         out["peak"] = ready.peak_rss_bytes
         out["threads"] = ready.threads
-        out.update(steady_canaries(exporter, window))
+        drive([blackbox_url] * 20, 4)
+        blackbox_round = cpu_per_1000(blackbox, blackbox_url, probes)
+        windows: list[dict[str, float]] = []
+        out["cpu"] = {"exporter": [], "blackbox": []}
+        for _ in range(rounds):
+            windows.append(steady_canaries(exporter, window / rounds))
+            out["cpu"]["exporter"].append(windows[-1]["canary_cpu"])
+            out["cpu"]["blackbox"].append(blackbox_round())
+        out["canary_runs"] = sum(w["canary_runs"] for w in windows)
+        out["canary_rate"] = median([w["canary_rate"] for w in windows])
+        out["canary_failures"] = windows[-1]["canary_failures"]
         after = exporter.usage()
         out["threads_max"] = max(ready.threads, after.threads)
         out["rss_after_window"] = after.rss_bytes
         out["peak_after_window"] = after.peak_rss_bytes
     finally:
         exporter.stop()
+        blackbox.stop()
     return out
 
 
 def blackbox_at_scale(emulators: list[EmulatorProcess], targets: int) -> dict[str, float]:
-    body, content_type = encoded_canary()
     out: dict[str, float] = {}
+    body, content_type = encoded_canary()
     blackbox = BlackboxProcess(blackbox_config(body, content_type))
     try:
         urls = [
@@ -179,12 +216,10 @@ def blackbox_at_scale(emulators: list[EmulatorProcess], targets: int) -> dict[st
             + quote(emulators[i % len(emulators)].url + f"execute/?t={i}", safe="")
             for i in range(targets)
         ]
-        before = blackbox.usage()
         begun = time.perf_counter()
         drive(urls, 50)
         out["seconds"] = time.perf_counter() - begun
         after = blackbox.usage()
-        out["cpu"] = (after.cpu_seconds - before.cpu_seconds) / targets * 1000
         out["peak"] = after.peak_rss_bytes
         out["threads"] = after.threads
     finally:
@@ -206,50 +241,66 @@ def emulators_at_scale() -> list[EmulatorProcess]:
     ]
 
 
+def paired(cpu: dict[str, list[float]], side: str, against: str) -> tuple[str, str]:
+    """The median of the rounds' ratios, as `0.93x`, and its context."""
+    ratios = [a / b for a, b in zip(cpu[side], cpu[against], strict=True)]
+    return f"{median(ratios):.2f}x", (
+        f"ratio quartiles {quantile(ratios, 0.25):.2f} / {quantile(ratios, 0.75):.2f} "
+        f"over {len(ratios)} interleaved rounds"
+    )
+
+
 def run(report: Report, quick: bool) -> None:
-    probes = 300 if quick else 1000
+    # 300 probes a round: about 30 ticks of the kernel's CPU accounting (10 ms).
+    probes = 1000 if quick else 3000
+    rounds = 5 if quick else 10
     emulator = EmulatorProcess(api=3, containers=4)
     try:
-        single = via_probe(emulator, probes)
+        single = via_probe(emulator, probes, rounds)
     finally:
         emulator.stop()
     targets = 300 if quick else 1000
     window = 20.0 if quick else 60.0
     emulators = emulators_at_scale()
     try:
-        scale = scheduled(emulators, targets, window)
+        scale = scheduled(emulators, targets, window, rounds // 2, probes // rounds)
         blackbox = blackbox_at_scale(emulators, targets)
     finally:
         for emulator in emulators:
             emulator.stop()
+    cpu = single["cpu"]
+    ratio, spread = paired(cpu, "exporter", "blackbox")
     report.add(
         "B4 cost",
         "CPU per 1000 canary probes via /probe: exporter / blackbox",
-        f"{single['exporter_cpu'] / single['blackbox_cpu']:.2f}x",
+        ratio,
         "<= 1",
-        f"exporter {single['exporter_cpu']:.2f} s, blackbox {single['blackbox_cpu']:.2f} s "
-        f"({probes} probes each, 4 clients, scaled to 1000); peak RSS exporter "
-        f"{single['exporter_peak'] / MiB:.0f} MiB, "
+        f"{spread} of {probes // rounds} probes each, 4 clients; medians: exporter "
+        f"{median(cpu['exporter']):.2f} s, blackbox {median(cpu['blackbox']):.2f} s; peak RSS "
+        f"exporter {single['exporter_peak'] / MiB:.0f} MiB, "
         f"blackbox {single['blackbox_peak'] / MiB:.0f} MiB",
     )
+    ratio, spread = paired(cpu, "bare", "blackbox")
     report.add(
         "B4 cost",
         "CPU per 1000 canary probes via /probe: bare aiohttp floor / blackbox",
-        f"{single['bare_cpu'] / single['blackbox_cpu']:.2f}x",
+        ratio,
         "",
-        f"benchmarks/bare_probe.py: the same POST and an answer of the same size, nothing "
-        f"else: {single['bare_cpu']:.2f} s; the exporter spends "
-        f"{single['exporter_cpu'] - single['bare_cpu']:.2f} s more",
+        f"benchmarks/bare_probe.py, the same POST and an answer of the same size, nothing "
+        f"else: median {median(cpu['bare']):.2f} s; {spread}",
     )
+    ratio, spread = paired(scale["cpu"], "exporter", "blackbox")
     report.add(
         "B4 cost",
         f"CPU per 1000 scheduled canary probes ({targets} targets) / blackbox via /probe",
-        f"{scale['canary_cpu'] / single['blackbox_cpu']:.2f}x",
+        ratio,
         "<= 1",
-        f"exporter {scale['canary_cpu']:.2f} s: {scale['canary_runs']:.0f} canaries in "
-        f"{window:.0f} s ({scale['canary_rate']:.0f}/s, {scale['canary_failures']:.0f} failed), "
-        f"every {CANARY_EVERY} s per target; blackbox {single['blackbox_cpu']:.2f} s "
-        f"(at scale, {targets} targets 50 at a time: {blackbox['cpu']:.2f} s)",
+        f"{spread}: windows of {window / (rounds // 2):.0f} s of the exporter's canaries "
+        f"(every {CANARY_EVERY} s per target; {scale['canary_runs']:.0f} in all, "
+        f"{scale['canary_rate']:.0f}/s, {scale['canary_failures']:.0f} failed), each followed "
+        f"by {probes // rounds} blackbox /probe canaries; medians: exporter "
+        f"{median(scale['cpu']['exporter']):.2f} s, blackbox "
+        f"{median(scale['cpu']['blackbox']):.2f} s",
     )
     report.add(
         "B4 cost",
