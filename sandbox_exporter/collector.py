@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from types import SimpleNamespace
 
@@ -66,11 +67,13 @@ def _escaped(value: str) -> str:
 
 @functools.cache
 def _template(sample: str, label_names: tuple[str, ...]) -> str:
-    """`sample{a="{0}",b="{1}"} ` with the labels sorted by name, as
-    prometheus_client writes them, for `str.format` to fill in."""
+    """`sample{a="{0}",b="{1}"} {2}\n`: the line of a sample, labels sorted by
+    name as prometheus_client writes them, for `str.format` to fill in with
+    the escaped label values, then the value's text."""
     order = sorted(range(len(label_names)), key=label_names.__getitem__)
     pairs = ",".join(f'{label_names[i]}="{{{i}}}"' for i in order)
-    return f"{sample}{{{{{pairs}}}}} " if pairs else f"{sample} "
+    value = f"{{{len(label_names)}}}\n"
+    return f"{sample}{{{{{pairs}}}}} {value}" if pairs else f"{sample} {value}"
 
 
 # Each series shape's template, made once: sorting and joining label names per
@@ -93,7 +96,7 @@ class Lines:
     """Sample lines by metric name, as the renders below add them."""
 
     def __init__(self) -> None:
-        self.by_name: dict[str, list[str]] = {}
+        self.by_name: defaultdict[str, list[str]] = defaultdict(list)
 
     def add(self, name: str, labels: Sequence[str], value: float | None) -> None:
         """A sample with the metric's declared labels; none where the value is
@@ -103,30 +106,29 @@ class Lines:
         template, count = _TEMPLATES[name]
         if len(labels) != count:
             raise ValueError(f"{name} takes labels {METRICS_BY_NAME[name].labels}, got {labels!r}")
-        line = template.format(*map(_escaped, labels))
-        self.by_name.setdefault(name, []).append(f"{line}{_value(value)}\n")
+        self.by_name[name].append(template.format(*map(_escaped, labels), _value(value)))
 
     def add_labelled(self, name: str, labels: Sequence[tuple[str, str]], value: float) -> None:
         """A sample whose label names are given with it (the user's labels)."""
         template = _template(name, tuple(key for key, _ in labels))
-        line = template.format(*(_escaped(text) for _, text in labels))
-        self.by_name.setdefault(name, []).append(f"{line}{_value(value)}\n")
+        escaped = [_escaped(text) for _, text in labels]
+        self.by_name[name].append(template.format(*escaped, _value(value)))
 
     def add_histogram(self, name: str, labels: Sequence[str], data: HistogramData) -> None:
         names = METRICS_BY_NAME[name].labels
         escaped = [_escaped(text) for text in labels]
         bucket = _template(f"{name}_bucket", (*names, "le"))
-        lines = self.by_name.setdefault(name, [])
+        lines = self.by_name[name]
         cumulative = 0
         for le, count in zip(_BUCKET_BOUNDS, data.bucket_counts, strict=True):
             cumulative += count
-            lines.append(f"{bucket.format(*escaped, le)}{_value(cumulative)}\n")
+            lines.append(bucket.format(*escaped, le, _value(cumulative)))
         for suffix, value in (("_count", cumulative), ("_sum", data.total)):
-            lines.append(f"{_template(name + suffix, names).format(*escaped)}{_value(value)}\n")
+            lines.append(_template(name + suffix, names).format(*escaped, _value(value)))
 
     def extend(self, other: Lines) -> None:
         for name, lines in other.by_name.items():
-            self.by_name.setdefault(name, []).extend(lines)
+            self.by_name[name].extend(lines)
 
     def text(self, openmetrics: bool = False, *, end: bool = False) -> str:
         """Every family with samples, in the order of the metric table; `end`
@@ -165,7 +167,10 @@ def render(
             # Rendered apart, joined only when whole: the target is left out whole.
             log.exception("skipping bad data of target %s in this scrape", target.name)
             continue
-        lines.extend(own)
+        if lines.by_name:
+            lines.extend(own)
+        else:
+            lines = own  # the first, or /probe's only target: nothing to copy
     return lines
 
 

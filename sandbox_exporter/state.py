@@ -218,20 +218,23 @@ class State:
     def config(self) -> Config | None:
         return self._config
 
-    def snapshot(self, target: Target | None = None) -> Snapshot:
-        """Everything, or only what is kept of `target` (as `/probe` renders
-        it): copying every target's entries would make each `/probe` cost
-        grow with the number of targets."""
-        keys = failure_keys = canary_keys = None
+    def snapshot(self, target: Target | None = None, probes: Iterable[str] = PROBES) -> Snapshot:
+        """Everything, or only what is kept of `target` and its `probes` (as
+        `/probe` renders it): copying every target's entries would make each
+        `/probe` cost grow with the number of targets. A target's results are
+        all kept: the load of a usage result is judged with the pool size of
+        the last specifications."""
+        keys = result_keys = failure_keys = canary_keys = None
         if target is not None:
-            keys = [(target.name, probe) for probe in PROBES]
+            keys = [(target.name, probe) for probe in probes]
+            result_keys = [(target.name, probe) for probe in PROBES]
             failure_keys = [(*k, reason) for k in keys for reason in POSSIBLE_REASONS[k[1]]]
             canary_keys = [(target.name, canary.name) for canary in target.canaries]
         with self._lock:
             return Snapshot(
                 config=self._config,
                 reload=self._reload,
-                results=_copy(self._results, keys),
+                results=_copy(self._results, result_keys),
                 last_success=_copy(self._last_success, keys),
                 runs=_copy(self._runs, keys),
                 failures=_copy(self._failures, failure_keys),

@@ -157,11 +157,12 @@ class Routes:
         # Only the probes asked for: jobs that split a target's probes between
         # them (`probe=canary` every 15 s, `probe=libraries` hourly) must not
         # each return, and store, the same series.
+        probes = PROBES if probes is None else probes
         lines = collector.render(
-            outcome.state.snapshot(outcome.target),
+            outcome.state.snapshot(outcome.target, probes),
             [outcome.target],
             exporter_metrics=False,
-            probes=PROBES if probes is None else probes,
+            probes=probes,
         )
         if not debug:
             return await self._render(

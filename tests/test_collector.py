@@ -588,7 +588,7 @@ def test_the_text_is_what_prometheus_client_writes_for_the_same_samples():
                 # `/probe?probe=...`: that part of the target's series, no other.
                 some = rng.sample(PROBES, rng.randint(1, len(PROBES)))
                 part = collector.render(
-                    state.snapshot(target), [target], exporter_metrics=False, probes=some
+                    state.snapshot(target, some), [target], exporter_metrics=False, probes=some
                 ).text()
                 assert set(part.splitlines()) <= set(whole.text().splitlines()), step
                 labelled = {s.labels.get("probe") for s in Scrape(part).samples} - {None}
