@@ -3,6 +3,7 @@ up), the faults and documents it serves, and the views that answer each endpoint
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import json
 import logging
@@ -151,6 +152,9 @@ class Emulator:
         self._pool: ContainerPool | None = None
         self._environments: EnvironmentStore | None = None
         self._started = False
+        #: Requests that reached each endpoint ("execute", "specifications", ...),
+        #: faults or not: what tests count to know what the server was asked.
+        self.requests_by_endpoint: collections.Counter[str] = collections.Counter()
 
     # -- life cycle ---------------------------------------------------------
 
@@ -314,6 +318,8 @@ class Emulator:
         if routed is None:
             return Answer(404, NOT_FOUND_PAGE)
         endpoint, params = routed
+        with self._lock:
+            self.requests_by_endpoint[endpoint] += 1
         methods = VIEW_METHODS[self.api].get(endpoint)
         if methods is None or ("env" in params and not UUID_PATTERN.match(params["env"])):
             return Answer(404, NOT_FOUND_PAGE)

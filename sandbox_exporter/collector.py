@@ -193,6 +193,7 @@ def render_target(
             snapshot.last_success.get(key),
             snapshot.runs.get(key, 0),
         )
+        lines.add("sandbox_probe_skipped_total", [name, probe], snapshot.skips.get(key, 0))
         for reason in POSSIBLE_REASONS[probe]:
             count = snapshot.failures.get((*key, reason), 0)
             lines.add("sandbox_probe_failures_total", [name, probe, reason.value], count)

@@ -9,23 +9,19 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config, ConfigError, Target, config_for_url, load_config
-from .probes import ProbeResult, run_probe
+from .probes import ProbeResult
+from .runs import Runs
 from .scheduler import ProbeScheduler
 from .state import State
 from .transport import Transports, open_session
 from .vocabulary import LIBRARIES, PROBES
 
 log = logging.getLogger(__name__)
-
-# /probe runs these on every scrape; /libraries/ starts a container on the
-# server each call, so it runs only once its configured interval has passed.
-ON_DEMAND_PROBES = tuple(p for p in PROBES if p != LIBRARIES)
 
 
 class Refusal(enum.Enum):
@@ -66,14 +62,16 @@ class Exporter:
         self._reload_lock: asyncio.Lock | None = None
         self.scheduler: ProbeScheduler | None = None
         self._transports: Transports | None = None
+        self._runs: Runs | None = None
         self._session = None
 
     async def start(self) -> None:
         self._reload_lock = asyncio.Lock()
         self._session = open_session()
         self._transports = Transports(self._session)
+        self._runs = Runs(self.state, self._transports)
         if self.scheduled:
-            self.scheduler = ProbeScheduler(self.state, self._transports)
+            self.scheduler = ProbeScheduler(self._runs)
             self.scheduler.apply(self.config)
 
     @property
@@ -94,12 +92,19 @@ class Exporter:
                 log.error("config reload failed, keeping the running config: %s", error)
                 self.state.reload_failed(str(error))
                 return False
+            old = self.config
+            # One step on the loop, so no run records a result in between: the
+            # state drops what re-pointed targets' old servers said, the runs
+            # of those servers in flight are cancelled, their transports go.
             self.state.set_config(config)
             if self._transports is not None:
-                # Forget removed targets' connections and credentials, scheduled or not.
-                self._transports.retain({target.name for target in config.targets})
+                self._transports.retain(config.targets)
             if self.scheduler is not None:
                 self.scheduler.apply(config)
+            elif self._runs is not None:
+                self._runs.forget(
+                    t.name for t in old.targets if not t.same_server(config.target(t.name))
+                )
             log.info("config reloaded: %d targets", len(config.targets))
             return True
 
@@ -137,25 +142,19 @@ class Exporter:
     async def probe_now(
         self, requested: str, budget: float, probes: Sequence[str] | None = None
     ) -> OnDemandProbe:
-        assert self._transports is not None, "start() first"
+        """Results of ``probes`` (all by default) of a target for `/probe`, within
+        ``budget`` seconds: joined, reused or run now by the one owner of runs."""
+        assert self._runs is not None, "start() first"
         target, listed = self.resolve_target(requested)
-        state = self.state if listed else State()
         if probes is None:
-            probes = list(ON_DEMAND_PROBES)
-            # Timed from the last run, not the last success: a failing
-            # /libraries/ must not be asked again on every scrape.
-            last = self.state.snapshot(target).result(target.name, LIBRARIES)
-            due = last is None or time.time() - last.started_at >= target.intervals[LIBRARIES]
-            if listed and due:
-                probes.append(LIBRARIES)
-        transport = self._transports.get(target) if listed else self._transports.unlisted(target)
-        if len(probes) == 1:  # the usual `probe=canary`: no task to start
-            results: tuple[ProbeResult, ...] = (
-                await run_probe(probes[0], transport, target, budget),
-            )
-        else:
-            runs = (run_probe(kind, transport, target, budget) for kind in probes)
-            results = tuple(await asyncio.gather(*runs))
+            # /libraries/ takes a container: a URL that is not a target, of
+            # which nothing is kept to space its runs, gets it only when asked.
+            probes = PROBES if listed else [p for p in PROBES if p != LIBRARIES]
+        results = await self._runs.on_demand(target, probes, budget, listed=listed)
+        if listed:
+            return OnDemandProbe(target, self.state, results)
+        # A URL that is not a target: its results are rendered, never kept.
+        state = State()
         for result in results:
             state.record(result)
         return OnDemandProbe(target, state, results)
@@ -163,5 +162,7 @@ class Exporter:
     async def stop(self) -> None:
         if self.scheduler is not None:
             self.scheduler.shutdown()
+        elif self._runs is not None:
+            self._runs.shutdown()
         if self._session is not None:
             await self._session.close()

@@ -81,6 +81,12 @@ METRICS: tuple[MetricSpec, ...] = (
     ),
     MetricSpec("sandbox_probe_runs_total", "counter", "Probe runs.", (_T, "probe")),
     MetricSpec(
+        "sandbox_probe_skipped_total",
+        "counter",
+        "Scheduled runs not started because the previous run was still going.",
+        (_T, "probe"),
+    ),
+    MetricSpec(
         "sandbox_probe_failures_total",
         "counter",
         "Probe failures by reason.",

@@ -68,9 +68,23 @@ class CanaryResult:
     server_seconds: float | None = None
     status: int | None = None
     command_seconds: tuple[float, ...] = ()
+    # How long the canary had waited when its deadline cut it: a sandbox too
+    # slow to answer at all must count in the round-trip histogram as at least
+    # that slow, or its latency would look better the worse it gets.
+    cut_after_seconds: float | None = None
     # Not the stdout itself: it is judged when it arrives, only the message
     # quotes its start, and a result is kept for as long as it is the latest
     # (a server's output can be megabytes).
+
+    @property
+    def observed_seconds(self) -> float | None:
+        """What the round-trip histogram observes: the round trip, or the time
+        a deadline cut it after; None when no request went out or it failed fast."""
+        return (
+            self.round_trip_seconds
+            if self.round_trip_seconds is not None
+            else (self.cut_after_seconds)
+        )
 
     @property
     def wait_seconds(self) -> float | None:
@@ -168,7 +182,10 @@ async def run_canary(transport: ProbeTransport, canary: Canary, deadline: float)
         round_trip = time.perf_counter() - started
         response = parse_execute_response(raw)
     except (errors.SandboxError, InvalidDocument) as error:
-        return CanaryResult(canary.name, False, reason_for(error), describe(error))
+        cut = time.perf_counter() - started if isinstance(error, errors.SandboxTimeout) else None
+        return CanaryResult(
+            canary.name, False, reason_for(error), describe(error), cut_after_seconds=cut
+        )
     stdout = response.execution[-1].stdout if response.execution else ""
     common = {
         "round_trip_seconds": round_trip,

@@ -1,40 +1,38 @@
 """Probes on their intervals: one APScheduler job per (target, probe), on the event loop.
 
 One scheduler lives as long as the exporter; a reload adds, removes and
-reschedules jobs in it, so an unchanged (target, probe) keeps its cadence.
-Jobs are coroutines run by APScheduler's asyncio executor, so the number of
-threads does not grow with the number of targets. Two runs of the same
-(target, probe) never overlap: a run still in flight makes the next one
-skip, and a reload that changes or removes a target cancels its runs in
-flight (their results would describe a target that no longer exists).
+reschedules jobs in it. Jobs are coroutines run by APScheduler's asyncio
+executor, so the number of threads does not grow with the number of targets;
+each run goes through `Runs`, the one owner of runs in flight.
 
-A start or a reload makes every probe of every target due at once (4000
-first runs at 1000 targets). Their first runs are spread at random over
-`first_run_window`, at least half a second and longer when there are many,
-and at most `MAX_IN_FLIGHT` scheduled runs are in flight at once; the others
-wait for a slot before their probe starts. Beyond that they could only
-queue for a connection, and each queued probe holds aiohttp's whole request
-in memory (about 8 KiB) where a run waiting for a slot holds its task; the
-allocator kept the memory of that burst long after it (B5 measures it). A probe's deadline and
-reported duration start once it has its slot, so a healthy target is not
-failed nor shown slow for a queue that other targets made; the job's next
-run skips while this one waits.
+Cadence, the way Prometheus spreads its scrapes: each (target, probe) fires
+on a grid of its own, every `interval` seconds exactly at a stable offset
+derived from its name (`GridTrigger`), so targets spread over the interval
+and no jitter accumulates from one run to the next.
+
+A start or a reload makes new probes due at once (4000 first runs at 1000
+targets): their first runs are spread at random over `first_run_window`, at
+least half a second and longer when there are many, then they join their
+grid. A reload that re-points a target to another server (`Target.same_server`)
+cancels its runs in flight and runs its probes again the same way; one that
+changes only its labels or intervals keeps its runs and its place on the grid.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import math
 import random
 from datetime import UTC, datetime, timedelta
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
+from apscheduler.triggers.base import BaseTrigger
 
 from .config import Config, Target
-from .probes import run_probe
-from .state import State
-from .transport import MAX_CONNECTIONS, Transports
+from .runs import Runs
 from .vocabulary import PROBES
 
 log = logging.getLogger(__name__)
@@ -48,11 +46,7 @@ Key = tuple[str, str]  # (target name, probe kind)
 # takes 4 s instead of arriving within half a second.
 START_SPREAD = 0.25
 FIRST_RUNS_PER_SECOND = 1000.0
-JITTER = 0.1
-# Scheduled runs in flight at once. A probe holds at most one connection at
-# a time: more runs than the pool has connections could only wait for one.
-# Half the pool, so that /probe keeps connections of its own.
-MAX_IN_FLIGHT = MAX_CONNECTIONS // 2
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def first_run_window(first_runs: int, interval: float) -> float:
@@ -61,93 +55,112 @@ def first_run_window(first_runs: int, interval: float) -> float:
     return max(min(interval, 2.0) * START_SPREAD, first_runs / FIRST_RUNS_PER_SECOND)
 
 
+def grid_phase(name: str, probe: str) -> float:
+    """Where in its interval a (target, probe) fires, as a share of it in [0, 1):
+    the same in every process and after every restart and reload."""
+    digest = hashlib.blake2b(f"{name}\0{probe}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+class GridTrigger(BaseTrigger):
+    """Fires at `phase * interval + k * interval` seconds after the epoch.
+
+    APScheduler's IntervalTrigger adds its jitter to the previous, already
+    jittered, fire time, so the period grows by half the jitter on average
+    (+5% at 10%); the grid cannot drift. After a fire time off the grid (a
+    first run), the next is the first grid point at least half an interval
+    later, so the first two runs are never closer than that.
+    """
+
+    __slots__ = ("interval", "phase")
+
+    def __init__(self, interval: float, phase: float) -> None:
+        self.interval = interval
+        self.phase = phase * interval
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        if previous_fire_time is None:
+            earliest = (now - _EPOCH).total_seconds()
+        else:
+            earliest = (previous_fire_time - _EPOCH).total_seconds() + self.interval / 2
+        steps = math.ceil((earliest - self.phase) / self.interval)
+        return _EPOCH + timedelta(seconds=self.phase + steps * self.interval)
+
+    def __repr__(self) -> str:
+        return f"<GridTrigger every {self.interval:g}s at +{self.phase:g}s>"
+
+
 class ProbeScheduler:
-    def __init__(self, state: State, transports: Transports) -> None:
-        self._state = state
-        self._transports = transports
+    def __init__(self, runs: Runs) -> None:
+        self._runs = runs
         self._targets: dict[str, Target] = {}
-        self._running: dict[Key, asyncio.Task] = {}
         self._stopped = False
-        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._scheduler = AsyncIOScheduler(
             event_loop=asyncio.get_running_loop(),
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )
+        # APScheduler refuses a run while the previous one of its job is going
+        # (max_instances) and says so only in its own log: count it ourselves.
+        self._scheduler.add_listener(self._refused, EVENT_JOB_MAX_INSTANCES)
         self._scheduler.start()
 
     def apply(self, config: Config) -> None:
         """Make the jobs match ``config``. Runs on the loop: no job starts meanwhile."""
         old = self._targets
         self._targets = {t.name: t for t in config.targets}
-        for key, task in list(self._running.items()):
-            if self._targets.get(key[0]) != old.get(key[0]):
-                task.cancel()
+        moved = {
+            name for name, target in old.items() if not target.same_server(self._targets.get(name))
+        }
+        self._runs.forget(moved)
         existing = {tuple(job.id.split("\0")): job for job in self._scheduler.get_jobs()}
         for key, job in existing.items():
             if key[0] not in self._targets:
                 job.remove()
         now = datetime.now(UTC)
-        first_runs = sum(
-            (target.name, probe) not in existing for target in config.targets for probe in PROBES
-        )
-        # A trigger only computes fire times from what it is given: jobs of
-        # the same interval share one (four objects a job otherwise, 0.9 MiB
-        # at 1000 targets).
-        triggers: dict[float, IntervalTrigger] = {}
+        fresh = [
+            (target, probe)
+            for target in config.targets
+            for probe in PROBES
+            if (target.name, probe) not in existing or target.name in moved
+        ]
         for target in config.targets:
             for probe in PROBES:
-                interval = target.intervals[probe]
-                trigger = triggers.get(interval)
-                if trigger is None:
-                    trigger = IntervalTrigger(seconds=interval, jitter=interval * JITTER)
-                    triggers[interval] = trigger
                 job = existing.get((target.name, probe))
-                if job is not None:
-                    if job.trigger.interval.total_seconds() != interval:
-                        job.reschedule(trigger=trigger)
-                    continue
-                spread = random.uniform(0, first_run_window(first_runs, interval))
-                self._scheduler.add_job(
-                    self._run,
-                    trigger=trigger,
-                    args=(target.name, probe),
-                    id=f"{target.name}\0{probe}",
-                    name=f"{probe} probe of {target.name}",
-                    next_run_time=now + timedelta(seconds=spread),
-                )
+                interval = target.intervals[probe]
+                if job is not None and job.trigger.interval != interval:
+                    job.reschedule(trigger=GridTrigger(interval, grid_phase(target.name, probe)))
+        for target, probe in fresh:
+            interval = target.intervals[probe]
+            first = now + timedelta(
+                seconds=random.uniform(0, first_run_window(len(fresh), interval))
+            )
+            job = existing.get((target.name, probe))
+            if job is not None:  # re-pointed: its grid stays, its next run comes now
+                job.modify(next_run_time=first)
+                continue
+            self._scheduler.add_job(
+                self._run,
+                trigger=GridTrigger(interval, grid_phase(target.name, probe)),
+                args=(target.name, probe),
+                id=f"{target.name}\0{probe}",
+                name=f"{probe} probe of {target.name}",
+                next_run_time=first,
+            )
 
     async def _run(self, name: str, probe: str) -> None:
-        key = (name, probe)
         target = self._targets.get(name)
         # A run APScheduler handed to the loop just before shutdown() starts
         # after it, when the probes' session may already be closed.
         if target is None or self._stopped:
             return
-        if key in self._running:
-            log.debug("skipped %s probe of %s: the previous run is still going", probe, name)
-            return
-        self._running[key] = asyncio.current_task()  # type: ignore[assignment]
-        try:
-            async with self._slots:
-                result = await run_probe(probe, self._transports.get(target), target)
-        except asyncio.CancelledError:
-            return  # a reload changed or removed the target, or we are stopping
-        except Exception:
-            # A bug must cost one probe run, never the job.
-            log.exception("probe %s of target %s crashed", probe, name)
-            return
-        finally:
-            self._running.pop(key, None)
-        if not result.success:
-            log.debug(
-                "probe failed target=%s probe=%s reason=%s: %s",
-                name,
-                probe,
-                result.reason.value if result.reason else "",
-                result.message,
-            )
-        self._state.record(result)
+        await self._runs.scheduled(target, probe)
+
+    def _refused(self, event: JobSubmissionEvent) -> None:
+        name, _, probe = event.job_id.partition("\0")
+        self._runs.skipped(name, probe)
 
     def shutdown(self) -> None:
         self._stopped = True
@@ -155,5 +168,4 @@ class ProbeScheduler:
         # cancels runs not yet started and logs each as a crash.
         self._scheduler.remove_all_jobs()
         self._scheduler.pause()
-        for task in self._running.values():
-            task.cancel()
+        self._runs.shutdown()

@@ -115,6 +115,7 @@ class Snapshot:
     results: dict[tuple[str, str], ProbeResult]
     last_success: dict[tuple[str, str], float]
     runs: dict[tuple[str, str], int]
+    skips: dict[tuple[str, str], int]
     failures: dict[tuple[str, str, Reason], int]
     canary_histograms: dict[tuple[str, str], HistogramData]
     # When each (target, probe)'s condition (ok, a reason, the expectations
@@ -135,6 +136,7 @@ class State:
     _results: dict[tuple[str, str], ProbeResult] = field(default_factory=dict)
     _last_success: dict[tuple[str, str], float] = field(default_factory=dict)
     _runs: Counter = field(default_factory=Counter)
+    _skips: Counter = field(default_factory=Counter)
     _failures: Counter = field(default_factory=Counter)
     _histograms: dict[tuple[str, str], HistogramData] = field(default_factory=dict)
     _history_limit: int = DEFAULT_HISTORY_LIMIT
@@ -156,11 +158,12 @@ class State:
                 self._failures[(*key, result.reason)] += 1
             canaries = result.data if isinstance(result.data, tuple) else ()
             for canary in canaries:
-                if canary.round_trip_seconds is None:
+                observed = canary.observed_seconds
+                if observed is None:
                     continue
                 hkey = (result.target, canary.name)
                 histogram = self._histograms.get(hkey) or HistogramData()
-                self._histograms[hkey] = histogram.observe(canary.round_trip_seconds)
+                self._histograms[hkey] = histogram.observe(observed)
             condition = _condition(result)
             previous = self._conditions.get(key)
             if previous is None or previous[0] != condition:
@@ -168,6 +171,17 @@ class State:
             if self._history_limit:
                 history = self._history.setdefault(result.target, deque(maxlen=self._history_limit))
                 history.append(HistoryEntry.of(result))
+
+    def count_skip(self, target: str, probe: str) -> None:
+        """A scheduled run of ``probe`` did not start: the previous one was still going."""
+        with self._lock:
+            if self._config is not None and self._config.target(target) is None:
+                return
+            self._skips[(target, probe)] += 1
+
+    def latest(self, target: str, probe: str) -> ProbeResult | None:
+        with self._lock:
+            return self._results.get((target, probe))
 
     def record_debug(self, target: str, text: str) -> None:
         """Keep what `/probe?debug=true` answered for a configured target."""
@@ -195,20 +209,28 @@ class State:
             )
 
     def set_config(self, config: Config) -> None:
-        """Swap in a new config; data of targets that stay is kept."""
+        """Swap in a new config. Data of targets that stay is kept; of a target
+        that now talks to another server (`Target.same_server`), only the
+        counters: its results, info, history and since-when describe the old
+        server, and must never show under the new one's URL."""
         names = {t.name for t in config.targets}
         with self._lock:
+            old = self._config
+            same = {
+                t.name for t in config.targets if old is None or t.same_server(old.target(t.name))
+            }
             self._config = config
             self._reload = ReloadStatus(True, time.time(), "")
-            self._results = {k: v for k, v in self._results.items() if k[0] in names}
-            self._last_success = {k: v for k, v in self._last_success.items() if k[0] in names}
+            self._results = {k: v for k, v in self._results.items() if k[0] in same}
+            self._last_success = {k: v for k, v in self._last_success.items() if k[0] in same}
             self._runs = Counter({k: v for k, v in self._runs.items() if k[0] in names})
+            self._skips = Counter({k: v for k, v in self._skips.items() if k[0] in names})
             self._failures = Counter({k: v for k, v in self._failures.items() if k[0] in names})
             canaries = {(t.name, c.name) for t in config.targets for c in t.canaries}
             self._histograms = {k: v for k, v in self._histograms.items() if k in canaries}
-            self._history = {k: v for k, v in self._history.items() if k in names}
-            self._debug = {k: v for k, v in self._debug.items() if k in names}
-            self._conditions = {k: v for k, v in self._conditions.items() if k[0] in names}
+            self._history = {k: v for k, v in self._history.items() if k in same}
+            self._debug = {k: v for k, v in self._debug.items() if k in same}
+            self._conditions = {k: v for k, v in self._conditions.items() if k[0] in same}
 
     def reload_failed(self, message: str) -> None:
         with self._lock:
@@ -237,6 +259,7 @@ class State:
                 results=_copy(self._results, result_keys),
                 last_success=_copy(self._last_success, keys),
                 runs=_copy(self._runs, keys),
+                skips=_copy(self._skips, keys),
                 failures=_copy(self._failures, failure_keys),
                 canary_histograms=_copy(self._histograms, canary_keys),
                 since={key: since for key, (_, since) in _copy(self._conditions, keys).items()},

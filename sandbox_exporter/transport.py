@@ -16,7 +16,7 @@ import os
 import secrets
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -390,17 +390,17 @@ class ProbeTransport(Transport):
 
 
 class Transports:
-    """One transport per target, rebuilt when its URL, credentials or TLS change."""
+    """One transport per target, rebuilt when it talks to another server
+    (`Target.same_server`): a transport holds its server's URL and credentials."""
 
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self._session = session
-        self._known: dict[str, tuple[tuple, ProbeTransport]] = {}
+        self._known: dict[str, tuple[Target, ProbeTransport]] = {}
 
     def get(self, target: Target) -> ProbeTransport:
-        settings = (target.url, target.auth, target.tls)
         known = self._known.get(target.name)
-        if known is None or known[0] != settings:
-            known = (settings, ProbeTransport(target, self._session))
+        if known is None or not target.same_server(known[0]):
+            known = (target, ProbeTransport(target, self._session))
             self._known[target.name] = known
         return known[1]
 
@@ -408,6 +408,9 @@ class Transports:
         """A transport for a URL that is not a configured target: nothing about it is kept."""
         return ProbeTransport(target, self._session)
 
-    def retain(self, names: set[str]) -> None:
-        for name in set(self._known) - names:
-            del self._known[name]
+    def retain(self, targets: Iterable[Target]) -> None:
+        """Forget the transports of targets gone or re-pointed, scheduled or not."""
+        current = {target.name: target for target in targets}
+        for name, (target, _) in list(self._known.items()):
+            if not target.same_server(current.get(name)):
+                del self._known[name]

@@ -28,6 +28,8 @@ class Reason(enum.StrEnum):
     INVALID_RESPONSE = "invalid_response"
     UNEXPECTED_OUTPUT = "unexpected_output"
     EXECUTION_ERROR = "execution_error"
+    #: The exporter itself failed (a bug): nothing is known of the sandbox.
+    EXPORTER_ERROR = "exporter_error"
 
 
 # What each probe can fail with; the collector starts these counters at 0 so

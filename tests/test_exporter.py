@@ -25,6 +25,8 @@ defaults:
   intervals: {{specifications: 3s, usage: 3s, libraries: 3s, canary: 3s}}
   timeouts: {{specifications: 3s, usage: 3s, libraries: 3s, canary: 3s}}
   canaries: [{{name: shell, commands: ["echo $((2+2))"], expect_stdout: "4", timeout: 3s}}]
+  # Tests here scrape /probe back to back and count each run.
+  canary_min_interval: 1ms
   expect:
     languages: {{python3: ">=3.7", java: ">=17"}}
     packages: {{python: {{numpy: "1.18.*"}}}}

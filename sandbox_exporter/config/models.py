@@ -342,6 +342,10 @@ class Expectations(Section):
 # not minutes) once an hour. Each timeout leaves room before the next run.
 DEFAULT_INTERVALS = FrozenDict(specifications=30.0, usage=15.0, libraries=3600.0, canary=30.0)
 DEFAULT_TIMEOUTS = FrozenDict(specifications=10.0, usage=10.0, libraries=60.0, canary=20.0)
+# Prometheus scrapes a /probe job every 15 s or more: each scrape still gets a
+# fresh canary, while a client that asks faster (a flood, a prefetching
+# browser) gets the last result instead of a container of the sandbox's.
+DEFAULT_CANARY_MIN_INTERVAL = 10.0
 PerProbe = Annotated[Mapping[Literal[PROBES], Duration], FrozenMapping]  # type: ignore[valid-type]
 
 
@@ -364,6 +368,9 @@ class Probing(Section):
     """Severities for --once; merged key by key with defaults."""
     tls: TLS = TLS()
     """Certificate checking; merged key by key with defaults."""
+    canary_min_interval: Duration = DEFAULT_CANARY_MIN_INTERVAL
+    """Least time between two canary runs that /probe starts (each takes a container);
+    inside it /probe answers with the last result."""
 
 
 class Defaults(Probing):
@@ -391,6 +398,18 @@ class Target(Probing):
     """Extra labels of sandbox_target_info."""
     auth: Auth = Auth()
     """Credentials; never inherited from defaults."""
+
+    def same_server(self, other: Target | None) -> bool:
+        """Whether ``other`` talks to the server this target talks to, the way it does:
+        the one meaning of "this target changed" for the state, the scheduler and the
+        transports. A changed URL, credentials or TLS setting is another server, whose
+        results must never show under the old one's; labels, intervals, timeouts,
+        canaries and expectations only change how the same server is watched."""
+        return other is not None and (self.url, self.auth, self.tls) == (
+            other.url,
+            other.auth,
+            other.tls,
+        )
 
     @model_validator(mode="after")
     def _named_after_the_host(self) -> Target:

@@ -2,7 +2,8 @@
 
 Merging, one rule for everything: a target's ``intervals``, ``timeouts``,
 ``thresholds``, ``severities`` and ``tls`` override ``defaults`` key by key;
-its ``canaries`` list and ``expect`` block replace the defaults' as a whole (so
+its ``canaries`` list, ``expect`` block and single values such as
+``canary_min_interval`` replace the defaults' as a whole (so
 ``expect: {}`` drops expectations it does not share; YAML anchors reuse blocks).
 
 Timeouts, one rule too: a value written that cannot be honoured is an error (a
@@ -27,7 +28,7 @@ from .problems import Location, Problem
 
 P = TypeVar("P", bound=Probing)
 _MERGED = ("intervals", "timeouts", "thresholds", "severities", "tls")
-_REPLACED = ("canaries", "expect")
+_REPLACED = ("canaries", "expect", "canary_min_interval")
 
 
 def _written_keys(section: Probing, key: str) -> set[str]:
