@@ -1,7 +1,8 @@
 """What a target gets from ``defaults``, and the timing rules it must then obey.
 
 Merging, one rule for everything: a target's ``intervals``, ``timeouts``,
-``thresholds``, ``severities`` and ``tls`` override ``defaults`` key by key;
+``thresholds``, ``severities``, ``tls`` and ``max_response_bytes`` override
+``defaults`` key by key;
 its ``canaries`` list and ``expect`` block replace the defaults' as a whole (so
 ``expect: {}`` drops expectations it does not share; YAML anchors reuse blocks).
 
@@ -26,7 +27,7 @@ from .models import DEFAULT_CANARY_TIMEOUT, Canary, Defaults, Probing, Target
 from .problems import Location, Problem
 
 P = TypeVar("P", bound=Probing)
-_MERGED = ("intervals", "timeouts", "thresholds", "severities", "tls")
+_MERGED = ("intervals", "timeouts", "thresholds", "severities", "tls", "max_response_bytes")
 _REPLACED = ("canaries", "expect")
 
 
