@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import ssl
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -101,6 +102,19 @@ class _Progress:
         # Set once the status line and headers are in; its content grows with the body.
         self.response: Response | None = None
         self.body_bytes = 0
+        # After a "cache hit": the host, and the session's hosts being looked up.
+        self.host = ""
+        self.lookups: set[str] = set()
+
+    def current_phase(self) -> _Phase:
+        if self.phase is _LOOKUP_OR_CACHED:
+            # A cache hit while the host was being looked up was a wait for it.
+            return _LOOKING_UP if self.host in self.lookups else _CONNECTING
+        return self.phase
+
+
+# After a "cache hit": waiting for a lookup in flight, or already connecting.
+_LOOKUP_OR_CACHED: _Phase = (SandboxConnectTimeout, "could not connect")
 
 
 def _phase_tracing() -> aiohttp.TraceConfig:
@@ -108,39 +122,41 @@ def _phase_tracing() -> aiohttp.TraceConfig:
 
     aiohttp looks a host up once for all the requests that want it at the
     same time: the first gets the lookup's start and end signals, the others
-    only a "cache hit" when they start waiting for it, and nothing when it
-    ends. So each session keeps, per host whose lookup is in flight, the
-    requests waiting for it, and moves them all on at its end. A lookup that
-    fails sends no end; its entry is replaced by the host's next lookup (a
-    real cache hit needs a successful lookup, which clears it).
+    a "cache hit" when they start waiting for it (possibly before the lookup
+    has sent its start), as does a request served from the cache, and
+    nothing when it ends. So each session keeps the hosts being looked up and
+    the requests that had a cache hit on them: such a request was waiting for
+    the lookup if its host is still being looked up when the deadline comes,
+    and is connecting once the lookup ends. A lookup that fails sends no end
+    (its waiters get its error): the host stays listed until its next lookup
+    ends, and a cache hit needs a lookup that ended.
     """
-    waiting: dict[str, list[_Progress]] = {}
+    lookups: set[str] = set()
+    waiting: dict[str, weakref.WeakSet[_Progress]] = {}
 
     def progress(context: SimpleNamespace) -> _Progress | None:
         found = context.trace_request_ctx
         return found if isinstance(found, _Progress) else None
 
-    async def lookup_started(
-        _: aiohttp.ClientSession, context: SimpleNamespace, params: Any
-    ) -> None:
+    async def lookup_started(_: aiohttp.ClientSession, context: SimpleNamespace, params: Any):
+        lookups.add(params.host)
         if (request := progress(context)) is not None:
             request.phase = _LOOKING_UP
-            waiting[params.host] = [request]
 
-    async def lookup_joined(
-        _: aiohttp.ClientSession, context: SimpleNamespace, params: Any
-    ) -> None:
-        # A cache hit while the host's lookup is in flight is a wait for it.
-        if (request := progress(context)) is not None and params.host in waiting:
-            request.phase = _LOOKING_UP
-            waiting[params.host].append(request)
+    async def cache_hit(_: aiohttp.ClientSession, context: SimpleNamespace, params: Any):
+        if (request := progress(context)) is not None:
+            request.phase, request.host, request.lookups = _LOOKUP_OR_CACHED, params.host, lookups
+            waiting.setdefault(params.host, weakref.WeakSet()).add(request)
 
-    async def lookup_ended(_: aiohttp.ClientSession, context: SimpleNamespace, params: Any) -> None:
-        for request in waiting.pop(params.host, ()):
-            if request.phase is _LOOKING_UP:
-                request.phase = _CONNECTING
+    async def lookup_ended(_: aiohttp.ClientSession, context: SimpleNamespace, params: Any):
+        lookups.discard(params.host)
+        if (request := progress(context)) is not None:
+            request.phase = _CONNECTING
+        for waiter in waiting.pop(params.host, ()):
+            if waiter.phase is _LOOKUP_OR_CACHED:
+                waiter.phase = _CONNECTING
 
-    async def connected(_: aiohttp.ClientSession, context: SimpleNamespace, params: Any) -> None:
+    async def connected(_: aiohttp.ClientSession, context: SimpleNamespace, params: Any):
         # The request's headers go out at once on a connection.
         if (request := progress(context)) is not None:
             request.phase = _WAITING
@@ -149,7 +165,7 @@ def _phase_tracing() -> aiohttp.TraceConfig:
     # request an awaited call (docs/performance.md has the canary's cost).
     tracing = aiohttp.TraceConfig()
     tracing.on_dns_resolvehost_start.append(lookup_started)
-    tracing.on_dns_cache_hit.append(lookup_joined)
+    tracing.on_dns_cache_hit.append(cache_hit)
     tracing.on_dns_resolvehost_end.append(lookup_ended)
     tracing.on_connection_create_end.append(connected)
     tracing.on_connection_reuseconn.append(connected)
@@ -404,7 +420,7 @@ def _timeout(budget: float | None, progress: _Progress) -> tuple[type[SandboxErr
     """What a deadline of ``budget`` seconds interrupted."""
     within = seconds_text(None if budget is None else max(budget, 0.0))
     if progress.response is None:
-        kind, what = progress.phase
+        kind, what = progress.current_phase()
         return kind, f"{what} within {within}"
     what = f"answer not complete within {within} ({progress.body_bytes} bytes read)"
     return SandboxReadTimeout, what
