@@ -2,9 +2,8 @@
 
 SIGTERM and SIGINT stop it, SIGHUP reloads the configuration. Stopping
 closes the listener and the probes' connections within ``STOP_SECONDS``; the
-process then ends whatever its clients and probes were doing (a name lookup
-stuck in the resolver's thread included), well within the 30 s Kubernetes
-and the 90 s systemd allow.
+process then ends whatever its clients and probes were doing, well within
+the 30 s Kubernetes and the 90 s systemd allow.
 """
 
 from __future__ import annotations
@@ -24,9 +23,10 @@ from .webconfig import WebConfig
 log = logging.getLogger("sandbox_exporter")
 
 STOP_SECONDS = 1.5
-# The loop's worker threads: name lookups (getaddrinfo blocks) and reading
-# the configuration on reload. A fixed few, whatever the number of targets.
-WORKER_THREADS = 4
+# The loop's worker thread: reading the configuration on a reload (one at a
+# time, under the exporter's lock). Name lookups need none: they are
+# asynchronous (aiodns, see transport.py).
+WORKER_THREADS = 1
 
 
 def raise_open_file_limit() -> int:
@@ -106,8 +106,8 @@ def serve(
 ) -> int:
     """Serve until SIGTERM or SIGINT; SIGHUP reloads the configuration.
 
-    The caller ends the process right after: the loop's worker threads (a
-    name lookup can hang in one) are not waited for.
+    The caller ends the process right after: the loop's worker thread (a
+    configuration file on a hanging mount can hold it) is not waited for.
     """
     log.info("open-file limit: %d", raise_open_file_limit())
     loop = asyncio.new_event_loop()

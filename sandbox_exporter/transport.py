@@ -14,15 +14,15 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import ssl
+import weakref
 from collections.abc import Iterable, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.abc import AbstractResolver
 
 from .config import Target
 from .errors import (
@@ -41,6 +41,9 @@ from .protocol import (
     ERROR_BODY_BYTES,
     EXCERPT_CHARS,
     EXECUTE_PATH,
+    LIBRARIES_PATH,
+    SPECIFICATIONS_PATH,
+    USAGES_PATH,
     USER_AGENT,
     Secrets,
     check_seconds,
@@ -57,10 +60,22 @@ from .protocol import (
 MAX_CONNECTIONS = 1024
 
 
-def open_session() -> aiohttp.ClientSession:
-    """An HTTP session (one connection pool): the probes of a process share one."""
+def open_session(resolver: AbstractResolver | None = None) -> aiohttp.ClientSession:
+    """An HTTP session (one connection pool): the probes of a process share one.
+
+    Called on the loop that will use it. Names are looked up by ``resolver``,
+    by default c-ares through aiodns with the system's configuration; a test
+    passes one pointed at its own name server.
+    """
     return aiohttp.ClientSession(
-        connector=_Connector(limit=MAX_CONNECTIONS, resolver=_Resolver()),
+        connector=aiohttp.TCPConnector(
+            limit=MAX_CONNECTIONS,
+            # Lookups are asynchronous: a name whose server never answers
+            # holds a pending query, not one of a few shared threads, so it
+            # cannot make other targets' lookups wait (docs/reliability.md).
+            resolver=resolver if resolver is not None else aiohttp.AsyncResolver(),
+        ),
+        trace_configs=[_phase_tracing()],
         # A probe's result must not depend on the exporter's environment
         # (proxies, .netrc) nor on cookies another sandbox set.
         trust_env=False,
@@ -79,54 +94,83 @@ _WAITING: _Phase = (SandboxReadTimeout, "no answer")
 
 
 class _Progress:
-    """How far one request got, to say what the deadline interrupted."""
+    """How far one request got, to say what the deadline interrupted; aiohttp's
+    trace signals move its phase on (it is the request's ``trace_request_ctx``)."""
 
     def __init__(self) -> None:
         self.phase = _CONNECTING
         # Set once the status line and headers are in; its content grows with the body.
         self.response: Response | None = None
         self.body_bytes = 0
+        # After a "cache hit": the host, and the session's hosts being looked up.
+        self.host = ""
+        self.lookups: set[str] = set()
+
+    def current_phase(self) -> _Phase:
+        if self.phase is _LOOKUP_OR_CACHED:
+            # A cache hit while the host was being looked up was a wait for it.
+            return _LOOKING_UP if self.host in self.lookups else _CONNECTING
+        return self.phase
 
 
-# The request being sent in this task, for the resolver and the connector
-# below to move its phase on. aiohttp's tracing would do it too, at the
-# cost of an object and an awaited signal at some ten points of every
-# request, whether anyone listens or not: 5% of a canary's CPU.
-_current: ContextVar[_Progress | None] = ContextVar("sandbox_request", default=None)
+# After a "cache hit": waiting for a lookup in flight, or already connecting.
+_LOOKUP_OR_CACHED: _Phase = (SandboxConnectTimeout, "could not connect")
 
 
-def _enter(phase: _Phase) -> None:
-    progress = _current.get()
-    if progress is not None:
-        progress.phase = phase
+def _phase_tracing() -> aiohttp.TraceConfig:
+    """aiohttp's trace signals that move a request's phase, for one session.
 
+    aiohttp looks a host up once for all the requests that want it at the
+    same time: the first gets the lookup's start and end signals, the others
+    a "cache hit" when they start waiting for it (possibly before the lookup
+    has sent its start), as does a request served from the cache, and
+    nothing when it ends. So each session keeps the hosts being looked up and
+    the requests that had a cache hit on them: such a request was waiting for
+    the lookup if its host is still being looked up when the deadline comes,
+    and is connecting once the lookup ends. A lookup that fails sends no end
+    (its waiters get its error): the host stays listed until its next lookup
+    ends, and a cache hit needs a lookup that ended.
+    """
+    lookups: set[str] = set()
+    waiting: dict[str, weakref.WeakSet[_Progress]] = {}
 
-class _Resolver(AbstractResolver):
-    """aiohttp's default lookup of host names, marking the lookup's phase."""
+    def progress(context: SimpleNamespace) -> _Progress | None:
+        found = context.trace_request_ctx
+        return found if isinstance(found, _Progress) else None
 
-    def __init__(self) -> None:
-        self._resolver = aiohttp.ThreadedResolver()
+    async def lookup_started(_: aiohttp.ClientSession, context: SimpleNamespace, params: Any):
+        lookups.add(params.host)
+        if (request := progress(context)) is not None:
+            request.phase = _LOOKING_UP
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        _enter(_LOOKING_UP)
-        addresses = await self._resolver.resolve(host, port, family)
-        _enter(_CONNECTING)
-        return addresses
+    async def cache_hit(_: aiohttp.ClientSession, context: SimpleNamespace, params: Any):
+        if (request := progress(context)) is not None:
+            request.phase, request.host, request.lookups = _LOOKUP_OR_CACHED, params.host, lookups
+            waiting.setdefault(params.host, weakref.WeakSet()).add(request)
 
-    async def close(self) -> None:
-        await self._resolver.close()
+    async def lookup_ended(_: aiohttp.ClientSession, context: SimpleNamespace, params: Any):
+        lookups.discard(params.host)
+        if (request := progress(context)) is not None:
+            request.phase = _CONNECTING
+        for waiter in waiting.pop(params.host, ()):
+            if waiter.phase is _LOOKUP_OR_CACHED:
+                waiter.phase = _CONNECTING
 
+    async def connected(_: aiohttp.ClientSession, context: SimpleNamespace, params: Any):
+        # The request's headers go out at once on a connection.
+        if (request := progress(context)) is not None:
+            request.phase = _WAITING
 
-class _Connector(aiohttp.TCPConnector):
-    """aiohttp's connection pool; a request that has its connection is waiting
-    for an answer (its headers go out at once)."""
-
-    async def connect(self, *args: Any, **kwargs: Any) -> aiohttp.connector.Connection:
-        connection = await super().connect(*args, **kwargs)
-        _enter(_WAITING)
-        return connection
+    # Only the signals that move a phase: each registered one costs every
+    # request an awaited call (docs/performance.md has the canary's cost).
+    tracing = aiohttp.TraceConfig()
+    tracing.on_dns_resolvehost_start.append(lookup_started)
+    tracing.on_dns_cache_hit.append(cache_hit)
+    tracing.on_dns_resolvehost_end.append(lookup_ended)
+    tracing.on_connection_create_end.append(connected)
+    tracing.on_connection_reuseconn.append(connected)
+    tracing.freeze()
+    return tracing
 
 
 class Response:
@@ -193,6 +237,22 @@ def execute_form(config: Mapping[str, Any], environment: bytes | None = None) ->
     return Form(body, f"multipart/form-data; boundary={boundary}")
 
 
+class NotAnObject(ValueError):
+    """A body that is not a JSON object; the message says why, credentials hidden."""
+
+
+def decode_object(content: bytes, secrets: Secrets) -> dict[str, Any]:
+    """``content`` as a JSON object scrubbed of ``secrets``, or NotAnObject. No I/O
+    and no state: a worker process can run it (see offload.py)."""
+    try:
+        doc = json.loads(content)
+    except (ValueError, RecursionError) as error:
+        raise NotAnObject(f"answer is not JSON ({error}): {secrets.excerpt(content)!r}") from None
+    if not isinstance(doc, dict):
+        raise NotAnObject(f"answer is JSON but not an object ({type(doc).__name__})")
+    return secrets.scrub(doc)
+
+
 class Transport:
     """One sandbox server: requests within a deadline, answers under a size cap.
 
@@ -232,17 +292,21 @@ class Transport:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
 
+    @property
+    def secrets(self) -> Secrets:
+        """Our credentials, as documents and messages are scrubbed of them."""
+        return self._secrets
+
     def json_object(self, response: Response) -> dict[str, Any]:
         """The body as a JSON object, scrubbed of our credentials, or SandboxInvalidResponse."""
         try:
-            doc = json.loads(response.content)
-        except (ValueError, RecursionError) as error:
-            what = f"answer is not JSON ({error}): {self._secrets.excerpt(response.content)!r}"
-            raise self.failure(SandboxInvalidResponse, response, what) from None
-        if not isinstance(doc, dict):
-            what = f"answer is JSON but not an object ({type(doc).__name__})"
-            raise self.failure(SandboxInvalidResponse, response, what)
-        return self._secrets.scrub(doc)
+            return decode_object(response.content, self._secrets)
+        except NotAnObject as error:
+            raise self.failure(SandboxInvalidResponse, response, str(error)) from None
+
+    def response_cap(self, path: str) -> int:
+        """The most bytes (decoded) an answer to ``path`` may have."""
+        return self.max_response_bytes
 
     def failure(self, kind: type[SandboxError], response: Response, what: str) -> SandboxError:
         """An exception about the request ``response`` answered, its message redacted."""
@@ -269,7 +333,6 @@ class Transport:
             headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
             headers["Content-Type"] = data.content_type
         progress = _Progress()
-        token = _current.set(progress)
         try:
             async with asyncio.timeout_at(deadline):
                 async with self.session.request(
@@ -280,13 +343,14 @@ class Transport:
                     ssl=self._ssl,
                     timeout=self._timeouts,
                     allow_redirects=False,
+                    trace_request_ctx=progress,
                 ) as response:
                     answer = Response(method, url, response.status, response.headers)
                     progress.response = answer
                     if response.status >= 300:
                         await self._read(response, answer, ERROR_BODY_BYTES, progress, cut=True)
                         raise self._status_error(answer)
-                    declared, limit = response.content_length or 0, self.max_response_bytes
+                    declared, limit = response.content_length or 0, self.response_cap(path)
                     # A HEAD answer declares the size of a body it does not send.
                     if declared > limit and method != "HEAD":
                         what = f"answer of {declared} bytes is over the limit of {limit} bytes"
@@ -316,8 +380,6 @@ class Transport:
             kind, what = SandboxInvalidResponse, f"malformed HTTP answer: {_cause(error)}"
         except (aiohttp.ClientError, OSError, ValueError) as error:
             kind, what = SandboxConnectionError, f"connection failed: {_cause(error)}"
-        finally:
-            _current.reset(token)
         raise self._secrets.failure(kind, method, url, what, progress.response)
 
     def _status_error(self, answer: Response) -> SandboxError:
@@ -358,7 +420,7 @@ def _timeout(budget: float | None, progress: _Progress) -> tuple[type[SandboxErr
     """What a deadline of ``budget`` seconds interrupted."""
     within = seconds_text(None if budget is None else max(budget, 0.0))
     if progress.response is None:
-        kind, what = progress.phase
+        kind, what = progress.current_phase()
         return kind, f"{what} within {within}"
     what = f"answer not complete within {within} ({progress.body_bytes} bytes read)"
     return SandboxReadTimeout, what
@@ -371,6 +433,15 @@ def _cause(error: BaseException, errno_name: bool = True) -> str:
     if errno_name and isinstance(number, int) and number > 0:
         cause = os.strerror(number)
     return cause[:EXCERPT_CHARS]
+
+
+# The document each path answers with, to find its size cap.
+_DOCUMENT_AT = {
+    SPECIFICATIONS_PATH: "specifications",
+    USAGES_PATH: "usages",
+    LIBRARIES_PATH: "libraries",
+    EXECUTE_PATH: "execute",
+}
 
 
 class ProbeTransport(Transport):
@@ -387,6 +458,11 @@ class ProbeTransport(Transport):
             bearer_token=auth.bearer_token.value() if auth.bearer_token else None,
             verify=False if target.tls.insecure_skip_verify else target.tls.ca_file or True,
         )
+        #: The target's size cap per document (vocabulary.DOCUMENTS).
+        self.caps = target.max_response_bytes
+
+    def response_cap(self, path: str) -> int:
+        return self.caps[_DOCUMENT_AT[path]]
 
 
 class Transports:
@@ -402,6 +478,8 @@ class Transports:
         if known is None or not target.same_server(known[0]):
             known = (target, ProbeTransport(target, self._session))
             self._known[target.name] = known
+        # A reload may change the caps alone: no new connections for that.
+        known[1].caps = target.max_response_bytes
         return known[1]
 
     def unlisted(self, target: Target) -> ProbeTransport:

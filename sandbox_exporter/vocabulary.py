@@ -15,6 +15,8 @@ LIBRARIES = "libraries"
 CANARY = "canary"
 #: Every probe kind, in the order pages and reports show them.
 PROBES: tuple[str, ...] = (SPECIFICATIONS, USAGE, LIBRARIES, CANARY)
+#: The documents a server answers the probes with (each has its own size cap).
+DOCUMENTS: tuple[str, ...] = ("specifications", "usages", "libraries", "execute")
 
 
 class Reason(enum.StrEnum):

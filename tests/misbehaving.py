@@ -91,7 +91,7 @@ class Misbehaving:
 
     def _body_drip(self, connection: socket.socket) -> None:
         connection.sendall(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10000\r\n\r\n{"
         )
         while self._wait(DRIP_SECONDS):
             connection.sendall(b" ")
@@ -120,7 +120,7 @@ class Misbehaving:
 
     def _content_length_lie(self, connection: socket.socket) -> None:
         connection.sendall(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{}"
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10000\r\n\r\n{}"
         )
         while self._wait(DRIP_SECONDS):
             pass

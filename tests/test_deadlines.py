@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from dns_server import DNSServer
 from harness import RunningExporter
 from misbehaving import Misbehaving, every_kind
 
@@ -53,9 +52,9 @@ def servers() -> Iterator[dict[str, Misbehaving]]:
         yield started
 
 
-async def _probe(url: str, kind: str, timeout: float):
+async def _probe(url: str, kind: str, timeout: float, dns: DNSServer | None = None):
     target = config_for_url(url).targets[0]
-    async with open_session() as session:
+    async with open_session(None if dns is None else dns.resolver()) as session:
         return await run_probe(kind, ProbeTransport(target, session), target, timeout)
 
 
@@ -80,32 +79,44 @@ def test_the_size_cap_counts_inflated_bytes(servers) -> None:
     assert result.duration_seconds < 20.0
 
 
-def test_a_name_lookup_that_hangs_is_cut_off_too(monkeypatch) -> None:
-    # A resolver that never answers cannot be made on loopback without
-    # changing the machine's resolver configuration, so this one case stands
-    # in for the system's getaddrinfo; everything above it is the real path.
-    released = threading.Event()
-    real = socket.getaddrinfo
-
-    def hanging(host, *args, **kwargs):
-        if host == "lookup-hangs.invalid":
-            released.wait(30)
-            raise socket.gaierror(socket.EAI_NONAME, "released by the test")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", hanging)
-
-    async def probe():
-        try:
-            return await _probe("http://lookup-hangs.invalid:8080/", SPECIFICATIONS, 1.0)
-        finally:
-            released.set()  # let the resolver's thread go before the loop closes
-
-    started = time.monotonic()
-    result = asyncio.run(probe())
+def test_a_name_lookup_that_hangs_is_cut_off_too() -> None:
+    # A DNS server on loopback that reads the query and never answers, asked
+    # by the exporter's own resolver (aiodns): the real path of a lookup.
+    with DNSServer({}, silent={"lookup-hangs.test"}) as dns:
+        started = time.monotonic()
+        result = asyncio.run(_probe("http://lookup-hangs.test:8080/", SPECIFICATIONS, 1.0, dns=dns))
+        assert dns.queries, "the lookup did not reach the DNS server"
     assert result.reason is Reason.TIMEOUT, result.message
-    assert "name lookup" in result.message
+    assert "name lookup not done" in result.message
     assert time.monotonic() - started <= 1.0 + PROMISE + SLACK
+
+
+def test_requests_waiting_for_one_lookup_each_say_it_was_not_done(servers) -> None:
+    """aiohttp looks a name up once for the requests that want it at the same
+    time; each of them was cut waiting for that lookup, and says so. One
+    request after a lookup that worked (its address cached) was connecting."""
+
+    async def run(dns: DNSServer) -> list[str]:
+        targets = [config_for_url(url).targets[0] for url in _HANGING_URLS]
+        backlog = servers["backlog-full"].port
+        cached = config_for_url(f"http://connect-hangs.test:{backlog}/").targets[0]
+        async with open_session(dns.resolver()) as session:
+            runs = [run_probe(SPECIFICATIONS, ProbeTransport(t, session), t, 1.0) for t in targets]
+            results = list(await asyncio.gather(*runs))
+            for _ in range(2):  # a lookup, then the address from the cache
+                transport = ProbeTransport(cached, session)
+                results.append(await run_probe(SPECIFICATIONS, transport, cached, 1.0))
+        return [result.message for result in results]
+
+    with DNSServer({"connect-hangs.test": "127.0.0.1"}, silent={"lookup-hangs.test"}) as dns:
+        messages = asyncio.run(run(dns))
+        assert dns.lookups("lookup-hangs.test") == 1, dns.queries  # one lookup for both
+    assert all("name lookup not done" in m for m in messages[:2]), messages
+    assert all("could not connect within" in m for m in messages[2:]), messages
+
+
+# Two targets on one host name (another port): one lookup serves both.
+_HANGING_URLS = ("http://lookup-hangs.test:8080/", "http://lookup-hangs.test:8080/other/")
 
 
 def test_a_timeout_says_which_step_the_deadline_cut(servers) -> None:

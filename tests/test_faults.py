@@ -32,7 +32,7 @@ from harness import RunningExporter
 from misbehaving import Misbehaving
 
 from sandbox_emulator import Emulator, Fault
-from sandbox_exporter.client import DEFAULT_MAX_RESPONSE_BYTES
+from sandbox_exporter.config.models import DEFAULT_MAX_RESPONSE_BYTES
 from sandbox_exporter.daemon import WORKER_THREADS
 from sandbox_exporter.exporter import Exporter
 from sandbox_exporter.vocabulary import CANARY, PROBES, SPECIFICATIONS
@@ -303,7 +303,7 @@ CASES = [
         "huge-body-streamed",
         SPECIFICATIONS,
         "invalid_response",
-        f"over the limit of {DEFAULT_MAX_RESPONSE_BYTES} bytes",
+        f"over the limit of {DEFAULT_MAX_RESPONSE_BYTES['specifications']} bytes",
         server="huge",
     ),
     Case(

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from .models import DEFAULT_INTERVALS as DEFAULT_INTERVALS
 from .models import Canary as Canary
 from .models import Config, Defaults, Target
+from .models import Expectations as Expectations
 from .problems import ConfigError, Problem, problems_of, render
 from .rules import check, duplicate_names, resolve_defaults, resolve_target
 from .sharing import share_equal_settings

@@ -131,6 +131,52 @@ Duration = Annotated[
 ]
 
 
+_BYTE_UNITS = {"": 1, "B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
+_BYTES = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB)?")
+# More than any document a probe reads, and still a size to hold in memory.
+_MAX_BYTES = 2**30
+
+
+def parse_bytes(value: str | int) -> int:
+    """A size in bytes: a whole number, or one with a binary unit (``64KiB``,
+    ``4MiB``, ``1GiB``), from 1 byte to 1 GiB; else :class:`ValueError`."""
+    count = None
+    if isinstance(value, str) and (written := _BYTES.fullmatch(value.strip())):
+        count = int(written[1]) * _BYTE_UNITS[written[2] or ""]
+    elif isinstance(value, int) and not isinstance(value, bool):
+        count = value
+    if count is None or not 0 < count <= _MAX_BYTES:
+        raise ValueError(
+            f"invalid size: {describe(value)} (use a number of bytes, or e.g. 64KiB, 4MiB: "
+            "units B KiB MiB GiB; from 1 byte to 1GiB)"
+        )
+    return count
+
+
+def format_bytes(count: int) -> str:
+    """The shortest exact way to write ``count`` bytes: 65536 -> ``"64KiB"``."""
+    for unit in ("GiB", "MiB", "KiB"):
+        if count % _BYTE_UNITS[unit] == 0:
+            return f"{count // _BYTE_UNITS[unit]}{unit}"
+    return f"{count}B"
+
+
+#: A number of bytes, > 0, written as a number or with a binary unit (``64KiB``).
+ByteCount = Annotated[
+    int,
+    PlainValidator(parse_bytes),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*\d+\s*(B|KiB|MiB|GiB)?\s*$"},
+                {"type": "integer", "exclusiveMinimum": 0},
+            ],
+            "examples": ["64KiB", "4MiB", 1048576],
+        }
+    ),
+]
+
+
 def _url(text: str) -> str:
     """The base URL, ending with ``/``; never echoed if it holds credentials."""
     text = _not_blank(text).strip()

@@ -25,8 +25,9 @@ from pydantic import (
 )
 
 from ..expectations import FrozenDict, Matcher
-from ..vocabulary import LANGUAGE_ALIASES, LANGUAGES, PACKAGE_KINDS, PROBES
+from ..vocabulary import DOCUMENTS, LANGUAGE_ALIASES, LANGUAGES, PACKAGE_KINDS, PROBES
 from .fields import (
+    ByteCount,
     Duration,
     FrozenMapping,
     HeaderName,
@@ -348,6 +349,18 @@ DEFAULT_TIMEOUTS = FrozenDict(specifications=10.0, usage=10.0, libraries=60.0, c
 DEFAULT_CANARY_MIN_INTERVAL = 10.0
 PerProbe = Annotated[Mapping[Literal[PROBES], Duration], FrozenMapping]  # type: ignore[valid-type]
 
+# Why these numbers: the real servers' documents are about 1 KB
+# (specifications, usages), 0.3-1 KB (a canary's execute answer) and 2 KB to a
+# few hundred KB (libraries: dpkg, pip, cpan and ldconfig lists). Each cap
+# leaves at least ten times that, and the caps of the documents parsed on the
+# event loop keep their parsing to a few milliseconds whatever a server puts
+# in them (docs/reliability.md has the measurements; libraries answers past
+# a few hundred KB are parsed in a separate process).
+DEFAULT_MAX_RESPONSE_BYTES = FrozenDict(
+    specifications=64 * 2**10, usages=64 * 2**10, libraries=4 * 2**20, execute=256 * 2**10
+)
+PerDocument = Annotated[Mapping[Literal[DOCUMENTS], ByteCount], FrozenMapping]  # type: ignore[valid-type]
+
 
 class Probing(Section):
     """How a target is probed: what ``defaults`` sets for every target."""
@@ -371,6 +384,9 @@ class Probing(Section):
     canary_min_interval: Duration = DEFAULT_CANARY_MIN_INTERVAL
     """Least time between two canary runs that /probe starts (each takes a container);
     inside it /probe answers with the last result."""
+    max_response_bytes: PerDocument = DEFAULT_MAX_RESPONSE_BYTES
+    """Largest answer accepted per document (specifications, usages, libraries, execute), in
+    bytes or e.g. 64KiB, 4MiB, counted decompressed; merged key by key with defaults."""
 
 
 class Defaults(Probing):
@@ -458,15 +474,20 @@ class Config(Section):
 
     def target(self, name: str) -> Target | None:
         # Every probe result and /probe request looks its target up: a scan
-        # would make each cost grow with the number of targets. The index is
-        # kept the way functools.cached_property keeps a value (which
-        # pydantic leaves out of equality), and checked against `targets`
-        # by identity, since model_copy carries it over to a copy with other
-        # targets.
-        index = self.__dict__.get("_target_index")
-        if index is None or index[0] is not self.targets:
-            index = self.__dict__["_target_index"] = (
-                self.targets,
-                {target.name: target for target in self.targets},
-            )
-        return index[1].get(name)
+        # would make each cost grow with the number of targets.
+        entry = _TARGET_INDEXES.get(id(self.targets))
+        if entry is None or entry[0] is not self.targets:
+            if len(_TARGET_INDEXES) >= _INDEXES_KEPT:
+                del _TARGET_INDEXES[next(iter(_TARGET_INDEXES))]
+            index = {target.name: target for target in self.targets}
+            entry = _TARGET_INDEXES[id(self.targets)] = (self.targets, index)
+        return entry[1].get(name)
+
+
+# The name index of the targets of the last few configurations, beside the
+# models: a pydantic private attribute takes part in the model's equality (an
+# indexed configuration would differ from an equal one not yet indexed), and
+# a frozen model has no other place for it. Keyed by the id of the targets'
+# tuple and checked by identity, since model_copy shares or replaces it.
+_TARGET_INDEXES: dict[int, tuple[tuple[Target, ...], dict[str, Target]]] = {}
+_INDEXES_KEPT = 4

@@ -1,9 +1,9 @@
 """What a target gets from ``defaults``, and the timing rules it must then obey.
 
 Merging, one rule for everything: a target's ``intervals``, ``timeouts``,
-``thresholds``, ``severities`` and ``tls`` override ``defaults`` key by key;
-its ``canaries`` list, ``expect`` block and single values such as
-``canary_min_interval`` replace the defaults' as a whole (so
+``thresholds``, ``severities``, ``tls`` and ``max_response_bytes`` override
+``defaults`` key by key; its ``canaries`` list, ``expect`` block and single
+values such as ``canary_min_interval`` replace the defaults' as a whole (so
 ``expect: {}`` drops expectations it does not share; YAML anchors reuse blocks).
 
 Timeouts, one rule too: a value written that cannot be honoured is an error (a
@@ -27,7 +27,7 @@ from .models import DEFAULT_CANARY_TIMEOUT, Canary, Defaults, Probing, Target
 from .problems import Location, Problem
 
 P = TypeVar("P", bound=Probing)
-_MERGED = ("intervals", "timeouts", "thresholds", "severities", "tls")
+_MERGED = ("intervals", "timeouts", "thresholds", "severities", "tls", "max_response_bytes")
 _REPLACED = ("canaries", "expect", "canary_min_interval")
 
 

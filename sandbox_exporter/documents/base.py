@@ -34,7 +34,12 @@ class InvalidDocument(ValueError):
 
     def __init__(self, path: str, problem: str) -> None:
         self.path = path
+        self.problem = problem
         super().__init__(f"{path or 'document'}: {problem}")
+
+    def __reduce__(self) -> tuple[type[InvalidDocument], tuple[str, str]]:
+        # Raised in the parsing worker process too (offload.py), and pickled back.
+        return type(self), (self.path, self.problem)
 
 
 class Document(BaseModel):
