@@ -33,8 +33,8 @@ __all__ = [
 ]
 
 # Each directive is what the pages use, nothing more. style-src: the pages
-# carry their CSS in one <style> element and the history charts may use style
-# attributes, so inline styles are allowed and no stylesheet from anywhere.
+# carry their CSS in one <style> element and may use style attributes, so
+# inline styles are allowed, and no stylesheet from anywhere.
 # No img-src: an injected <img src="probe?..."> would be a GET the browser
 # sends on its own. form-action: "probe now" posts to this server only.
 PAGE_POLICY = "; ".join(
