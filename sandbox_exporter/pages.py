@@ -25,6 +25,13 @@ from .vocabulary import CANARY, LIBRARIES, PROBES, USAGE
 DEFAULT_REFRESH_SECONDS = 10
 _MAX_REFRESH_SECONDS = 3600
 
+#: Where the "probe now" buttons post (relative, as every link here), and
+#: their fields: the target's name, and the refresh the page it returns to keeps.
+PROBE_NOW_ACTION = "probe-now"
+PROBE_NOW_TARGET = "target"
+PROBE_NOW_REFRESH = "refresh"
+_PROBE_NOW_FORM = "probe-now"  # the id of the target page's form
+
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#1f2328;max-width:90em}
 h1{font-size:1.5em;margin:0 0 .3em}h2{font-size:1.15em;margin:1.5em 0 .4em}
@@ -37,6 +44,8 @@ td.t{white-space:nowrap}ul.problems{margin:0;padding-left:1.1em}ul.problems li{m
 font-size:.85em}.b-OK{background:#1a7f37}.b-WARNING{background:#9a6700}
 .b-CRITICAL{background:#cf222e}.b-UNKNOWN,.b-PENDING{background:#6e7781}
 pre{padding:.8em;overflow-x:auto;white-space:pre-wrap;word-break:break-all}.bar{margin:.3em 0}
+form.now{display:inline;margin:0}.now button,button.now{font:inherit;color:#0969da;border:0;
+background:none;padding:0;text-decoration:underline;cursor:pointer}
 """
 
 
@@ -89,7 +98,6 @@ def target_page(
     history (newest first) and what its last `/probe?debug=true` showed."""
     now = time.time() if now is None else now
     verdict = _verdict(snapshot, target)
-    probe_now = f"probe?target={quote(target.name, safe='')}&debug=true"
     back = "./" + _refresh_query(refresh, "?")
     labels = ", ".join(f"{k}={v}" for k, v in sorted(target.labels.items()))
     parts = [
@@ -97,7 +105,7 @@ def target_page(
         f"<h1>{_badge(verdict)} {escape(target.name)}</h1>",
         f"<p>{escape(shown_url(target.url))}"
         + (f" · labels: {escape(labels)}" if labels else "")
-        + f' · <a href="{escape(probe_now)}">probe now (debug)</a> · '
+        + f" · {_probe_now_button('probe now (debug)')} · "
         + _refresh_control(target_link(target.name), refresh, "&")
         + "</p>",
         "<h2>Problems</h2>",
@@ -108,10 +116,30 @@ def target_page(
         _expectations(verdict.results.get(LIBRARIES)),
         _history(history, now),
         "<h2>Last /probe?debug=true</h2>",
-        _debug(history, probe_now, now),
+        _debug(history, _probe_now_button("run one now"), now),
+        probe_now_form(target.name, refresh, form_id=_PROBE_NOW_FORM),
         f'<p class="muted">Page made at {_clock(now, now)}.</p>',
     ]
     return _page(f"{target.name} · Sandbox Exporter", "\n".join(p for p in parts if p), refresh)
+
+
+def probe_now_form(name: str, refresh: int | None, *, label: str = "", form_id: str = "") -> str:
+    """A form that probes target `name` now, as `/probe?debug=true` does, and
+    shows the report on its page: with its button (`label`), or empty, with an
+    `id` for buttons elsewhere (a form may not sit inside a <p>). It POSTs,
+    never a link: a plain GET (a prefetch, a crawler, another site's <img>)
+    must not start probes."""
+    fields = f'<input type="hidden" name="{PROBE_NOW_TARGET}" value="{escape(name)}">'
+    if refresh:
+        fields += f'<input type="hidden" name="{PROBE_NOW_REFRESH}" value="{refresh}">'
+    button = f'<button type="submit">{escape(label)}</button>' if label else ""
+    ident = f' id="{escape(form_id)}"' if form_id else ""
+    action = f'method="post" action="{PROBE_NOW_ACTION}"'
+    return f'<form{ident} class="now" {action}>{fields}{button}</form>'
+
+
+def _probe_now_button(label: str) -> str:
+    return f'<button class="now" type="submit" form="{_PROBE_NOW_FORM}">{escape(label)}</button>'
 
 
 def shown_url(url: str) -> str:
@@ -173,13 +201,12 @@ def _landing_row(
             f'<td class="{_outcome_css(result.success, outcome)}">{escape(label)} '
             f"<small>{_ago(now - result.started_at)} ago</small></td>"
         )
-    probe_link = f"probe?target={quote(name, safe='')}&debug=true"
     return (
         f"<tr><td>{_badge(verdict)}</td>"
         f'<td><a href="{escape(target_link(name, refresh))}">{escape(name)}</a><br>'
         f"<small>{escape(shown_url(target.url))}</small></td>"
         f"<td>{problems}</td>{''.join(cells)}"
-        f'<td><a href="{escape(probe_link)}">probe now</a></td></tr>'
+        f"<td>{probe_now_form(name, refresh, label='probe now')}</td></tr>"
     )
 
 
@@ -281,8 +308,8 @@ def _history(history: TargetHistory, now: float) -> str:
     return title + _table(("time", "probe", "duration", "outcome", "message"), rows)
 
 
-def _debug(history: TargetHistory, probe_now: str, now: float) -> str:
-    run = f'<a href="{escape(probe_now)}">run one now</a> (probes the target)'
+def _debug(history: TargetHistory, run_button: str, now: float) -> str:
+    run = f"{run_button} (probes the target)"
     if history.debug is None:
         return f"<p>None since the exporter started; {run}.</p>"
     at = _clock(history.debug.at, now)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
@@ -27,7 +27,8 @@ from prometheus_client.process_collector import ProcessCollector
 
 from . import collector, pages
 from .basic_auth import PasswordCheck, basic_credentials
-from .exporter import Exporter, Refusal, UnknownTarget
+from .browser_guard import cross_site_refusal, headers_for
+from .exporter import Exporter, OnDemandProbe, Refusal, UnknownTarget
 from .vocabulary import PROBES
 from .webconfig import WebConfig
 
@@ -154,30 +155,40 @@ class Routes:
             outcome = await self.exporter.probe_now(requested, budget, probes)
         except UnknownTarget as error:
             return _text(_REFUSAL_STATUS[error.refusal], f"{error}\n")
-        # Only the probes asked for: jobs that split a target's probes between
-        # them (`probe=canary` every 15 s, `probe=libraries` hourly) must not
-        # each return, and store, the same series.
-        probes = PROBES if probes is None else probes
-        lines = collector.render(
-            outcome.state.snapshot(outcome.target, probes),
-            [outcome.target],
-            exporter_metrics=False,
-            probes=probes,
-        )
+        lines = _probe_lines(outcome, PROBES if probes is None else probes)
         if not debug:
             return await self._render(
                 request, lambda openmetrics: lines.text(openmetrics, end=True), on_loop=True
             )
-        report = [f"Probes of target {outcome.target.name} (budget {budget:.1f}s):", ""]
-        for result in outcome.results:
-            status = "ok" if result.success else f"FAILED ({result.reason.value})"
-            report.append(
-                f"- {result.probe}: {status} in {result.duration_seconds:.3f}s: {result.message}"
-            )
-        report += ["", "Metrics that would have been returned:", "", lines.text()]
-        body = "\n".join(report).encode()
-        outcome.state.record_debug(outcome.target.name, body.decode())
-        return web.Response(body=body, content_type="text/plain", charset="utf-8")
+        report = _debug_report(outcome, budget, lines.text())
+        return web.Response(body=report.encode(), content_type="text/plain", charset="utf-8")
+
+    async def probe_now(self, request: web.Request) -> web.StreamResponse:
+        """The pages' "probe now" button: what `/probe?target=NAME&debug=true`
+        does, then back to the target's page, where the report shows. A POST,
+        so that nothing a plain GET can trigger (a link, a prefetch, an
+        injected image) starts probes."""
+        form = await request.post()
+        name = form.get(pages.PROBE_NOW_TARGET)
+        if not isinstance(name, str) or not name:
+            return _text(400, f"the {pages.PROBE_NOW_TARGET!r} form field is missing\n")
+        state = self.exporter.state
+        # Configured targets only: a URL has no page to show its report on.
+        if state.config is None or state.config.target(name) is None:
+            return _text(404, f"unknown target {name!r}: not in the configuration\n")
+        budget = DEFAULT_PROBE_BUDGET_SECONDS
+        try:
+            outcome = await self.exporter.probe_now(name, budget)
+        except UnknownTarget as error:
+            return _text(_REFUSAL_STATUS[error.refusal], f"{error}\n")
+        _debug_report(outcome, budget, _probe_lines(outcome, PROBES).text())
+        refresh = pages.parse_refresh(_form_value(form, pages.PROBE_NOW_REFRESH))
+        # 303: the browser shows the page with a GET, and reloading it does not probe again.
+        return web.Response(
+            status=303,
+            text="probed; the report is on the target's page\n",
+            headers={"Location": pages.target_link(name, refresh)},
+        )
 
     async def landing(self, request: web.Request) -> web.StreamResponse:
         refresh = pages.parse_refresh(_query_value(request, "refresh"))
@@ -196,6 +207,37 @@ class Routes:
         refresh = pages.parse_refresh(_query_value(request, "refresh"))
         page = pages.target_page(snapshot, target, state.history(name), refresh=refresh)
         return web.Response(text=page, content_type="text/html")
+
+
+def _probe_lines(outcome: OnDemandProbe, probes: Sequence[str]) -> collector.Lines:
+    # Only the probes asked for: jobs that split a target's probes between
+    # them (`probe=canary` every 15 s, `probe=libraries` hourly) must not
+    # each return, and store, the same series.
+    return collector.render(
+        outcome.state.snapshot(outcome.target, probes),
+        [outcome.target],
+        exporter_metrics=False,
+        probes=probes,
+    )
+
+
+def _debug_report(outcome: OnDemandProbe, budget: float, metrics: str) -> str:
+    """What `/probe?debug=true` answers, kept as the target's last debug report."""
+    report = [f"Probes of target {outcome.target.name} (budget {budget:.1f}s):", ""]
+    for result in outcome.results:
+        status = "ok" if result.success else f"FAILED ({result.reason.value})"
+        report.append(
+            f"- {result.probe}: {status} in {result.duration_seconds:.3f}s: {result.message}"
+        )
+    report += ["", "Metrics that would have been returned:", "", metrics]
+    text = "\n".join(report)
+    outcome.state.record_debug(outcome.target.name, text)
+    return text
+
+
+def _form_value(form: Mapping[str, object], key: str) -> str | None:
+    value = form.get(key)
+    return value if isinstance(value, str) else None
 
 
 def _query_value(request: web.Request, key: str) -> str | None:
@@ -222,6 +264,22 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _text(500, "internal error\n")
 
 
+@web.middleware
+async def _same_site(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Another site's form or script may not change anything here (see browser_guard)."""
+    refusal = cross_site_refusal(request.method, request.headers, request.host)
+    if refusal is None:
+        return await handler(request)
+    log.debug("refused %s %s: %s", request.method, request.path, refusal)
+    return _text(403, refusal + "\n")
+
+
+async def _answer_headers(request: web.Request, response: web.StreamResponse) -> None:
+    # A signal rather than a middleware: it also reaches streamed answers
+    # and the answers aiohttp makes of raised HTTP errors.
+    response.headers.update(headers_for(response.content_type))
+
+
 def _basic_auth(check: PasswordCheck, worker: ThreadPoolExecutor):
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -245,16 +303,19 @@ def _basic_auth(check: PasswordCheck, worker: ThreadPoolExecutor):
 
 
 def build_app(routes: Routes, web_config: WebConfig | None = None) -> web.Application:
-    middlewares = [_errors]
+    # Cross-site refusals before the password check: no bcrypt work for them.
+    middlewares = [_errors, _same_site]
     if web_config is not None and web_config.basic_auth_users:
         # bcrypt on one thread: a burst of bad passwords cannot take every core.
         worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bcrypt")
         middlewares.append(_basic_auth(PasswordCheck(web_config.basic_auth_users), worker))
     app = web.Application(middlewares=middlewares, client_max_size=64 * 1024)
+    app.on_response_prepare.append(_answer_headers)
     app.router.add_get("/", routes.landing)
     app.router.add_get("/target", routes.target)
     app.router.add_get("/metrics", routes.metrics)
     app.router.add_get("/probe", routes.probe)
+    app.router.add_post("/" + pages.PROBE_NOW_ACTION, routes.probe_now)
     app.router.add_get("/-/healthy", routes.healthy)
     app.router.add_get("/-/ready", routes.ready)
     app.router.add_post("/-/reload", routes.reload)

@@ -403,7 +403,7 @@ def test_health_readiness_and_landing_page(running):
     running.wait_for_all_probes()
     page = requests.get(running.url, timeout=10)
     assert page.headers["Content-Type"].startswith("text/html")
-    for text in ("old", "new", "metrics", "probe?target=new"):
+    for text in ("old", "new", "metrics", 'name="target" value="new"'):
         assert text in page.text
     # java >=17 and no-such-command are missed on both sandboxes.
     assert page.text.count("2 expectations missed") == 2

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from browser import HEADLESS_FLAGS, chromium
 from harness import ExporterProcess
 
 from sandbox_emulator import Emulator
@@ -463,36 +463,29 @@ def test_missed_expectations_are_the_unmet_outcomes():
 
 # -------------------------------------------- a running exporter, a browser
 
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",  # tests run as root
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
-
-
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail("chromium is not on PATH; scripts/test installs Debian's chromium package")
-
 
 def dump_dom(url: str, profile: Path) -> str:
-    """The DOM as Chromium built it from the page, serialised."""
+    """The DOM as Chromium built it from the page, serialised; the page's
+    console must report no Content-Security-Policy violation."""
     done = subprocess.run(
-        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
+        [
+            chromium(),
+            *HEADLESS_FLAGS,
+            # The console on stderr: where Chromium reports a blocked style.
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--user-data-dir={profile}",
+            "--dump-dom",
+            url,
+        ],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "<body" in done.stdout, done.stderr[-2000:]
+    violations = [line for line in done.stderr.splitlines() if "Content Security Policy" in line]
+    assert violations == []
     return done.stdout
 
 
