@@ -2,7 +2,7 @@
 icinga2-bin) and `nagios4` (nagios4-core), each on a minimal main
 configuration of a temporary directory, never /etc or a system service.
 
-- `Icinga(directory)`: `icinga2.conf` in the directory, every path Icinga
+- `Icinga(directory)`: `icinga2.conf` in the directory (or another), every path Icinga
   writes (cache, logs, spool, state, pid) under it and the checks run as the
   current user (root in CI: Icinga otherwise drops to user nagios), so that
   `validate()` and `start()` work for root and for anyone else;
@@ -40,12 +40,13 @@ def system_binary(name: str, package: str) -> str:
 
 
 class Icinga:
-    """Icinga 2 on `directory/icinga2.conf` (written by the caller)."""
+    """Icinga 2 on `config` (`directory/icinga2.conf` unless given; the caller
+    writes it), writing under `directory`."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, config: Path | None = None) -> None:
         self.binary = system_binary("icinga2", "icinga2-bin")
         self.directory = directory
-        self.config = directory / "icinga2.conf"
+        self.config = config or directory / "icinga2.conf"
         self.log_path = directory / "icinga2.out"
         self.process: subprocess.Popen[bytes] | None = None
 
