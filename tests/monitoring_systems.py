@@ -2,13 +2,16 @@
 icinga2-bin) and `nagios4` (nagios4-core), each on a minimal main
 configuration of a temporary directory, never /etc or a system service.
 
-- `Icinga(directory)`: `icinga2.conf` in the directory (or another), every path Icinga
-  writes (cache, logs, spool, state, pid) under it and the checks run as the
-  current user (root in CI: Icinga otherwise drops to user nagios), so that
-  `validate()` and `start()` work for root and for anyone else;
+- `Icinga(directory)`: `icinga2.conf` in the directory (or another), every
+  path Icinga writes (cache, logs, spool, state, pid) under it and the checks
+  run as the current user (root in CI: Icinga otherwise drops to user
+  nagios), so that `validate()` and `start()` work for root and for anyone
+  else;
 - `nagios_main_config(directory, ...)`: a nagios.cfg reading the given object
   files and the objects a stock installation defines (24x7, generic-service,
-  linux-server), with its files under the directory.
+  linux-server), with its files under the directory and the checks run as
+  the current user; `nagios_verify()` is `nagios4 -v` on it, `Nagios(main)`
+  runs it.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import grp
 import json
 import os
 import pwd
+import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,9 +161,13 @@ define host {
 
 
 def nagios_main_config(
-    directory: Path, object_files: Sequence[Path] = (), object_dirs: Sequence[Path] = ()
+    directory: Path,
+    object_files: Sequence[Path] = (),
+    object_dirs: Sequence[Path] = (),
+    settings: Mapping[str, str | int] | None = None,
 ) -> Path:
-    """`directory/nagios.cfg`, with the stock objects and the given ones."""
+    """`directory/nagios.cfg`, with the stock objects and the given ones
+    (and `settings`, e.g. interval_length)."""
     stock = directory / "stock-objects.cfg"
     stock.write_text(NAGIOS_STOCK_OBJECTS)
     lines = [f"cfg_file={path}" for path in (stock, *object_files)]
@@ -175,6 +183,7 @@ def nagios_main_config(
         "command_file": "nagios.cmd",
         "lock_file": "nagios.pid",
         "temp_file": "nagios.tmp",
+        "query_socket": "nagios.qh",
     }.items():
         lines.append(f"{key}={state / name}")
     lines += [f"temp_path={state}", f"check_result_path={state}"]
@@ -184,6 +193,7 @@ def nagios_main_config(
         # Debian's value: what the reader's Nagios strips from macro output.
         "illegal_macro_output_chars=`~$&|'\"<>",
     ]
+    lines += [f"{key}={value}" for key, value in (settings or {}).items()]
     main = directory / "nagios.cfg"
     main.write_text("\n".join(lines) + "\n")
     return main
@@ -213,3 +223,53 @@ def icinga_state(path: Path) -> dict[str, dict[str, Any]]:
         objects[record["name"]] = record["update"]
         position = colon + 1 + length + 1  # the trailing comma
     return objects
+
+
+class Nagios:
+    """Nagios 4 running `main_config` (see nagios_main_config); what it knows of
+    its services comes from its status file, rewritten every
+    status_update_interval."""
+
+    def __init__(self, main_config: Path) -> None:
+        self.binary = nagios_binary()
+        self.main_config = main_config
+        self.directory = main_config.parent
+        self.log_path = self.directory / "nagios.out"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [self.binary, str(self.main_config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop(self) -> None:
+        """SIGTERM (Nagios stops its workers and exits), SIGKILL after a bound."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+
+    def services(self) -> dict[tuple[str, str], dict[str, str]]:
+        """Each service's status (current_state, plugin_output, performance_data...)
+        by (host, description); empty before the first status file."""
+        path = self.directory / "var" / "status.dat"
+        if not path.is_file():
+            return {}
+        found = {}
+        for block in path.read_text(errors="replace").split("servicestatus {")[1:]:
+            fields = dict(re.findall(r"^\t(\w+)=(.*)$", block.split("\t}")[0], re.MULTILINE))
+            found[(fields["host_name"], fields["service_description"])] = fields
+        return found
+
+    def log(self) -> str:
+        parts = [self.log_path, self.directory / "var" / "nagios.log"]
+        return "\n".join(p.read_text(errors="replace") for p in parts if p.is_file())

@@ -2,12 +2,15 @@
 
 Icinga 2 validates the shipped CheckCommand and apply rule (`icinga2 daemon
 -C`), then runs them: two hosts name an emulated sandbox each (one healthy,
-one whose canary fails, one by URL, one by target name of a configuration),
-Icinga checks both with `sandbox-exporter --once` and hands the results to
-its GraphiteWriter, whose lines a listener of this test reads on loopback:
-the states and the perfdata as Icinga parsed them. Nagios 4 validates the
-shipped commands and service (`nagios4 -v`). Everything runs in the test's
-temporary directory (see monitoring_systems.py).
+by URL; one whose canary fails, by target name of a configuration), Icinga
+checks both with `sandbox-exporter --once` and hands the results to its
+GraphiteWriter, whose lines a listener of this test reads on loopback (the
+states and the perfdata as Icinga parsed them); its state file then shows
+the command lines it ran and the raw perfdata. Nagios 4 validates the
+shipped commands and service (`nagios4 -v`), then runs both commands (by
+target name and by URL) against two emulated sandboxes, read from its status
+file. Everything runs in the test's temporary directory (see
+monitoring_systems.py), as root or not.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import perfdata_format
 import pytest
-from monitoring_systems import Icinga, icinga_state
+from monitoring_systems import Icinga, Nagios, icinga_state, nagios_main_config, nagios_verify
 
 from sandbox_emulator import Fault
 
@@ -36,6 +39,9 @@ NAGIOS_DEFINITIONS = [
     REPO / "deploy" / "nagios" / f for f in ("sandbox-exporter.cfg", "sandbox-service.cfg")
 ]
 SANDBOX_EXPORTER = str(Path(sys.executable).parent / "sandbox-exporter")
+# Where the shipped files expect the program and its configuration.
+OPT_BINARY = "/opt/sandbox-exporter/bin/sandbox-exporter"
+ETC_CONFIG = "/etc/sandbox-exporter/config.yml"
 # Icinga's GraphiteWriter names a service's series after host, service and command.
 SERIES_PREFIX = "icinga2.{host}.services.sandbox.sandbox-exporter."
 # Both checks, each its own --once within CHECK_TIMEOUT_SECONDS, plus Icinga's start.
@@ -257,4 +263,92 @@ def test_icinga2_runs_the_check_and_reads_states_and_perfdata(
     assert "invalid perfdata" not in log.lower(), log
     assert "invalid performance data" not in log.lower(), log
     assert "Icinga has shut down" in log
+    assert time.monotonic() - started < 60
+
+
+def nagios_host(directory: Path, **variables: str) -> Path:
+    lines = "".join(f"    _{k.upper()}    {v}\n" for k, v in variables.items())
+    path = directory / "hosts.cfg"
+    path.write_text(
+        "define host {\n    use    linux-server\n    host_name    pl-sandbox-1\n"
+        f"    address    127.0.0.1\n    hostgroups    sandboxes\n{lines}}}\n"
+    )
+    return path
+
+
+def test_nagios_validates_the_shipped_definitions(tmp_path: Path) -> None:
+    host = nagios_host(tmp_path, sandbox_target="pl sandbox 1")
+    done = nagios_verify(nagios_main_config(tmp_path, [*NAGIOS_DEFINITIONS, host]))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Total Errors:   0" in done.stdout
+    assert "Checked 1 services." in done.stdout
+    assert "Checked 4 commands." in done.stdout  # the two of the file, two stock ones
+
+
+def test_nagios_refuses_the_service_without_its_commands(tmp_path: Path) -> None:
+    # Guard: the validation above can fail.
+    host = nagios_host(tmp_path, sandbox_target="pl sandbox 1")
+    done = nagios_verify(nagios_main_config(tmp_path, [NAGIOS_DEFINITIONS[1], host]))
+    assert done.returncode != 0
+    assert "sandbox-exporter" in done.stdout
+
+
+@pytest.mark.timeout(90)
+def test_nagios_runs_both_commands_and_reads_states_and_perfdata(tmp_path: Path, make_emulator):
+    healthy, failing = make_emulator(api=3), make_emulator(api=2)
+    failing.set_fault("execute", Fault(status=500))
+    config = tmp_path / "sandbox-exporter.yml"
+    config.write_text(f"targets:\n  - name: pl sandbox\n    url: {json.dumps(healthy.url)}\n")
+    # The shipped files with this machine's paths, as their comments say to adapt them.
+    copies = []
+    for shipped in NAGIOS_DEFINITIONS:
+        text = shipped.read_text().replace(
+            "/opt/sandbox-exporter/bin/sandbox-exporter", SANDBOX_EXPORTER
+        )
+        copies.append(tmp_path / shipped.name)
+        copies[-1].write_text(text.replace("/etc/sandbox-exporter/config.yml", str(config)))
+    # The healthy sandbox through the shipped hostgroup service (a target name
+    # with a space); the failing one by URL, with its own service, as the guide says.
+    hosts = tmp_path / "hosts.cfg"
+    hosts.write_text(
+        "define host {\n    use linux-server\n    host_name healthy\n    address 127.0.0.1\n"
+        "    hostgroups sandboxes\n    _SANDBOX_TARGET pl sandbox\n}\n"
+        "define host {\n    use linux-server\n    host_name failing\n    address 127.0.0.1\n"
+        f"    _SANDBOX_URL {failing.url}\n}}\n"
+        "define service {\n    use sandbox-exporter,generic-service\n    host_name failing\n"
+        "    service_description sandbox\n    check_command check_sandbox_url\n"
+        f"    _SANDBOX_TIMEOUT {CHECK_TIMEOUT_SECONDS}\n}}\n"
+    )
+    # interval_length 1: the template's check_interval of 1 becomes a second,
+    # so the first checks come at once (the host checks are not wanted).
+    settings = {"interval_length": 1, "status_update_interval": 1, "execute_host_checks": 0}
+    nagios = Nagios(nagios_main_config(tmp_path, [*copies, hosts], settings=settings))
+    started = time.monotonic()
+    nagios.start()
+    keys = {("healthy", "sandbox"), ("failing", "sandbox")}
+
+    def checked() -> dict | None:
+        services = nagios.services()
+        done = all(services.get(k, {}).get("plugin_output", "").startswith("SANDBOX") for k in keys)
+        return services if done else None
+
+    try:
+        # Read while it runs: Nagios deletes its status file when it stops.
+        services = wait_until(checked, timeout=RESULTS_TIMEOUT_SECONDS, interval=0.2)
+    except AssertionError:
+        pytest.fail(f"results missing: {nagios.services()}\n{nagios.log()[-3000:]}")
+    finally:
+        nagios.stop()
+    ok, critical = services[("healthy", "sandbox")], services[("failing", "sandbox")]
+    assert ok["current_state"] == "0", ok
+    assert ok["plugin_output"] == "SANDBOX OK - 1 ok of 1 target"
+    items = perfdata_format.parse(ok["performance_data"])
+    assert list(items) == ["pl sandbox_load", "pl sandbox_canary_shell"]
+    assert items["pl sandbox_load"] == perfdata_format.Item(
+        "pl sandbox_load", 0, "%", 80, None, 0, 100
+    )
+    assert critical["current_state"] == "2", critical
+    assert "canary failing (http_status)" in critical["plugin_output"]
+    host = failing.url.split("/")[2]
+    assert list(perfdata_format.parse(critical["performance_data"])) == [f"{host}_load"]
     assert time.monotonic() - started < 60
