@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 
+from . import plugin_output
 from .config import Config, Target
 from .health import Status, TargetVerdict, healthy_summary, judge
 from .probes import ProbeResult, run_probe
@@ -78,10 +79,6 @@ def overall(verdicts: list[TargetVerdict]) -> Status:
     return max((v.status for v in verdicts), default=Status.UNKNOWN)
 
 
-def _perf_label(text: str) -> str:
-    return "'" + text.replace("'", "") + "'"
-
-
 def render_text(verdicts: list[TargetVerdict]) -> str:
     status = overall(verdicts)
     if not verdicts:
@@ -97,27 +94,16 @@ def render_text(verdicts: list[TargetVerdict]) -> str:
         )
         if len(bad) > 3:
             summary += f"; and {len(bad) - 3} more"
-    perfdata = []
-    for v in verdicts:
-        name = v.target.name
-        if v.load_ratio is not None:
-            t = v.target.thresholds
-            critical = "" if t.load_critical is None else f"{t.load_critical:g}"
-            label = _perf_label(f"{name}_load")
-            perfdata.append(f"{label}={v.load_ratio:.3f};{t.load_warning:g};{critical};0;1")
-        canary = v.results.get(CANARY)
-        if canary is not None and isinstance(canary.data, tuple):
-            for c in canary.data:
-                if c.round_trip_seconds is not None:
-                    label = _perf_label(f"{name}_canary_{c.name}")
-                    perfdata.append(f"{label}={c.round_trip_seconds:.4f}s;;;0")
-    lines = [
-        f"SANDBOX {status.name} - {summary}" + (" | " + " ".join(perfdata) if perfdata else "")
-    ]
+    perfdata = " ".join(map(str, plugin_output.perfdata(verdicts)))
+    lines = [f"SANDBOX {status.name} - {summary}"]
     for v in verdicts:
         detail = "; ".join(map(str, v.problems)) if v.problems else healthy_summary(v)
         lines.append(f"[{v.status.name}] {v.target.name}: {detail}")
-    return "\n".join(lines) + "\n"
+    text = plugin_output.plain_text("\n".join(lines))
+    first, newline, rest = text.partition("\n")
+    if perfdata:
+        first += f" | {perfdata}"
+    return first + newline + rest + "\n"
 
 
 def render_json(verdicts: list[TargetVerdict]) -> str:

@@ -38,6 +38,8 @@ PROGRAMS = frozenset(
         "cp",
         "git",
         "hadolint",
+        "icinga2",
+        "nagios4",
         "./scripts/test",
     }
 )

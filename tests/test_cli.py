@@ -51,7 +51,7 @@ def test_once_ok(tmp_path, make_emulator):
     assert result.returncode == 0, result.stdout + result.stderr
     first = result.stdout.splitlines()[0]
     assert first.startswith("SANDBOX OK - ")
-    assert "|" in first and "'sb_load'=0.000" in first and "'sb_canary_shell'=" in first
+    assert "|" in first and "sb_load=0%;80;;0;100" in first and "sb_canary_shell=" in first
     assert "Traceback" not in result.stderr
 
 
@@ -303,7 +303,7 @@ def test_once_report_is_short_first_and_detailed_per_target(tmp_path, make_emula
     assert (
         summary == "SANDBOX CRITICAL - 1 critical, 1 ok of 2 targets: gone unreachable (connection)"
     )
-    assert perfdata.startswith("'healthy_load'=0.000;0.8;;0;1 'healthy_canary_shell'=")
+    assert perfdata.startswith("healthy_load=0%;80;;0;100 healthy_canary_shell=")
     assert per_target[0].startswith("[OK] healthy: sandbox 3.0.3")
     # An unreachable sandbox is one problem, with its detail, not four.
     assert per_target[1].startswith("[CRITICAL] gone: unreachable (connection): GET http")

@@ -24,7 +24,11 @@ the configuration it writes itself). Adjustments, all explicit below:
   because installing the same checkout again proves nothing new and costs a
   minute;
 - `curl` to Prometheus' or Alertmanager's default address is sent to a real
-  server of this test, whose log must show that the reload happened.
+  server of this test, whose log must show that the reload happened;
+- `icinga2 daemon ...` reads the root's /etc/icinga2/icinga2.conf and writes
+  its state under the root (monitoring_systems.Icinga); that file and
+  /etc/nagios4/nagios.cfg are minimal main configurations reading their
+  conf.d, as a package installs them.
 
 Commands that cannot run here are listed in NOT_HERE with the reason and
 what is checked instead. Every other command runs; one that fails here
@@ -49,6 +53,7 @@ import requests
 import yaml
 from alertmanager_server import AlertmanagerServer
 from doc_snippets import Command, comment_commands, fenced_blocks, markdown_commands
+from monitoring_systems import Icinga, nagios_main_config
 from prometheus_server import PrometheusServer
 
 from helpers import free_port, wait_until
@@ -281,7 +286,9 @@ def session(tmp_path: Path, make_emulator) -> Iterator[Session]:
     (root / "etc" / "sandbox-exporter").mkdir(parents=True)
     (root / "etc" / "sandbox-exporter" / "config.yml").write_text(config)
     bin_directory = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": bin_directory + os.pathsep + os.environ.get("PATH", "")}
+    # /usr/sbin for icinga2 and nagios4, which a user's PATH may not hold.
+    path = os.pathsep.join([bin_directory, os.environ.get("PATH", ""), "/usr/sbin"])
+    env = {**os.environ, "PATH": path}
     current = Session(cwd, root, env, INSTALLED)
     yield current
     current.close()
@@ -303,7 +310,32 @@ def prepare_deploy_guide(session: Session) -> None:
     (prometheus_dir / "prometheus.yml").write_text(daemon.text)
 
 
-PREPARE = {"docs/deploy.md": prepare_deploy_guide}
+def prepare_monitoring_guide(session: Session) -> None:
+    """What a machine with Icinga 2 and Nagios has before docs/monitoring-plugins.md
+    (their main configurations, reading conf.d), and the host each of them
+    gets in conf.d from the guide's blocks, which the reader writes by hand."""
+    icinga = session.root / "etc" / "icinga2"
+    (icinga / "conf.d").mkdir(parents=True)
+    # As the package's icinga2.conf and constants.conf have it, less the
+    # features and zones, which are not about checks.
+    (icinga / "icinga2.conf").write_text(
+        'const PluginDir = "/usr/lib/nagios/plugins"\n'
+        'include <itl>\ninclude <plugins>\ninclude_recursive "conf.d"\n'
+    )
+    nagios = session.root / "etc" / "nagios4"
+    (nagios / "conf.d").mkdir(parents=True)
+    nagios_main_config(nagios, object_dirs=[nagios / "conf.d"])
+    blocks = fenced_blocks((REPO / "docs" / "monitoring-plugins.md").read_text())
+    (icinga_host,) = [b for b in blocks if b.check == "icinga2-host"]
+    (nagios_host,) = [b for b in blocks if b.check == "nagios-host"]
+    (icinga / "conf.d" / "sandboxes.conf").write_text(icinga_host.text)
+    (nagios / "conf.d" / "sandboxes.cfg").write_text(nagios_host.text)
+
+
+PREPARE = {
+    "docs/deploy.md": prepare_deploy_guide,
+    "docs/monitoring-plugins.md": prepare_monitoring_guide,
+}
 
 
 # -------------------------------------------------------------- running
@@ -443,6 +475,15 @@ def with_server(session: Session, command: str) -> str | None:
     return None
 
 
+def run_icinga(session: Session, arguments: list[str]) -> str | None:
+    """`icinga2 daemon ARGUMENTS` on the root's configuration, its state under the root."""
+    icinga = Icinga(
+        session.root / "var" / "lib" / "icinga2", session.root / "etc" / "icinga2" / "icinga2.conf"
+    )
+    quoted = " ".join(map(shlex.quote, [icinga.binary, *icinga.arguments(), *arguments]))
+    return run(session, quoted)
+
+
 def substitute_placeholders(command: str) -> str:
     for pattern, value in PLACEHOLDERS.items():
         command = re.sub(pattern, value, command)
@@ -460,6 +501,8 @@ def run_one(session: Session, command: str) -> str | None:
     if re.search(r"\blocalhost:(9090|9093)\b", command):
         return with_server(session, mapped)
     words = shlex.split(mapped, comments=True)
+    if words[:2] == ["icinga2", "daemon"]:
+        return run_icinga(session, words[2:])
     if is_daemon(words):
         return run_daemon(session, words)
     if words[0].rsplit("/", 1)[-1] == "sandbox-exporter" and not {
