@@ -19,7 +19,7 @@ from .probes import ProbeResult, run_probe
 from .scheduler import ProbeScheduler
 from .state import State
 from .transport import Transports, open_session
-from .vocabulary import LIBRARIES, PROBES
+from .vocabulary import LIBRARIES, PROBES, counted
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class Exporter:
                 self._transports.retain({target.name for target in config.targets})
             if self.scheduler is not None:
                 self.scheduler.apply(config)
-            log.info("config reloaded: %d targets", len(config.targets))
+            log.info("config reloaded: %s", counted(len(config.targets), "target"))
             return True
 
     def is_ready(self) -> bool:
