@@ -11,8 +11,9 @@ system paths the commands name (/etc, /opt, /var/lib) are mapped into a
 temporary root, so `install -D ... /etc/...` really installs, and the next
 command finds the file. What the commands need from the machine is there:
 `config.yml` in the checkout and `/etc/sandbox-exporter/config.yml` in the
-root list one emulated sandbox named `local` (docs/deploy.md's session uses
-the configuration it writes itself). Adjustments, all explicit below:
+root list one emulated sandbox named `local`. docs/deploy.md is followed by
+test_deploy_guide.py instead, with these same rules and the files it says to
+save (FOLLOWED_ELSEWHERE). Adjustments, all explicit below:
 
 - placeholders (FILE, <file>, NAME) are given real values, and a synopsis
   (`--api 2|3 --port N ...`) is run as one instance, listed in SYNOPSES;
@@ -48,7 +49,7 @@ import pytest
 import requests
 import yaml
 from alertmanager_server import AlertmanagerServer
-from doc_snippets import Command, comment_commands, fenced_blocks, markdown_commands
+from doc_snippets import Command, comment_commands, markdown_commands
 from prometheus_server import PrometheusServer
 
 from helpers import free_port, wait_until
@@ -73,8 +74,16 @@ SYNOPSES = {
 PENDING_PATHS: tuple[str, ...] = ()
 
 
+# Files whose commands another test runs, and why.
+FOLLOWED_ELSEWHERE = {
+    "docs/deploy.md": "test_deploy_guide.py follows it top to bottom: it saves the files the "
+    "guide says to save, and keeps the programs of its step 7 running together",
+}
+
+
 def markdown_sources() -> list[str]:
-    return ["README.md", *sorted(f"docs/{p.name}" for p in (REPO / "docs").glob("*.md"))]
+    documents = sorted(f"docs/{p.name}" for p in (REPO / "docs").glob("*.md"))
+    return ["README.md", *(d for d in documents if d not in FOLLOWED_ELSEWHERE)]
 
 
 def comment_sources() -> list[str]:
@@ -287,25 +296,6 @@ def session(tmp_path: Path, make_emulator) -> Iterator[Session]:
     current.close()
 
 
-def prepare_deploy_guide(session: Session) -> None:
-    """What docs/deploy.md tells the reader to write before its commands:
-    config.yml and its password file (step 1), and the scrape job in
-    /etc/prometheus/prometheus.yml (step 3, mode a)."""
-    blocks = fenced_blocks((REPO / "docs" / "deploy.md").read_text())
-    (exporter,) = [b for b in blocks if b.check == "exporter-config"]
-    (daemon,) = [b for b in blocks if b.check == "prometheus-config" and b.name == "daemon"]
-    (session.cwd / "config.yml").write_text(exporter.text)
-    (session.cwd / "secrets").mkdir(exist_ok=True)
-    (session.cwd / "secrets" / "pl-sandbox-2.password").write_text("dummy\n")
-    (session.root / "etc" / "sandbox-exporter" / "config.yml").unlink()
-    prometheus_dir = session.root / "etc" / "prometheus"
-    prometheus_dir.mkdir(parents=True)
-    (prometheus_dir / "prometheus.yml").write_text(daemon.text)
-
-
-PREPARE = {"docs/deploy.md": prepare_deploy_guide}
-
-
 # -------------------------------------------------------------- running
 
 
@@ -428,7 +418,11 @@ def with_server(session: Session, command: str) -> str | None:
     else:
         directory = session.cwd / "alertmanager-server"
         directory.mkdir()
-        config = yaml.safe_load((session.cwd / "config" / "alertmanager.yml").read_text())
+        # The reader's own file, where the guide installs it; else the shipped one.
+        installed = session.root / "etc" / "alertmanager" / "alertmanager.yml"
+        shipped = session.cwd / "deploy" / "alertmanager" / "alertmanager.yml"
+        path = installed if installed.is_file() else shipped
+        config = yaml.safe_load(path.read_text())
         server = AlertmanagerServer(config, directory)
         address, loaded = "localhost:9093", "Completed loading of configuration file"
     server.start()
@@ -489,8 +483,6 @@ def check_command(session: Session, command: Command) -> list[str]:
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("source", SOURCES)
 def test_every_command_of_the_file_runs_as_written(session: Session, source: str) -> None:
-    if source in PREPARE:
-        PREPARE[source](session)
     problems: list[str] = []
     for command in commands_of(source):
         problems += check_command(session, command)
@@ -520,7 +512,7 @@ def test_the_extraction_finds_the_commands_people_copy() -> None:
         c.text for c in commands_of("config/example.yml")
     ]
     assert "sandbox-exporter --config.check -c <file>" in [
-        c.text for c in commands_of("config/alerts.yml")
+        c.text for c in commands_of("deploy/prometheus/rules/alerts.yml")
     ]
     unit = [c.text for c in commands_of("deploy/sandbox-exporter.service")]
     assert "/opt/sandbox-exporter/bin/pip install ." in unit
@@ -531,7 +523,12 @@ def test_a_failing_command_is_reported(session: Session) -> None:
     # Guard: the runner must not swallow a failure.
     broken = Command("sandbox-exporter --config.check -c does-not-exist.yml", "here:1")
     assert check_command(session, broken) != []
-    assert check_command(session, Command("promtool check rules config/slo.yml", "here:2")) == []
+    assert (
+        check_command(
+            session, Command("promtool check rules deploy/prometheus/rules/slo.yml", "here:2")
+        )
+        == []
+    )
 
 
 def test_pending_paths_are_still_pending() -> None:
