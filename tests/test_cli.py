@@ -214,6 +214,17 @@ def test_an_empty_file_is_valid_and_watches_nothing_and_once_is_unknown(tmp_path
     assert once.stdout.startswith("SANDBOX UNKNOWN - no targets")
 
 
+def test_a_daemon_without_targets_warns_that_it_watches_nothing(tmp_path):
+    daemon = ExporterProcess("-c", config_file(tmp_path, "targets: []\n"))
+    try:
+        daemon.wait_serving()
+    finally:
+        code, _, err = daemon.terminate()
+    assert code == 0, err
+    assert "with 0 targets" in err
+    assert "it lists no targets: the exporter would watch nothing" in err
+
+
 def test_daemon_reloads_on_sighup_and_stops_on_sigterm(tmp_path, make_emulator):
     emulator = make_emulator(api=3)
     path = tmp_path / "config.yml"
