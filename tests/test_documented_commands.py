@@ -296,6 +296,10 @@ def session(tmp_path: Path, make_emulator) -> Iterator[Session]:
     current.close()
 
 
+# Files whose session needs something prepared first (source -> how).
+PREPARE: dict[str, Callable[[Session], None]] = {}
+
+
 # -------------------------------------------------------------- running
 
 
@@ -483,6 +487,8 @@ def check_command(session: Session, command: Command) -> list[str]:
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("source", SOURCES)
 def test_every_command_of_the_file_runs_as_written(session: Session, source: str) -> None:
+    if source in PREPARE:
+        PREPARE[source](session)
     problems: list[str] = []
     for command in commands_of(source):
         problems += check_command(session, command)
