@@ -34,6 +34,8 @@ Emulator-only additions (a real server has none of them):
   a fault (fields as in `Fault`; `body` a string or any JSON value);
   `DELETE /_emulator/faults/` clears all (`?endpoint=NAME` one);
   `GET /_emulator/faults/` lists them.
+- `GET /` answers a short text: an API, not a web page, and its endpoints (a
+  real server answers 404 there).
 - `python -m sandbox_emulator` prints the URL as its first stdout line.
 
 Where it knowingly differs from the real server (the real one answers 500 or

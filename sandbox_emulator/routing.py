@@ -40,6 +40,34 @@ VIEW_METHODS = {
 }
 
 
+# The root page (emulator-only: a real server answers 404 there) lists the
+# endpoints for someone who opened the base URL in a browser.
+ROOT_PATH = "/"
+_ENDPOINT_USES = {
+    "specifications": ("/specifications/", "versions, container pool, host"),
+    "usages": ("/usages/", "what the host and the containers use now (about 2 s)"),
+    "libraries": ("/libraries/", "installed languages and packages"),
+    "execute": ("/execute/", "run commands in a container (multipart form)"),
+    "environments": ("/environments/<uuid>/", "a saved environment, as a .tgz"),
+    "files": ("/files/<uuid>/<path>/", "one file of a saved environment"),
+}
+
+
+def root_page(api: int, version: str) -> str:
+    """What the base URL shows: this is an API, and its endpoints."""
+    lines = [
+        f"Emulated sandbox server {version} (the {api}.x API): an HTTP API for programs, "
+        "not a web page.",
+        "",
+        "Endpoints:",
+    ]
+    for endpoint, methods in VIEW_METHODS[api].items():
+        path, use = _ENDPOINT_USES[endpoint]
+        lines.append(f"  {methods[0]:<5}{path:<24}{use}")
+    lines += ["", f"Emulator only: GET, POST, DELETE {CONTROL_PATH} (the faults injected now)."]
+    return "\n".join(lines) + "\n"
+
+
 def match_route(path: str) -> tuple[str, dict[str, str]] | None:
     """(endpoint, URL parameters) for a path the real server routes, None for its 404 page."""
     for endpoint, pattern in ROUTES:

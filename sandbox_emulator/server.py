@@ -32,7 +32,14 @@ from .faults import Fault, FaultBoard, check_endpoint, fault_from_json
 from .forms import parse_form
 from .handler import Application, Connections, Listener
 from .pool import ContainerPool
-from .routing import CONTROL_PATH, VIEW_METHODS, match_route, method_not_allowed
+from .routing import (
+    CONTROL_PATH,
+    ROOT_PATH,
+    VIEW_METHODS,
+    match_route,
+    method_not_allowed,
+    root_page,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -311,6 +318,9 @@ class Emulator:
     ) -> Answer | None:
         if path == CONTROL_PATH:
             return self._control(method, query, body)
+        if path == ROOT_PATH and method in ("GET", "HEAD"):
+            page = root_page(self.api, SANDBOX_VERSIONS[self.api])
+            return text_answer(200, page, "text/plain; charset=utf-8")
         return self._route(method, path, headers, body)
 
     def _route(self, method: str, path: str, headers: Message, body: bytes) -> Answer | None:

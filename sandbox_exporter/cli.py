@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .config import ConfigError, config_for_url, load_config
+from .config import ConfigError, config_for_url, empty_config_note, load_config
 from .daemon import serve
 from .exporter import Exporter
 from .logs import LEVELS, setup_logging
 from .once import DEFAULT_TIMEOUT_SECONDS, Status, render_json, render_text, run_once
 from .state import DEFAULT_HISTORY_LIMIT
+from .vocabulary import counted
 from .web import parse_listen_address
 from .webconfig import WebConfigError, load_web_config
 
@@ -170,7 +171,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             kind = "web config" if isinstance(error, WebConfigError) else "config"
             print(f"{kind} invalid: {error}", file=sys.stderr)
             return 1
-        print(f"config valid: {len(config.targets)} targets")
+        print(f"config valid: {counted(len(config.targets), 'target')}")
+        note = empty_config_note(config)
+        if note is not None:
+            # Valid, yet probably not what was meant: said where warnings go.
+            print(f"warning: {args.config_file}: {note}", file=sys.stderr)
         return 0
     return _exit_now(_daemon(args))
 

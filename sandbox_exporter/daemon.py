@@ -16,7 +16,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from . import __version__
+from .config import empty_config_note
 from .exporter import Exporter
+from .vocabulary import counted
 from .web import WebServer
 from .webconfig import WebConfig
 
@@ -62,11 +64,13 @@ async def run(
         await exporter.stop()
         return 1
     log.info(
-        "sandbox-exporter %s listening on %s with %d targets",
+        "sandbox-exporter %s listening on %s with %s",
         __version__,
         server.url,
-        len(exporter.config.targets),
+        counted(len(exporter.config.targets), "target"),
     )
+    if (note := empty_config_note(exporter.config)) is not None:
+        log.warning("configuration: %s", note)
 
     def stop_on(signum: int) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)

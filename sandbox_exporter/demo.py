@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shlex
+import shutil
 import sys
 from contextlib import ExitStack
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from urllib.parse import quote
 
-from .config import parse_config
+from .config import Config, load_config
 from .exporter import Exporter
 
 NO_EMULATOR_MESSAGE = (
@@ -52,6 +57,44 @@ targets:
 """
 
 
+def command_name() -> str:
+    """This program as a user types it in another terminal: the bare name when
+    the shell finds this very program by it, else its absolute path, or
+    `python -m` when it was started that way."""
+    started_as = Path(sys.argv[0])
+    if started_as.name != "sandbox-exporter":
+        return f"{shlex.quote(sys.executable)} -m sandbox_exporter.cli"
+    on_path = shutil.which("sandbox-exporter")
+    if on_path is not None and Path(on_path).resolve() == started_as.resolve():
+        return "sandbox-exporter"
+    return shlex.quote(str(started_as.absolute()))
+
+
+def banner(exporter_url: str, config: Config, config_path: Path) -> str:
+    """What the demo prints once it serves: every URL to open (each answers
+    200 in a browser), then the one-shot check to paste, last."""
+    targets = [(target.name, str(target.url)) for target in config.targets]
+    width = max(len("sandbox API ") + len(name) for name, _ in targets)
+    rows = [("landing page", exporter_url)]
+    rows += [(f"target {name}", f"{exporter_url}target?name={quote(name)}") for name, _ in targets]
+    rows += [
+        ("metrics", f"{exporter_url}metrics"),
+        ("probe", f"{exporter_url}probe?target=demo-v3&debug=true"),
+    ]
+    # A sandbox is an API: its specifications are what a browser can show.
+    rows += [(f"sandbox API {name}", f"{url}specifications/") for name, url in targets]
+    once = f"{command_name()} --once -c {shlex.quote(str(config_path))} -t 5"
+    return "\n".join(
+        [
+            "sandbox-exporter demo is running (Ctrl-C to stop):",
+            *(f"  {label:<{width}}  {url}" for label, url in rows),
+            "Check every sandbox once, from another terminal "
+            "(exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN):",
+            f"  {once}",
+        ]
+    )
+
+
 def run_demo(listen_address: str) -> int:
     from .daemon import serve
 
@@ -71,17 +114,16 @@ def run_demo(listen_address: str) -> int:
         for emulator in emulators.values():
             emulator.start()
             stack.callback(emulator.stop)
+        # A file, so that `--once -c` (and a SIGHUP after editing it) read
+        # the very configuration the demo runs; it goes when the demo does.
+        directory = Path(stack.enter_context(TemporaryDirectory(prefix="sandbox-exporter-demo-")))
+        config_path = directory / "demo.yml"
         urls = {name: json.dumps(emulator.url) for name, emulator in emulators.items()}
-        exporter = Exporter(parse_config(DEMO_CONFIG.format(**urls), source="<demo>"))
+        config_path.write_text(DEMO_CONFIG.format(**urls))
+        config = load_config(config_path)
+        exporter = Exporter(config, config_path)
 
         def announce(server) -> None:
-            lines = [
-                "sandbox-exporter demo is running (Ctrl-C to stop):",
-                f"  landing page   {server.url}",
-                f"  metrics        {server.url}metrics",
-                f"  probe          {server.url}probe?target=demo-v3&debug=true",
-                *(f"  sandbox {name:<7}{emulator.url}" for name, emulator in emulators.items()),
-            ]
-            print("\n".join(lines), flush=True)
+            print(banner(server.url, config, config_path), flush=True)
 
         return serve(exporter, listen_address, on_started=announce)

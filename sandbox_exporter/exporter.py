@@ -19,7 +19,7 @@ from .runs import Runs
 from .scheduler import ProbeScheduler
 from .state import State
 from .transport import Transports, open_session
-from .vocabulary import LIBRARIES, PROBES
+from .vocabulary import LIBRARIES, PROBES, counted
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class Exporter:
                 self._runs.forget(
                     t.name for t in old.targets if not t.same_server(config.target(t.name))
                 )
-            log.info("config reloaded: %d targets", len(config.targets))
+            log.info("config reloaded: %s", counted(len(config.targets), "target"))
             return True
 
     def is_ready(self) -> bool:

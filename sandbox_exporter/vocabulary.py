@@ -50,3 +50,9 @@ LANGUAGES: tuple[str, ...] = ("python3", "python2", "java", "gcc", "gpp", "perl"
 LANGUAGE_ALIASES = {"g++": "gpp"}
 #: Kinds of package list in a libraries document.
 PACKAGE_KINDS: tuple[str, ...] = ("system", "python", "perl", "c")
+
+
+def counted(count: int, noun: str) -> str:
+    """``counted(1, "target")`` -> "1 target", ``counted(0, "target")`` -> "0 targets":
+    every message that counts says it the same way (the nouns here take an s)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -2,8 +2,9 @@
 themselves so that the tests check the very text a reader sees.
 
 - `fenced_blocks(text)`: the fenced code blocks of a Markdown file, with the
-  `<!-- check: KIND [NAME] -->` comment written just before a block (the way
-  docs/deploy.md says how each of its snippets is checked);
+  `<!-- check: KIND [NAME][; save as PATH] -->` comment written just before a
+  block (the way docs/deploy.md says how each of its snippets is checked, and
+  where the reader saves it);
 - `commands(path)`: the shell commands of a file: every line of the shell
   code blocks and inline code that starts with a program name in Markdown;
   in configuration files, comment lines indented three spaces or more after
@@ -44,7 +45,9 @@ PROGRAMS = frozenset(
     }
 )
 FENCE = re.compile(r"^(\s*)```\s*([\w-]*)\s*$")
-CHECK_COMMENT = re.compile(r"^\s*<!--\s*check:\s*([\w-]+)(?:\s+([\w-]+))?\s*-->\s*$")
+CHECK_COMMENT = re.compile(
+    r"^\s*<!--\s*check:\s*([\w-]+)(?:\s+([\w-]+))?(?:\s*;\s*save as\s+(\S+))?\s*-->\s*$"
+)
 INLINE_CODE = re.compile(r"`([^`\n]+)`")
 
 
@@ -55,6 +58,7 @@ class Block:
     line: int  # of the opening fence, 1-based
     check: str | None  # KIND of the check comment before it
     name: str | None  # its optional NAME
+    save: str | None = None  # where the reader saves it (PATH), if the comment says
 
 
 @dataclass(frozen=True)
@@ -73,19 +77,19 @@ def fenced_blocks(text: str) -> list[Block]:
             index += 1
             continue
         indent, language = opening.group(1), opening.group(2)
-        check = name = None
+        check = name = save = None
         previous = index - 1
         while previous >= 0 and not lines[previous].strip():
             previous -= 1
         if previous >= 0 and (marker := CHECK_COMMENT.match(lines[previous])):
-            check, name = marker.group(1), marker.group(2)
+            check, name, save = marker.groups()
         body: list[str] = []
         index += 1
         while index < len(lines) and not re.match(r"^\s*```\s*$", lines[index]):
             body.append(lines[index].removeprefix(indent))
             index += 1
         start = index - len(body)
-        blocks.append(Block(language, "\n".join(body) + "\n", start, check, name))
+        blocks.append(Block(language, "\n".join(body) + "\n", start, check, name, save))
         index += 1
     return blocks
 

@@ -172,7 +172,7 @@ def prometheus_config(exporter: str, alertmanager: str) -> tuple[dict[str, Any],
             assert static["targets"] == [GUIDE_ALERTMANAGER]
             static["targets"] = [alertmanager]
     rule_files = {
-        name: rules_with_short_for(deploy.CONFIG_DIR / Path(name).name)
+        name: rules_with_short_for(deploy.RULES_DIR / Path(name).name)
         for name in config["rule_files"]
     }
     return config, rule_files

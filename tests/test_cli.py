@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -164,6 +165,66 @@ def test_config_check(tmp_path):
     assert "targets[0].canaries" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("prometheus.yml", "global: {scrape_interval: 15s}\nscrape_configs: []\n"),
+        ("alertmanager.yml", "route: {receiver: x}\nreceivers: [{name: x}]\n"),
+        ("rules.yml", "groups: [{name: g, rules: [{record: r, expr: '1'}]}]\n"),
+    ],
+)
+def test_config_check_names_the_checker_of_another_programs_file(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    result = run_cli("--config.check", "-c", str(path))
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    checker = line.split("check it with: ", 1)[1]
+    # The advice works as given: the named tool accepts the file.
+    program, *arguments = checker.split()
+    tool = shutil.which(program)
+    assert tool is not None, f"{program} is not installed: ./scripts/test installs it"
+    done = subprocess.run([tool, *arguments], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, checker + "\n" + done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("targets", "summary"),
+    [(0, "config valid: 0 targets"), (1, "config valid: 1 target"), (2, "config valid: 2 targets")],
+)
+def test_config_check_counts_targets_in_words(tmp_path, targets, summary):
+    body = "".join(f"  - name: t{i}\n    url: http://127.0.0.1:1/\n" for i in range(targets))
+    result = run_cli("--config.check", "-c", config_file(tmp_path, f"targets:\n{body}"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == summary + "\n"
+    # Valid, but a configuration that watches nothing says so where warnings go.
+    assert ("watch nothing" in result.stderr) == (targets == 0), result.stderr
+
+
+def test_an_empty_file_is_valid_and_watches_nothing_and_once_is_unknown(tmp_path):
+    empty = config_file(tmp_path, "")
+    result = run_cli("--config.check", "-c", empty)
+    assert result.returncode == 0 and result.stdout == "config valid: 0 targets\n"
+    assert (
+        result.stderr
+        == f"warning: {empty}: it lists no targets: the exporter would watch nothing\n"
+    )
+    once = run_cli("--once", "-c", empty)
+    assert once.returncode == 3, once.stdout + once.stderr
+    assert once.stdout.startswith("SANDBOX UNKNOWN - no targets")
+
+
+def test_a_daemon_without_targets_warns_that_it_watches_nothing(tmp_path):
+    daemon = ExporterProcess("-c", config_file(tmp_path, "targets: []\n"))
+    try:
+        daemon.wait_serving()
+    finally:
+        code, _, err = daemon.terminate()
+    assert code == 0, err
+    assert "with 0 targets" in err
+    assert "it lists no targets: the exporter would watch nothing" in err
+
+
 def test_daemon_reloads_on_sighup_and_stops_on_sigterm(tmp_path, make_emulator):
     emulator = make_emulator(api=3)
     path = tmp_path / "config.yml"
@@ -197,6 +258,9 @@ def test_daemon_reloads_on_sighup_and_stops_on_sigterm(tmp_path, make_emulator):
     assert code == 0
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert any("reload failed" in line["msg"] for line in lines)
+    # Counts agree in number.
+    assert any(line["msg"].endswith(" with 1 target") for line in lines), lines
+    assert any(line["msg"] == "config reloaded: 2 targets" for line in lines), lines
     assert "Traceback" not in err
 
 

@@ -23,6 +23,7 @@ from sandbox_exporter.config import (
     ConfigError,
     Target,
     config_for_url,
+    empty_config_note,
     load_config,
     parse_config,
 )
@@ -1723,3 +1724,63 @@ def test_the_schema_documents_keys_and_defaults(
     assert intervals["propertyNames"]["enum"] == list(PROBES)
     refused = schema["$defs"]["Auth"]["properties"]["password"]
     assert refused["not"] == {} and "password_file" in refused["description"]
+
+
+# --------------------------------------------------------------------------
+# Another program's file, and a file that lists no targets
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "checker"),
+    [
+        (
+            "global: {scrape_interval: 15s}\nscrape_configs: []\n",
+            "a Prometheus configuration",
+            "promtool check config",
+        ),
+        ("rule_files: [alerts.yml]\n", "a Prometheus configuration", "promtool check config"),
+        (
+            "route: {receiver: x}\nreceivers: [{name: x}]\n",
+            "an Alertmanager configuration",
+            "amtool check-config",
+        ),
+        # Alertmanager's own `global` does not make it Prometheus'.
+        (
+            "global: {resolve_timeout: 5m}\nroute: {receiver: x}\n",
+            "an Alertmanager configuration",
+            "amtool check-config",
+        ),
+        ("groups: []\n", "a Prometheus rules file", "promtool check rules"),
+    ],
+)
+def test_another_programs_file_is_named_with_its_checker(
+    text: str, kind: str, checker: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, source="mine.yml")
+    # One line that says what the file is, rather than one "unknown key" per key.
+    [error] = caught.value.errors
+    assert f"this looks like {kind} (top-level " in error
+    assert error.endswith(f"check it with: {checker} mine.yml")
+
+
+def test_a_file_of_ours_with_a_stray_prometheus_key_gets_the_usual_error() -> None:
+    errors = errors_of("global: {scrape_interval: 15s}\ntargets: []\n")
+    assert errors == [
+        "global: unknown key; expected one of: defaults, probe_endpoint, targets (line 1, column 1)"
+    ]
+
+
+@pytest.mark.parametrize("text", ["", "targets: []\n", "defaults: {}\n"])
+def test_a_config_without_targets_is_valid_with_a_note(text: str) -> None:
+    config = parse_config(text)
+    assert config.targets == ()
+    assert empty_config_note(config) == "it lists no targets: the exporter would watch nothing"
+
+
+def test_the_note_says_what_an_open_probe_endpoint_still_does() -> None:
+    config = parse_config(
+        "probe_endpoint: {allow_unlisted_targets: true, allowed_urls: ['https://.*']}\n"
+    )
+    assert "only /probe?target=URL will probe" in empty_config_note(config)
+    assert empty_config_note(parse_config("targets: [{name: a, url: 'http://a/'}]\n")) is None

@@ -29,9 +29,12 @@ from contract import METRICS, METRICS_BY_NAME, SERIES, TARGET_LABELS
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "config"
-ALERTS = CONFIG_DIR / "alerts.yml"
+PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
+RULES_DIR = PROMETHEUS_DIR / "rules"
+ALERTMANAGER_CONFIG = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
+ALERTS = RULES_DIR / "alerts.yml"
 ALERT_TESTS = REPO / "tests" / "rules" / "alerts_test.yml"
-SLO_RULES = CONFIG_DIR / "slo.yml"
+SLO_RULES = RULES_DIR / "slo.yml"
 SLO_TESTS = REPO / "tests" / "rules" / "slo_test.yml"
 # Every Prometheus config loads these, in this order, from its own directory.
 RULE_FILES = ("alerts.yml", "slo.yml")

@@ -11,8 +11,9 @@ system paths the commands name (/etc, /opt, /var/lib) are mapped into a
 temporary root, so `install -D ... /etc/...` really installs, and the next
 command finds the file. What the commands need from the machine is there:
 `config.yml` in the checkout and `/etc/sandbox-exporter/config.yml` in the
-root list one emulated sandbox named `local` (docs/deploy.md's session uses
-the configuration it writes itself). Adjustments, all explicit below:
+root list one emulated sandbox named `local`. docs/deploy.md is followed by
+test_deploy_guide.py instead, with these same rules and the files it says to
+save (FOLLOWED_ELSEWHERE). Adjustments, all explicit below:
 
 - placeholders (FILE, <file>, NAME) are given real values, and a synopsis
   (`--api 2|3 --port N ...`) is run as one instance, listed in SYNOPSES;
@@ -78,8 +79,16 @@ SYNOPSES = {
 PENDING_PATHS: tuple[str, ...] = ()
 
 
+# Files whose commands another test runs, and why.
+FOLLOWED_ELSEWHERE = {
+    "docs/deploy.md": "test_deploy_guide.py follows it top to bottom: it saves the files the "
+    "guide says to save, and keeps the programs of its step 7 running together",
+}
+
+
 def markdown_sources() -> list[str]:
-    return ["README.md", *sorted(f"docs/{p.name}" for p in (REPO / "docs").glob("*.md"))]
+    documents = sorted(f"docs/{p.name}" for p in (REPO / "docs").glob("*.md"))
+    return ["README.md", *(d for d in documents if d not in FOLLOWED_ELSEWHERE)]
 
 
 def comment_sources() -> list[str]:
@@ -294,22 +303,6 @@ def session(tmp_path: Path, make_emulator) -> Iterator[Session]:
     current.close()
 
 
-def prepare_deploy_guide(session: Session) -> None:
-    """What docs/deploy.md tells the reader to write before its commands:
-    config.yml and its password file (step 1), and the scrape job in
-    /etc/prometheus/prometheus.yml (step 3, mode a)."""
-    blocks = fenced_blocks((REPO / "docs" / "deploy.md").read_text())
-    (exporter,) = [b for b in blocks if b.check == "exporter-config"]
-    (daemon,) = [b for b in blocks if b.check == "prometheus-config" and b.name == "daemon"]
-    (session.cwd / "config.yml").write_text(exporter.text)
-    (session.cwd / "secrets").mkdir(exist_ok=True)
-    (session.cwd / "secrets" / "pl-sandbox-2.password").write_text("dummy\n")
-    (session.root / "etc" / "sandbox-exporter" / "config.yml").unlink()
-    prometheus_dir = session.root / "etc" / "prometheus"
-    prometheus_dir.mkdir(parents=True)
-    (prometheus_dir / "prometheus.yml").write_text(daemon.text)
-
-
 def prepare_monitoring_guide(session: Session) -> None:
     """What a machine with Icinga 2 and Nagios has before docs/monitoring-plugins.md
     (their main configurations, reading conf.d), and the host each of them
@@ -332,8 +325,8 @@ def prepare_monitoring_guide(session: Session) -> None:
     (nagios / "conf.d" / "sandboxes.cfg").write_text(nagios_host.text)
 
 
-PREPARE = {
-    "docs/deploy.md": prepare_deploy_guide,
+# Files whose session needs something prepared first (source -> how).
+PREPARE: dict[str, Callable[[Session], None]] = {
     "docs/monitoring-plugins.md": prepare_monitoring_guide,
 }
 
@@ -460,7 +453,11 @@ def with_server(session: Session, command: str) -> str | None:
     else:
         directory = session.cwd / "alertmanager-server"
         directory.mkdir()
-        config = yaml.safe_load((session.cwd / "config" / "alertmanager.yml").read_text())
+        # The reader's own file, where the guide installs it; else the shipped one.
+        installed = session.root / "etc" / "alertmanager" / "alertmanager.yml"
+        shipped = session.cwd / "deploy" / "alertmanager" / "alertmanager.yml"
+        path = installed if installed.is_file() else shipped
+        config = yaml.safe_load(path.read_text())
         server = AlertmanagerServer(config, directory)
         address, loaded = "localhost:9093", "Completed loading of configuration file"
     server.start()
@@ -563,7 +560,7 @@ def test_the_extraction_finds_the_commands_people_copy() -> None:
         c.text for c in commands_of("config/example.yml")
     ]
     assert "sandbox-exporter --config.check -c <file>" in [
-        c.text for c in commands_of("config/alerts.yml")
+        c.text for c in commands_of("deploy/prometheus/rules/alerts.yml")
     ]
     unit = [c.text for c in commands_of("deploy/sandbox-exporter.service")]
     assert "/opt/sandbox-exporter/bin/pip install ." in unit
@@ -574,7 +571,12 @@ def test_a_failing_command_is_reported(session: Session) -> None:
     # Guard: the runner must not swallow a failure.
     broken = Command("sandbox-exporter --config.check -c does-not-exist.yml", "here:1")
     assert check_command(session, broken) != []
-    assert check_command(session, Command("promtool check rules config/slo.yml", "here:2")) == []
+    assert (
+        check_command(
+            session, Command("promtool check rules deploy/prometheus/rules/slo.yml", "here:2")
+        )
+        == []
+    )
 
 
 def test_pending_paths_are_still_pending() -> None:

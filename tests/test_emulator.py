@@ -251,7 +251,6 @@ def _swallow(call) -> None:
         "environments/0B5E2CF2-6B0A-4C8E-9D1C-6A4F35B3F0A1/",
         "files/not-a-uuid/a.txt/",
         "nope/",
-        "",
     ],
 )
 def test_unknown_paths_get_djangos_not_found_page(emulator, path):
@@ -963,6 +962,25 @@ def test_fault_on_every_endpoint_and_a_specific_one_wins(emulator):
     assert get(emulator, f"files/{UNKNOWN_ENV}/a/").status_code == 503
     assert get(emulator, "libraries/").status_code == 418
     assert get(emulator, "nope/").status_code == 404  # not an endpoint
+
+
+def test_the_base_url_says_it_is_an_api_and_lists_its_endpoints(emulator):
+    # Emulator-only (a real server answers 404): someone opens the URL that
+    # `python -m sandbox_emulator` or the demo prints in a browser.
+    response = get(emulator, "")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert "an HTTP API for programs, not a web page" in response.text
+    listed = re.findall(r"^  (GET|POST) +(/\S+)", response.text, re.MULTILINE)
+    expected = [("GET", "/specifications/"), ("GET", "/libraries/"), ("POST", "/execute/")]
+    if emulator.api == 3:
+        expected.insert(1, ("GET", "/usages/"))
+    assert listed[: len(expected)] == expected
+    # Every path listed without a placeholder answers what it says.
+    for method, path in listed:
+        if method == "GET" and "<" not in path:
+            assert get(emulator, path.lstrip("/")).status_code == 200, path
+    assert get(emulator, "usages/").status_code == (200 if emulator.api == 3 else 404)
 
 
 def test_clear_faults_all_or_one(emulator):

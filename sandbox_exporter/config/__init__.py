@@ -17,7 +17,7 @@ from .models import DEFAULT_INTERVALS as DEFAULT_INTERVALS
 from .models import Canary as Canary
 from .models import Config, Defaults, Target
 from .models import Expectations as Expectations
-from .problems import ConfigError, Problem, problems_of, render
+from .problems import ConfigError, Problem, other_kind, problems_of, render, watches_nothing
 from .rules import check, duplicate_names, resolve_defaults, resolve_target
 from .sharing import share_equal_settings
 from .yamlfile import load_yaml_with_positions, read_text
@@ -51,7 +51,9 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
             problems.extend(check(target, defaults, ("targets", index)))
     problems.extend(duplicate_names(targets))
     if problems:
-        raise ConfigError(render(problems, positions), source)
+        # Another program's file fails on every key: say what it is instead.
+        kind = other_kind(document, list(Config.model_fields), source)
+        raise ConfigError([kind] if kind else render(problems, positions), source)
     return written.model_copy(
         update={
             "defaults": resolve_defaults(written.defaults),
@@ -81,6 +83,13 @@ def _valid_parts(
         for index, raw in enumerate(targets)
         if ("targets", index) not in broken
     ]
+
+
+def empty_config_note(config: Config) -> str | None:
+    """A warning for a valid configuration that lists no targets, else None."""
+    if config.targets:
+        return None
+    return watches_nothing(config.probe_endpoint.allow_unlisted_targets)
 
 
 def config_for_url(url: str, defaults: Defaults | None = None) -> Config:

@@ -188,6 +188,47 @@ def _schema_at(model: type[BaseModel], location: Location) -> dict[str, Any]:
     return next((form for form in forms if "properties" in form), forms[0])
 
 
+# Files people hand to --config.check by mistake: the top-level keys that give
+# each kind away and the tool that checks it. Alertmanager first, since its
+# `global` would also pass for Prometheus'.
+_OTHER_KINDS = (
+    (
+        "an Alertmanager configuration",
+        ("route", "receivers", "inhibit_rules", "templates", "time_intervals"),
+        "amtool check-config",
+    ),
+    ("a Prometheus rules file", ("groups",), "promtool check rules"),
+    (
+        "a Prometheus configuration",
+        ("global", "scrape_configs", "rule_files", "alerting", "remote_write", "remote_read"),
+        "promtool check config",
+    ),
+)
+
+
+def other_kind(document: Any, own_keys: Sequence[str], source: str) -> str | None:
+    """What ``document`` is if it is another program's file (no top-level key
+    of ours, some of that program's), worded with the command that checks it."""
+    if not isinstance(document, dict) or any(key in document for key in own_keys):
+        return None
+    for kind, keys, checker in _OTHER_KINDS:
+        found = [key for key in keys if key in document]
+        if found:
+            path = source if not source.startswith("<") else "FILE"
+            return (
+                f"this looks like {kind} (top-level {', '.join(found)}), not a sandbox-exporter "
+                f"configuration; check it with: {checker} {path}"
+            )
+    return None
+
+
+def watches_nothing(allows_unlisted: bool) -> str:
+    """The note for a valid configuration without targets."""
+    if allows_unlisted:
+        return "it lists no targets: only /probe?target=URL will probe, for the allowed URLs"
+    return "it lists no targets: the exporter would watch nothing"
+
+
 def render(problems: list[Problem], positions: Positions | None = None) -> list[str]:
     """One line per problem, in the order of the document when positions are known."""
     positions = positions or {}
