@@ -5,7 +5,7 @@ another is healthy. The exporter runs as a subprocess through its CLI with
 the guide's configuration (the sandbox URLs pointed at the emulators); a
 real Prometheus loads the guide's scrape job, `alerting` block and the
 shipped rule files; a real Alertmanager runs the guide's configuration
-(= config/alertmanager.yml) with the webhook URLs pointed at a receiver of
+(= deploy/alertmanager/alertmanager.yml) with the webhook URLs pointed at a receiver of
 this test. The broken sandbox must page (SandboxCanaryFailing and
 SandboxErrorBudgetFastBurn reach the pager webhook), its slow-burn ticket
 must be held back by the inhibit rule, and the healthy one must page for
@@ -172,7 +172,7 @@ def prometheus_config(exporter: str, alertmanager: str) -> tuple[dict[str, Any],
             assert static["targets"] == [GUIDE_ALERTMANAGER]
             static["targets"] = [alertmanager]
     rule_files = {
-        name: rules_with_short_for(deploy.CONFIG_DIR / Path(name).name)
+        name: rules_with_short_for(deploy.RULES_DIR / Path(name).name)
         for name in config["rule_files"]
     }
     return config, rule_files

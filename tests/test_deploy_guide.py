@@ -114,7 +114,7 @@ def check_prometheus_config(block: Block, directory: Path) -> dict[str, Any]:
     for rule_file in config.get("rule_files", []):
         assert Path(rule_file).name in deploy.RULE_FILES, rule_file
         (directory / rule_file).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(deploy.CONFIG_DIR / Path(rule_file).name, directory / rule_file)
+        shutil.copy(deploy.RULES_DIR / Path(rule_file).name, directory / rule_file)
     (directory / "prometheus.yml").write_text(block.text)
     done = run([tool("promtool"), "check", "config", "prometheus.yml"], directory)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -135,7 +135,7 @@ def test_the_scrape_configs_pass_promtool_with_both_rule_files(name: str, tmp_pa
 
 def test_the_probe_mode_is_the_shipped_one_with_your_names() -> None:
     guide = yaml.safe_load(one_block("prometheus-config", "probe").text)["scrape_configs"]
-    shipped = yaml.safe_load((deploy.CONFIG_DIR / "prometheus-probe.yml").read_text())
+    shipped = yaml.safe_load((deploy.PROMETHEUS_DIR / "prometheus-probe.yml").read_text())
     shipped_jobs = {job["job_name"]: job for job in shipped["scrape_configs"]}
     for job in guide:
         reference = shipped_jobs[job["job_name"]]
@@ -163,7 +163,7 @@ def test_the_alertmanager_configuration_passes_amtool_and_is_the_shipped_one(
     (tmp_path / "alertmanager.yml").write_text(block.text)
     done = run([tool("amtool"), "check-config", "alertmanager.yml"], tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    shipped = REPO / "config" / "alertmanager.yml"
+    shipped = deploy.ALERTMANAGER_CONFIG
     assert yaml.safe_load(block.text) == yaml.safe_load(shipped.read_text())
     done = run([tool("amtool"), "check-config", str(shipped)], tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -178,7 +178,7 @@ def test_amtool_rejects_a_broken_route(tmp_path: Path) -> None:
 
 
 def test_the_alertmanager_routes_match_the_rules() -> None:
-    config = yaml.safe_load((REPO / "config" / "alertmanager.yml").read_text())
+    config = yaml.safe_load(deploy.ALERTMANAGER_CONFIG.read_text())
     receivers = {r["name"] for r in config["receivers"]}
     (sandbox_route,) = config["route"]["routes"]
     assert sandbox_route["receiver"] in receivers

@@ -428,7 +428,9 @@ def with_server(session: Session, command: str) -> str | None:
     else:
         directory = session.cwd / "alertmanager-server"
         directory.mkdir()
-        config = yaml.safe_load((session.cwd / "config" / "alertmanager.yml").read_text())
+        config = yaml.safe_load(
+            (session.cwd / "deploy" / "alertmanager" / "alertmanager.yml").read_text()
+        )
         server = AlertmanagerServer(config, directory)
         address, loaded = "localhost:9093", "Completed loading of configuration file"
     server.start()
@@ -520,7 +522,7 @@ def test_the_extraction_finds_the_commands_people_copy() -> None:
         c.text for c in commands_of("config/example.yml")
     ]
     assert "sandbox-exporter --config.check -c <file>" in [
-        c.text for c in commands_of("config/alerts.yml")
+        c.text for c in commands_of("deploy/prometheus/rules/alerts.yml")
     ]
     unit = [c.text for c in commands_of("deploy/sandbox-exporter.service")]
     assert "/opt/sandbox-exporter/bin/pip install ." in unit
@@ -531,7 +533,8 @@ def test_a_failing_command_is_reported(session: Session) -> None:
     # Guard: the runner must not swallow a failure.
     broken = Command("sandbox-exporter --config.check -c does-not-exist.yml", "here:1")
     assert check_command(session, broken) != []
-    assert check_command(session, Command("promtool check rules config/slo.yml", "here:2")) == []
+    rules = Command("promtool check rules deploy/prometheus/rules/slo.yml", "here:2")
+    assert check_command(session, rules) == []
 
 
 def test_pending_paths_are_still_pending() -> None:
