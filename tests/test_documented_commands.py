@@ -12,7 +12,8 @@ temporary root, so `install -D ... /etc/...` really installs, and the next
 command finds the file. What the commands need from the machine is there:
 `config.yml` in the checkout and `/etc/sandbox-exporter/config.yml` in the
 root list one emulated sandbox named `local` (docs/deploy.md's session uses
-the configuration it writes itself). Adjustments, all explicit below:
+the configuration it writes itself; docs/runbooks.md's also has an exporter
+running, the SANDBOX and EXPORTER of its commands). Adjustments, all explicit below:
 
 - placeholders (FILE, <file>, NAME) are given real values, and a synopsis
   (`--api 2|3 --port N ...`) is run as one instance, listed in SYNOPSES;
@@ -46,6 +47,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import test_deploy_files as deploy
 import yaml
 from alertmanager_server import AlertmanagerServer
 from doc_snippets import Command, comment_commands, fenced_blocks, markdown_commands
@@ -228,6 +230,8 @@ class Session:
     installed: dict[str, Path]  # shared across sessions: the one real install
     processes: list[subprocess.Popen] = field(default_factory=list)
     servers: list[PrometheusServer | AlertmanagerServer] = field(default_factory=list)
+    # This file's own placeholders (regex -> value), set by its PREPARE step.
+    placeholders: dict[str, str] = field(default_factory=dict)
 
     def map_paths(self, command: str) -> str:
         for directory in SYSTEM_DIRECTORIES:
@@ -303,7 +307,44 @@ def prepare_deploy_guide(session: Session) -> None:
     (prometheus_dir / "prometheus.yml").write_text(daemon.text)
 
 
-PREPARE = {"docs/deploy.md": prepare_deploy_guide}
+def prepare_runbooks(session: Session) -> None:
+    """What a reader of docs/runbooks.md has: the rule files installed as
+    docs/deploy.md installs them, a running exporter (EXPORTER) watching the
+    session's emulated sandbox (SANDBOX, the target `local`)."""
+    rules = session.root / "etc" / "prometheus" / "sandbox-exporter"
+    rules.mkdir(parents=True)
+    for name in deploy.RULE_FILES:
+        shutil.copy(deploy.RULES_DIR / name, rules / name)
+    config = session.root / "etc" / "sandbox-exporter" / "config.yml"
+    (target,) = yaml.safe_load(config.read_text())["targets"]
+    port = free_port()
+    exporter = str(Path(sys.executable).parent / "sandbox-exporter")
+    log = (session.cwd / "runbooks-exporter.log").open("wb")
+    process = subprocess.Popen(
+        [exporter, "-c", str(config), f"--web.listen-address=127.0.0.1:{port}"],
+        cwd=session.cwd,
+        env=session.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    session.processes.append(process)
+
+    def healthy() -> bool:
+        assert process.poll() is None, "the exporter exited"
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/-/healthy", timeout=2).ok
+        except requests.RequestException:
+            return False
+
+    wait_until(healthy, timeout=DAEMON_READY_SECONDS, interval=0.2)
+    session.placeholders = {
+        r"\bSANDBOX\b": target["url"].rstrip("/"),
+        r"\bEXPORTER\b": f"127.0.0.1:{port}",
+    }
+
+
+PREPARE = {"docs/deploy.md": prepare_deploy_guide, "docs/runbooks.md": prepare_runbooks}
 
 
 # -------------------------------------------------------------- running
@@ -445,15 +486,15 @@ def with_server(session: Session, command: str) -> str | None:
     return None
 
 
-def substitute_placeholders(command: str) -> str:
-    for pattern, value in PLACEHOLDERS.items():
+def substitute_placeholders(command: str, extra: dict[str, str]) -> str:
+    for pattern, value in {**PLACEHOLDERS, **extra}.items():
         command = re.sub(pattern, value, command)
     return re.sub(r"\bNAME\b", TARGET_NAME, command)
 
 
 def run_one(session: Session, command: str) -> str | None:
     """Runs one command (no &&) as the rules above say; a problem or None."""
-    command = substitute_placeholders(SYNOPSES.get(command, command))
+    command = substitute_placeholders(SYNOPSES.get(command, command), session.placeholders)
     mapped = session.map_paths(command)
     if match := VENV.match(command):
         return run_venv(session, session.map_paths(match.group(1)))
