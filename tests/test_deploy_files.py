@@ -431,6 +431,34 @@ def test_slo_alerts_follow_the_workbook() -> None:
             assert wanted in expr, (name, wanted)
 
 
+# ------------------------------------------------------------ files by kind
+
+
+def test_files_sit_by_kind() -> None:
+    # config/ is what `sandbox-exporter --config.check` accepts; Prometheus'
+    # and Alertmanager's files are under deploy/, where a user looks for them.
+    exporter_configs = sorted(CONFIG_DIR.glob("*.yml"))
+    assert [p.name for p in exporter_configs] == ["example.yml", "minimal.yml"]
+    for path in exporter_configs:
+        done = subprocess.run(
+            [sys.executable, "-m", "sandbox_exporter.cli", "--config.check", "-c", str(path)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, f"{path.name}: {done.stdout}{done.stderr}"
+    assert sorted(p.name for p in PROMETHEUS_DIR.glob("*.yml")) == sorted(PROMETHEUS_CONFIGS)
+    for name in PROMETHEUS_CONFIGS:
+        assert "scrape_configs" in load_yaml(PROMETHEUS_DIR / name), name
+    assert sorted(p.name for p in RULES_DIR.glob("*.yml")) == sorted(RULE_FILES)
+    for name in RULE_FILES:
+        assert list(load_yaml(RULES_DIR / name)) == ["groups"], name
+    assert sorted(ALERTMANAGER_CONFIG.parent.iterdir()) == [ALERTMANAGER_CONFIG]
+    assert {"route", "receivers"} <= set(load_yaml(ALERTMANAGER_CONFIG))
+
+
 # ------------------------------------------------------- prometheus configs
 
 
