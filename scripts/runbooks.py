@@ -7,10 +7,10 @@
 
 A rule's runbook_url is RUNBOOK_BASE, `#`, and the GitHub anchor of the
 alert's heading in docs/runbooks.md (`## SandboxDown` -> `#sandboxdown`).
-Prometheus rule templates cannot read a global setting other than external
-labels, which Prometheus attaches to every series and alert it sends out, so
-the full URL is written in each rule, and this script keeps all of them in
-step with the one line below: change it, run the script, and the rule files,
+Prometheus rule templates could read a global setting only from an external
+label (`$externalLabels`), which Prometheus attaches to every series and
+alert it sends out, so the full URL is written in each rule, and this script
+keeps all of them in step with the one line below: change it, run the script, and the rule files,
 the promtool unit tests that expect the annotation and the Kubernetes
 PrometheusRule follow.
 """
