@@ -5,7 +5,7 @@ another is healthy. The exporter runs as a subprocess through its CLI with
 the guide's configuration (the sandbox URLs pointed at the emulators); a
 real Prometheus loads the guide's scrape job, `alerting` block and the
 shipped rule files; a real Alertmanager runs the guide's configuration
-(= config/alertmanager.yml) with the webhook URLs pointed at a receiver of
+(= deploy/alertmanager/alertmanager.yml) with the webhook URLs pointed at a receiver of
 this test. The broken sandbox must page (SandboxCanaryFailing and
 SandboxErrorBudgetFastBurn reach the pager webhook), its slow-burn ticket
 must be held back by the inhibit rule, and the healthy one must page for
@@ -34,6 +34,7 @@ import yaml
 from alertmanager_server import AlertmanagerServer
 from prometheus_server import PrometheusServer
 from test_deploy_guide import one_block
+from test_runbooks import runbooks
 
 from sandbox_emulator import Fault
 
@@ -236,6 +237,9 @@ def test_a_broken_sandbox_pages_through_prometheus_and_alertmanager(
     for alert in pages:
         assert alert["labels"]["severity"] == "critical", alert["labels"]
         assert alert["labels"].get("target") != HEALTHY, alert["labels"]
+        # What the receiver gets links to what to do.
+        wanted_url = runbooks.runbook_url(alert["labels"]["alertname"])
+        assert alert["annotations"]["runbook_url"] == wanted_url, alert["annotations"]
     tickets = webhook.alerts("/ticket")
     assert all(a["labels"]["severity"] == "warning" for a in tickets)
     assert not [

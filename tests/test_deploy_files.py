@@ -28,7 +28,9 @@ import yaml
 from contract import METRICS, METRICS_BY_NAME, SERIES, TARGET_LABELS
 
 REPO = Path(__file__).resolve().parents[1]
+# The exporter's own configuration examples.
 CONFIG_DIR = REPO / "config"
+# Prometheus' and Alertmanager's files, where a user looks for them.
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 RULES_DIR = PROMETHEUS_DIR / "rules"
 ALERTMANAGER_CONFIG = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
@@ -36,8 +38,10 @@ ALERTS = RULES_DIR / "alerts.yml"
 ALERT_TESTS = REPO / "tests" / "rules" / "alerts_test.yml"
 SLO_RULES = RULES_DIR / "slo.yml"
 SLO_TESTS = REPO / "tests" / "rules" / "slo_test.yml"
-# Every Prometheus config loads these, in this order, from its own directory.
+# The rule files (names in RULES_DIR), in the order every Prometheus config
+# loads them, from rules/ beside itself: RULE_PATHS.
 RULE_FILES = ("alerts.yml", "slo.yml")
+RULE_PATHS = tuple(f"{RULES_DIR.name}/{name}" for name in RULE_FILES)
 PROMETHEUS_CONFIGS = ("prometheus.yml", "prometheus-probe.yml", "prometheus-hashmod.yml")
 DASHBOARD_DIR = REPO / "grafana" / "dashboards"
 DASHBOARDS = ("sandbox-overview.json", "sandbox-detail.json")
@@ -297,7 +301,7 @@ def test_sandbox_exporter_down_matches_every_shipped_job() -> None:
     selector = next(r for r in alert_rules() if r["alert"] == "SandboxExporterDown")["expr"]
     job_regex = re.search(r'job=~"([^"]+)"', selector).group(1)
     for config in PROMETHEUS_CONFIGS:
-        for job in load_yaml(CONFIG_DIR / config)["scrape_configs"]:
+        for job in load_yaml(PROMETHEUS_DIR / config)["scrape_configs"]:
             assert re.fullmatch(job_regex, job["job_name"]), (config, job["job_name"])
 
 
@@ -427,6 +431,34 @@ def test_slo_alerts_follow_the_workbook() -> None:
             assert wanted in expr, (name, wanted)
 
 
+# ------------------------------------------------------------ files by kind
+
+
+def test_files_sit_by_kind() -> None:
+    # config/ is what `sandbox-exporter --config.check` accepts; Prometheus'
+    # and Alertmanager's files are under deploy/, where a user looks for them.
+    exporter_configs = sorted(CONFIG_DIR.glob("*.yml"))
+    assert [p.name for p in exporter_configs] == ["example.yml", "minimal.yml"]
+    for path in exporter_configs:
+        done = subprocess.run(
+            [sys.executable, "-m", "sandbox_exporter.cli", "--config.check", "-c", str(path)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, f"{path.name}: {done.stdout}{done.stderr}"
+    assert sorted(p.name for p in PROMETHEUS_DIR.glob("*.yml")) == sorted(PROMETHEUS_CONFIGS)
+    for name in PROMETHEUS_CONFIGS:
+        assert "scrape_configs" in load_yaml(PROMETHEUS_DIR / name), name
+    assert sorted(p.name for p in RULES_DIR.glob("*.yml")) == sorted(RULE_FILES)
+    for name in RULE_FILES:
+        assert list(load_yaml(RULES_DIR / name)) == ["groups"], name
+    assert sorted(ALERTMANAGER_CONFIG.parent.iterdir()) == [ALERTMANAGER_CONFIG]
+    assert {"route", "receivers"} <= set(load_yaml(ALERTMANAGER_CONFIG))
+
+
 # ------------------------------------------------------- prometheus configs
 
 
@@ -434,12 +466,11 @@ def test_slo_alerts_follow_the_workbook() -> None:
 def test_prometheus_config_is_valid_with_rules_beside_it(name: str, tmp_path: Path) -> None:
     # Only the config and its rule files, as docker-compose.yml mounts them:
     # the rule files must be found relative to the config file.
-    shutil.copy(CONFIG_DIR / name, tmp_path / name)
-    for rule_file in RULE_FILES:
-        shutil.copy(CONFIG_DIR / rule_file, tmp_path / rule_file)
+    shutil.copy(PROMETHEUS_DIR / name, tmp_path / name)
+    shutil.copytree(RULES_DIR, tmp_path / RULES_DIR.name)
     output = run([require_tool("promtool"), "check", "config", name], cwd=tmp_path)
     assert f"SUCCESS: {len(RULE_FILES)} rule files found" in output
-    assert load_yaml(CONFIG_DIR / name)["rule_files"] == list(RULE_FILES)
+    assert load_yaml(PROMETHEUS_DIR / name)["rule_files"] == list(RULE_PATHS)
 
 
 def duration_seconds(text: str) -> float:
@@ -453,7 +484,7 @@ def duration_seconds(text: str) -> float:
 
 @pytest.mark.parametrize("name", PROMETHEUS_CONFIGS)
 def test_scrape_timeout_is_below_the_interval(name: str) -> None:
-    config = load_yaml(CONFIG_DIR / name)
+    config = load_yaml(PROMETHEUS_DIR / name)
     global_interval = config.get("global", {}).get("scrape_interval", "1m")
     for job in config["scrape_configs"]:
         interval = duration_seconds(job.get("scrape_interval", global_interval))
@@ -467,7 +498,7 @@ def discovered_targets(config: str, job: str) -> list[dict[str, str]]:
         # promtool waits (busily) for the whole timeout; static targets are
         # there at once, and the callers check that every one came back.
         [require_tool("promtool"), "check", "service-discovery", "--timeout=2s", config, job],
-        cwd=CONFIG_DIR,
+        cwd=PROMETHEUS_DIR,
         capture_output=True,
         text=True,
         timeout=60,
@@ -477,7 +508,7 @@ def discovered_targets(config: str, job: str) -> list[dict[str, str]]:
 
 
 def test_probe_mode_sends_each_name_to_the_exporter_as_target_parameter() -> None:
-    job = load_yaml(CONFIG_DIR / "prometheus-probe.yml")["scrape_configs"][0]
+    job = load_yaml(PROMETHEUS_DIR / "prometheus-probe.yml")["scrape_configs"][0]
     names = job["static_configs"][0]["targets"]
     targets = discovered_targets("prometheus-probe.yml", job["job_name"])
     assert [t["__param_target"] for t in targets] == names
@@ -488,7 +519,7 @@ def test_probe_mode_sends_each_name_to_the_exporter_as_target_parameter() -> Non
 
 
 def test_hashmod_replicas_share_the_targets_without_overlap() -> None:
-    config = load_yaml(CONFIG_DIR / "prometheus-hashmod.yml")
+    config = load_yaml(PROMETHEUS_DIR / "prometheus-hashmod.yml")
     shards = [job for job in config["scrape_configs"] if job.get("metrics_path") == "/probe"]
     assert len(shards) >= 2
     names = shards[0]["static_configs"][0]["targets"]
@@ -887,11 +918,13 @@ def test_compose_mounts_only_files_of_the_repository() -> None:
 def test_compose_prometheus_loads_the_rules_beside_its_config() -> None:
     prometheus = compose_services()["prometheus"]
     mounts = dict(volume.split(":")[:2] for volume in prometheus["volumes"])
-    config_path = mounts["./config/prometheus.yml"]
+    config_path = mounts[f"./{(PROMETHEUS_DIR / 'prometheus.yml').relative_to(REPO)}"]
     assert f"--config.file={config_path}" in prometheus["command"]
-    rules_paths = [mounts[f"./config/{name}"] for name in RULE_FILES]
-    rule_files = load_yaml(CONFIG_DIR / "prometheus.yml")["rule_files"]
-    assert [str(Path(config_path).parent / f) for f in rule_files] == rules_paths
+    rules_mount = mounts[f"./{RULES_DIR.relative_to(REPO)}"]
+    rule_files = load_yaml(PROMETHEUS_DIR / "prometheus.yml")["rule_files"]
+    # Resolved in the container as Prometheus resolves them: from the config's directory.
+    in_container = [Path(config_path).parent / f for f in rule_files]
+    assert in_container == [Path(rules_mount) / name for name in RULE_FILES]
 
 
 def test_compose_ports_are_consistent() -> None:
@@ -900,7 +933,7 @@ def test_compose_ports_are_consistent() -> None:
     assert f"--web.listen-address=:{EXPORTER_PORT}" in exporter["command"]
     assert exporter["ports"] == [f"127.0.0.1:{EXPORTER_PORT}:{EXPORTER_PORT}"]
     # Prometheus scrapes the exporter by service name on the port it listens on.
-    scrape = load_yaml(CONFIG_DIR / "prometheus.yml")["scrape_configs"][0]
+    scrape = load_yaml(PROMETHEUS_DIR / "prometheus.yml")["scrape_configs"][0]
     assert scrape["static_configs"][0]["targets"] == [f"sandbox-exporter:{EXPORTER_PORT}"]
     for name, service in services.items():
         for port in service.get("ports", []):

@@ -11,9 +11,10 @@ system paths the commands name (/etc, /opt, /var/lib) are mapped into a
 temporary root, so `install -D ... /etc/...` really installs, and the next
 command finds the file. What the commands need from the machine is there:
 `config.yml` in the checkout and `/etc/sandbox-exporter/config.yml` in the
-root list one emulated sandbox named `local`. docs/deploy.md is followed by
-test_deploy_guide.py instead, with these same rules and the files it says to
-save (FOLLOWED_ELSEWHERE). Adjustments, all explicit below:
+root list one emulated sandbox named `local` (docs/runbooks.md's session also
+has an exporter running, the SANDBOX and EXPORTER of its commands).
+docs/deploy.md is followed by test_deploy_guide.py instead, with these same
+rules and the files it says to save (FOLLOWED_ELSEWHERE). Adjustments, all explicit below:
 
 - placeholders (FILE, <file>, NAME) are given real values, and a synopsis
   (`--api 2|3 --port N ...`) is run as one instance, listed in SYNOPSES;
@@ -51,6 +52,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import test_deploy_files as deploy
 import yaml
 from alertmanager_server import AlertmanagerServer
 from doc_snippets import Command, comment_commands, fenced_blocks, markdown_commands
@@ -242,6 +244,8 @@ class Session:
     installed: dict[str, Path]  # shared across sessions: the one real install
     processes: list[subprocess.Popen] = field(default_factory=list)
     servers: list[PrometheusServer | AlertmanagerServer] = field(default_factory=list)
+    # This file's own placeholders (regex -> value), set by its PREPARE step.
+    placeholders: dict[str, str] = field(default_factory=dict)
 
     def map_paths(self, command: str) -> str:
         for directory in SYSTEM_DIRECTORIES:
@@ -325,9 +329,47 @@ def prepare_monitoring_guide(session: Session) -> None:
     (nagios / "conf.d" / "sandboxes.cfg").write_text(nagios_host.text)
 
 
+def prepare_runbooks(session: Session) -> None:
+    """What a reader of docs/runbooks.md has: the rule files installed as
+    docs/deploy.md installs them, a running exporter (EXPORTER) watching the
+    session's emulated sandbox (SANDBOX, the target `local`)."""
+    rules = session.root / "etc" / "prometheus" / "sandbox-exporter"
+    rules.mkdir(parents=True)
+    for name in deploy.RULE_FILES:
+        shutil.copy(deploy.RULES_DIR / name, rules / name)
+    config = session.root / "etc" / "sandbox-exporter" / "config.yml"
+    (target,) = yaml.safe_load(config.read_text())["targets"]
+    port = free_port()
+    exporter = str(Path(sys.executable).parent / "sandbox-exporter")
+    log = (session.cwd / "runbooks-exporter.log").open("wb")
+    process = subprocess.Popen(
+        [exporter, "-c", str(config), f"--web.listen-address=127.0.0.1:{port}"],
+        cwd=session.cwd,
+        env=session.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    session.processes.append(process)
+
+    def healthy() -> bool:
+        assert process.poll() is None, "the exporter exited"
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/-/healthy", timeout=2).ok
+        except requests.RequestException:
+            return False
+
+    wait_until(healthy, timeout=DAEMON_READY_SECONDS, interval=0.2)
+    session.placeholders = {
+        r"\bSANDBOX\b": target["url"].rstrip("/"),
+        r"\bEXPORTER\b": f"127.0.0.1:{port}",
+    }
+
+
 # Files whose session needs something prepared first (source -> how).
 PREPARE: dict[str, Callable[[Session], None]] = {
     "docs/monitoring-plugins.md": prepare_monitoring_guide,
+    "docs/runbooks.md": prepare_runbooks,
 }
 
 
@@ -481,15 +523,15 @@ def run_icinga(session: Session, arguments: list[str]) -> str | None:
     return run(session, quoted)
 
 
-def substitute_placeholders(command: str) -> str:
-    for pattern, value in PLACEHOLDERS.items():
+def substitute_placeholders(command: str, extra: dict[str, str]) -> str:
+    for pattern, value in {**PLACEHOLDERS, **extra}.items():
         command = re.sub(pattern, value, command)
     return re.sub(r"\bNAME\b", TARGET_NAME, command)
 
 
 def run_one(session: Session, command: str) -> str | None:
     """Runs one command (no &&) as the rules above say; a problem or None."""
-    command = substitute_placeholders(SYNOPSES.get(command, command))
+    command = substitute_placeholders(SYNOPSES.get(command, command), session.placeholders)
     mapped = session.map_paths(command)
     if match := VENV.match(command):
         return run_venv(session, session.map_paths(match.group(1)))
@@ -571,12 +613,8 @@ def test_a_failing_command_is_reported(session: Session) -> None:
     # Guard: the runner must not swallow a failure.
     broken = Command("sandbox-exporter --config.check -c does-not-exist.yml", "here:1")
     assert check_command(session, broken) != []
-    assert (
-        check_command(
-            session, Command("promtool check rules deploy/prometheus/rules/slo.yml", "here:2")
-        )
-        == []
-    )
+    rules = Command("promtool check rules deploy/prometheus/rules/slo.yml", "here:2")
+    assert check_command(session, rules) == []
 
 
 def test_pending_paths_are_still_pending() -> None:

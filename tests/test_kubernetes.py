@@ -459,7 +459,7 @@ def test_prometheusrule_holds_exactly_the_rule_files_groups() -> None:
     expected = []
     for relative in generator.RULE_FILES:
         expected.extend(yaml.safe_load((REPO / relative).read_text())["groups"])
-    assert "config/alerts.yml" in generator.RULE_FILES
+    assert "deploy/prometheus/rules/alerts.yml" in generator.RULE_FILES
     assert the("PrometheusRule")["spec"]["groups"] == expected
 
 
@@ -490,7 +490,7 @@ def rule_unit_tests() -> list[Path]:
 
 
 def test_prometheusrule_rules_pass_the_projects_rule_tests(tmp_path: Path) -> None:
-    # The same cases that test config/alerts.yml, run against the rules as the
+    # The same cases that test the shipped alerts.yml, run against the rules as the
     # operator will load them.
     tests = rule_unit_tests()
     assert RULE_TESTS / "alerts_test.yml" in tests

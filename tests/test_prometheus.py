@@ -1,9 +1,9 @@
 """Dashboards, alert rules and scrape configs against a real Prometheus server.
 
 Emulated sandboxes -> in-process exporter(s) -> Debian's `prometheus` binary,
-all on loopback, using the shipped config/prometheus*.yml with only the
-addresses, the sandbox names and the intervals replaced, and
-config/alerts.yml with `for:` shortened. The static checks of the same files
+all on loopback, using the shipped deploy/prometheus/prometheus*.yml with
+only the addresses, the sandbox names and the intervals replaced, and the
+rule files of deploy/prometheus/rules/ with `for:` shortened. The static checks of the same files
 (promtool check rules/config, the metric contract) live in
 test_deploy_files.py; this module checks what only a running Prometheus can
 tell: that every query finds the series the exporter really exports, with
@@ -82,11 +82,11 @@ def shipped_prometheus_config(
     sandboxes: Sequence[str] | None = None,
     probe_timing: tuple[str, str] = ("3s", "2s"),
 ) -> dict[str, Any]:
-    """config/<name> with the exporter addresses mapped through `exporters`,
+    """deploy/prometheus/<name> with the exporter addresses mapped through `exporters`,
     the listed sandbox names replaced by `sandboxes` (None: kept), and short intervals:
     1 s for /metrics jobs, `probe_timing` (interval, timeout) for /probe jobs.
     Everything else (job names, paths, relabeling) stays as shipped."""
-    shipped = yaml.safe_load((deploy.CONFIG_DIR / name).read_text())
+    shipped = yaml.safe_load((deploy.PROMETHEUS_DIR / name).read_text())
     config = copy.deepcopy(shipped)
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
 
@@ -116,7 +116,7 @@ def shipped_prometheus_config(
 
 
 def alerts_with_short_for() -> str:
-    """config/alerts.yml with every `for:` set to ALERT_FOR."""
+    """The shipped alerts.yml with every `for:` set to ALERT_FOR."""
     rules = yaml.safe_load(deploy.ALERTS.read_text())
     for group in rules["groups"]:
         for rule in group["rules"]:
@@ -126,7 +126,7 @@ def alerts_with_short_for() -> str:
 
 
 def slo_with_short_for() -> str:
-    """config/slo.yml with the alerts' `for:` set to ALERT_FOR; the recording
+    """The shipped slo.yml with the alerts' `for:` set to ALERT_FOR; the recording
     rules as shipped."""
     rules = yaml.safe_load(deploy.SLO_RULES.read_text())
     for group in rules["groups"]:
@@ -138,7 +138,9 @@ def slo_with_short_for() -> str:
 
 def shipped_rule_files() -> dict[str, str]:
     """The rule files every shipped Prometheus config lists, for PrometheusServer."""
-    return {"alerts.yml": alerts_with_short_for(), "slo.yml": slo_with_short_for()}
+    shortened = {"alerts.yml": alerts_with_short_for(), "slo.yml": slo_with_short_for()}
+    assert set(shortened) == set(deploy.RULE_FILES)
+    return {path: shortened[Path(path).name] for path in deploy.RULE_PATHS}
 
 
 def has_finite_value(series: list[dict[str, Any]]) -> bool:
@@ -550,7 +552,7 @@ def test_broken_sandboxes_fire_their_alerts_and_healthy_ones_stay_quiet(
         identity(alertname="SandboxExporterDown", job=GONE_JOB),
         # Every canary probe of both fails: the availability budget burns
         # at 200 times the allowed rate, which pages and opens a ticket
-        # (Alertmanager's inhibit rule in config/alertmanager.yml keeps the
+        # (Alertmanager's inhibit rule in deploy/alertmanager/alertmanager.yml keeps the
         # ticket and the budget page of pl-gone quiet behind SandboxDown).
         *(
             identity(alertname=alert, job=job, target=target, slo="canary-availability")
@@ -657,7 +659,7 @@ PROBE_SCRAPE = ("3s", "2s")
 
 def listed_sandboxes(config_name: str) -> list[str]:
     """The sandbox names a shipped config lists (its first /probe job's)."""
-    config = yaml.safe_load((deploy.CONFIG_DIR / config_name).read_text())
+    config = yaml.safe_load((deploy.PROMETHEUS_DIR / config_name).read_text())
     job = next(j for j in config["scrape_configs"] if j.get("metrics_path") == "/probe")
     return [name for static in job["static_configs"] for name in static["targets"]]
 
