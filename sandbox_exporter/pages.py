@@ -364,21 +364,22 @@ def _strip(
     return charts.strip(cells, f"{probe}: {_tally(entries)}", size=size, gap=gap)
 
 
-_TIMES = "\N{MULTIPLICATION SIGN} "
-
-
 def _tally(entries: Sequence[HistoryEntry]) -> str:
     """E.g. "12 results in 1m 0s: 10 ok, 2 overloaded", "6 results in 50s: all ok"."""
     counts = Counter(e.outcome for e in entries)
     span = entries[-1].started_at - entries[0].started_at
     within = f" in {_ago(span)}" if len(entries) > 1 else ""
-    if len(counts) == 1:
-        parts = ("all " if len(entries) > 1 else "") + entries[0].outcome
+
+    def named(outcome: str) -> str:
+        # An outcome can start with its own number: "2 with 1 expectation missed".
+        return f"with {outcome}" if outcome[0].isdigit() else outcome
+
+    if len(entries) == 1:
+        parts = entries[0].outcome
+    elif len(counts) == 1:
+        parts = f"all {named(entries[0].outcome)}"
     else:
-        # "2 times 1 expectation missed": an outcome can start with its own number.
-        parts = ", ".join(
-            f"{n} {_TIMES * outcome[0].isdigit()}{outcome}" for outcome, n in counts.most_common()
-        )
+        parts = ", ".join(f"{n} {named(outcome)}" for outcome, n in counts.most_common())
     return f"{len(entries)} result{'s' * (len(entries) > 1)}{within}: {parts}"
 
 

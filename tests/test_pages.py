@@ -702,6 +702,20 @@ def test_each_probe_has_a_strip_of_its_last_results_and_each_canary_a_sparkline(
     assert landing_strips[1][2][0] == fail
 
 
+def test_how_often_counts_outcomes_that_start_with_a_number():
+    state = make_state(
+        "targets:\n  - name: alpha\n    url: 'http://127.0.0.1:1/'\n"
+        "    expect: {bin: [no-such-command]}\n"
+    )
+    record_healthy(state, "alpha", at=T0 - 20)
+    record_healthy(state, "alpha", at=T0 - 10)
+    rows = table_with(target_page(state, "alpha"), "probe", "results", "how often")[1:]
+    assert rows[2] == [LIBRARIES, "", "2 results in 10s: all with 1 expectation missed"]
+    state.record(healthy_results(target_of(state, "alpha"), at=T0)[0])
+    rows = table_with(target_page(state, "alpha"), "probe", "results", "how often")[1:]
+    assert rows[0] == [SPECIFICATIONS, "", "3 results in 20s: all ok"]
+
+
 # ----------------------------------------------------------- auto-refresh
 
 
