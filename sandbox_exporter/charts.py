@@ -9,6 +9,7 @@ Callers pass plain text; everything is escaped here.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
@@ -40,6 +41,30 @@ def strip(cells: Sequence[Cell], label: str, *, size: int = 10, gap: int = 2) ->
         f'<svg class="strip" width="{width}" height="{2 * size}" viewBox="0 0 {width} '
         f'{2 * size}" role="img" aria-label="{escape(label)}">{rects}</svg>'
     )
+
+
+def compact_strip(kinds: Sequence[str], label: str, *, size: int = 7, gap: int = 1) -> str:
+    """`strip` for pages with hundreds of them: one shape per colour and one
+    tooltip, `label`, for the whole strip (a page of a thousand targets stays
+    small and quick to make)."""
+    shapes: dict[str, list[str]] = {kind: [] for kind in FILLS}
+    for i, kind in enumerate(kinds):
+        shapes[kind].append(_cell_path(i, size, gap))
+    paths = "".join(
+        f'<path d="{"".join(cells)}" fill="{FILLS[kind]}"/>'
+        for kind, cells in shapes.items()
+        if cells
+    )
+    width = max((size + gap) * len(kinds) - gap, 1)
+    return (
+        f'<svg class="strip" width="{width}" height="{2 * size}" role="img">'
+        f"<title>{escape(label)}</title>{paths}</svg>"
+    )
+
+
+@functools.cache
+def _cell_path(index: int, size: int, gap: int) -> str:
+    return f"M{index * (size + gap)} 0h{size}v{2 * size}h-{size}z"
 
 
 def sparkline(

@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from html import escape
+from operator import attrgetter
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from . import __version__, charts
@@ -195,7 +196,7 @@ def _landing_row(
         problems = _problems(snapshot, target, verdict, now)
     else:
         problems = f'<span class="ok">{_message(healthy_summary(verdict) or "ok", target)}</span>'
-    entries = _by_probe(history.entries if history else ())
+    entries = _by_probe(history.entries if history else (), LANDING_STRIP_LENGTH)
     cells = []
     for probe in PROBES:
         result = verdict.results.get(probe)
@@ -205,12 +206,14 @@ def _landing_row(
         outcome = probe_outcome(result)
         # The missed expectations are spelt out under "problems"; here a word.
         label = outcome if outcome == "ok" or not result.success else "missed"
-        recent = entries.get(probe, [])[-LANDING_STRIP_LENGTH:]
+        recent = entries.get(probe)
+        strip = ""
+        if recent:
+            kinds = [_outcome_css(e.success, e.outcome) for e in recent]
+            strip = charts.compact_strip(kinds, f"{probe}: {_tally(recent)}")
         cells.append(
             f'<td class="{_outcome_css(result.success, outcome)}">{escape(label)} '
-            f"<small>{_ago(now - result.started_at)} ago</small>"
-            + (_strip(probe, recent, target, now, size=7, gap=1) if recent else "")
-            + "</td>"
+            f"<small>{_ago(now - result.started_at)} ago</small>{strip}</td>"
         )
     probe_link = f"probe?target={quote(name, safe='')}&debug=true"
     return (
@@ -283,12 +286,12 @@ def _latest_table(snapshot: Snapshot, target: Target, now: float) -> str:
 def _recent(history: TargetHistory, target: Target, now: float) -> str:
     """A strip of each probe's last results and a sparkline of each canary's
     round trips: how often, and since when, at a glance."""
-    entries = _by_probe(history.entries)
+    entries = _by_probe(history.entries, STRIP_LENGTH)
     if not entries:
         return ""
     rows = []
     for probe in PROBES:
-        recent = entries.get(probe, [])[-STRIP_LENGTH:]
+        recent = entries.get(probe)
         if recent:
             strip = _strip(probe, recent, target, now)
             rows.append(
@@ -301,7 +304,7 @@ def _recent(history: TargetHistory, target: Target, now: float) -> str:
         "time and message.</p>" + _table(("probe", "results", "how often"), "".join(rows))
     )
     canaries = [c.name for c in target.canaries]
-    runs = entries.get(CANARY, [])[-STRIP_LENGTH:]
+    runs = entries.get(CANARY, [])
     lines = "".join(_sparkline_row(name, runs) for name in canaries)
     if lines:
         section += (
@@ -335,11 +338,22 @@ def _sparkline_row(name: str, runs: Sequence[HistoryEntry]) -> str:
     )
 
 
-def _by_probe(entries: Sequence[HistoryEntry]) -> dict[str, list[HistoryEntry]]:
-    """Each probe's entries, oldest first."""
+def _by_probe(entries: Sequence[HistoryEntry], last: int) -> dict[str, list[HistoryEntry]]:
+    """Each probe's `last` entries, oldest first."""
     grouped: dict[str, list[HistoryEntry]] = {}
-    for entry in sorted(entries, key=lambda e: e.started_at):
-        grouped.setdefault(entry.probe, []).append(entry)
+    # Entries are kept in the order they finished, which is nearly the order
+    # they started (a `/probe` run can overlap a scheduled one): the newest
+    # are at the end, and only the few kept need sorting.
+    full = 0
+    for entry in reversed(entries):
+        recent = grouped.setdefault(entry.probe, [])
+        if len(recent) < last:
+            recent.append(entry)
+            full += len(recent) == last
+            if full == len(PROBES):
+                break
+    for recent in grouped.values():
+        recent.sort(key=attrgetter("started_at"))
     return grouped
 
 
