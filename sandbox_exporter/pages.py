@@ -100,7 +100,8 @@ def landing(
         + table
         + f'\n<p class="muted">Page made at {_clock(now, now)}. Probe columns: the last result'
         f" of each probe, its age and a strip of its last {LANDING_STRIP_LENGTH} results (oldest"
-        ' left; hover a cell for its time and message). A problem\'s "since" is when this'
+        " left, counted on hover; the target's page has each one's time and message). A"
+        ' problem\'s "since" is when this'
         ' exporter saw it begin; "since at least" when it was already so at this exporter\'s'
         " first probe of it, so it began earlier.</p>"
     )
