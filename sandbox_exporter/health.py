@@ -34,6 +34,9 @@ class Problem:
     summary: str  # a few words, for a report's first line
     detail: str = ""  # what exactly happened, for the target's own line
     probe: str = ""  # the probe kind that saw it
+    # What reconciles it with another probe's contrary result, when one
+    # seems to contradict it (see `refused_with_free_pool`).
+    note: str = ""
 
     def __str__(self) -> str:
         return f"{self.summary}: {self.detail}" if self.detail else self.summary
@@ -47,9 +50,11 @@ class TargetVerdict:
     problems: list[Problem] = field(default_factory=list)
     load_ratio: float | None = None
 
-    def flag(self, status: Status, summary: str, detail: str = "", probe: str = "") -> None:
+    def flag(
+        self, status: Status, summary: str, detail: str = "", probe: str = "", note: str = ""
+    ) -> None:
         self.status = max(self.status, status)
-        self.problems.append(Problem(status, summary, detail, probe))
+        self.problems.append(Problem(status, summary, detail, probe, note))
 
 
 def pool_size(results: Mapping[str, ProbeResult]) -> int | None:
@@ -101,6 +106,29 @@ def describe_missed(outcome: ExpectationOutcome) -> str:
     return f"{outcome.kind} {outcome.name} {outcome.expected} (found {outcome.found or 'nothing'})"
 
 
+def refused_with_free_pool(results: Mapping[str, ProbeResult]) -> str:
+    """Why an overloaded canary and a usage probe that found containers free
+    can both be true, or "" when they do not disagree.
+
+    The sandbox answers 503 when no container of its pool freed up within
+    2 s; its usage counts busy containers at another moment, so the two
+    disagree when the count is wrong or the pool filled up in between.
+    """
+    canary, usage = results.get(CANARY), results.get(USAGE)
+    busy, pool = busy_containers(results), pool_size(results)
+    if canary is None or canary.reason is not Reason.OVERLOADED:
+        return ""
+    if usage is None or not usage.success or busy is None or not pool or busy >= pool:
+        return ""
+    gap = round(canary.started_at - usage.started_at)
+    when = "at the same time" if gap == 0 else f"{abs(gap)}s {'earlier' if gap > 0 else 'later'}"
+    return (
+        f"the sandbox refused the canary with 503 (no free container) although the usage "
+        f"probe {when} found {busy} of {pool} containers busy: its count of busy containers "
+        "is wrong, or the pool filled up between the two probes"
+    )
+
+
 def healthy_summary(verdict: TargetVerdict) -> str:
     """What a target with no problem shows instead: its server, its canaries, its load."""
     parts = [r.message for kind, r in verdict.results.items() if kind in (SPECIFICATIONS, CANARY)]
@@ -127,7 +155,8 @@ def judge(target: Target, results: Mapping[str, ProbeResult]) -> TargetVerdict:
         status = Status[target.severities.canary_failed.upper()]
         if canary.reason is Reason.OVERLOADED:
             status = Status[target.severities.overloaded.upper()]
-        verdict.flag(status, f"canary failing ({_reason(canary)})", canary.message, CANARY)
+        summary = f"canary failing ({_reason(canary)})"
+        verdict.flag(status, summary, canary.message, CANARY, refused_with_free_pool(results))
     usage = results.get(USAGE)
     if usage is not None and not usage.success:
         verdict.flag(Status.WARNING, f"usage unavailable ({_reason(usage)})", usage.message, USAGE)

@@ -3,27 +3,41 @@
 Pure functions, state in and HTML out, no I/O: the web layer fetches the
 state and serves the text. Each problem is written out as plainly and as
 specifically as `--once` reports it (the judgement is `health.judge`), never
-only in a tooltip, and the pages work without JavaScript. Everything shown
-comes from configs and servers, so every piece of text is escaped, and URLs
-lose any userinfo before they are shown.
+only in a tooltip; a message loses only what its row already shows
+(`digest.trim_message`), its whole text on hover. The pages work without
+JavaScript and under a Content-Security-Policy of `default-src 'none'`: the
+strips and sparklines are inline SVG (`charts`). Everything shown comes from
+configs and servers, so every piece of text is escaped, and URLs lose any
+userinfo before they are shown.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from html import escape
+from operator import attrgetter
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from . import __version__
+from . import __version__, charts
 from .config import Target
+from .digest import Run, collapse, trim_message
 from .health import Problem, Status, TargetVerdict, healthy_summary, judge, probe_outcome
 from .probes import CanaryResult, LibrariesReport, ProbeResult
-from .state import Snapshot, TargetHistory
+from .state import HistoryEntry, Snapshot, TargetHistory
 from .vocabulary import CANARY, LIBRARIES, PROBES, USAGE
 
 #: The interval the "turn on" link offers.
 DEFAULT_REFRESH_SECONDS = 10
 _MAX_REFRESH_SECONDS = 3600
+#: Results per probe drawn in a target page's strips and sparklines, and in
+#: the landing page's smaller strips.
+STRIP_LENGTH = 40
+LANDING_STRIP_LENGTH = 12
+# A tooltip quotes a message this long at most: a page with hundreds of
+# cells stays small.
+_TOOLTIP_MESSAGE = 160
 
 #: Where the "probe now" buttons post (relative, as every link here), and
 #: their fields: the target's name, and the refresh the page it returns to keeps.
@@ -44,6 +58,9 @@ td.t{white-space:nowrap}ul.problems{margin:0;padding-left:1.1em}ul.problems li{m
 font-size:.85em}.b-OK{background:#1a7f37}.b-WARNING{background:#9a6700}
 .b-CRITICAL{background:#cf222e}.b-UNKNOWN,.b-PENDING{background:#6e7781}
 pre{padding:.8em;overflow-x:auto;white-space:pre-wrap;word-break:break-all}.bar{margin:.3em 0}
+.note{display:block;color:#1f2328;font-weight:normal;margin-top:.15em}
+span[title]{text-decoration:underline dotted #8c959f}svg.strip{display:block;margin-top:.25em}
+td.chart{padding-top:.5em}
 form.now{display:inline;margin:0}.now button,button.now{font:inherit;color:#0969da;border:0;
 background:none;padding:0;text-decoration:underline;cursor:pointer}
 """
@@ -62,14 +79,25 @@ def target_link(name: str, refresh: int | None = None) -> str:
     return "target?name=" + quote(name, safe="") + _refresh_query(refresh, "&")
 
 
-def landing(snapshot: Snapshot, *, now: float | None = None, refresh: int | None = None) -> str:
-    """Every target, worst first, with each of its problems written out."""
+def landing(
+    snapshot: Snapshot,
+    *,
+    histories: Mapping[str, TargetHistory] | None = None,
+    now: float | None = None,
+    refresh: int | None = None,
+) -> str:
+    """Every target, worst first, with each of its problems written out and,
+    given `histories`, a strip of each probe's last results."""
     now = time.time() if now is None else now
+    histories = histories or {}
     targets = list(snapshot.config.targets) if snapshot.config else []
     verdicts = [(target, _verdict(snapshot, target)) for target in targets]
     # Worst first; never probed sorts between OK and WARNING: unknown, but nothing wrong seen.
     verdicts.sort(key=lambda pair: -(pair[1].status if pair[1].results else 0.5))
-    rows = [_landing_row(snapshot, target, verdict, now, refresh) for target, verdict in verdicts]
+    rows = [
+        _landing_row(snapshot, target, verdict, histories.get(target.name), now, refresh)
+        for target, verdict in verdicts
+    ]
     rows = rows or [f'<tr><td colspan="{4 + len(PROBES)}">no targets configured</td></tr>']
     table = _table(("status", "target", "problems", *PROBES, ""), "\n".join(rows))
     body = (
@@ -80,8 +108,11 @@ def landing(snapshot: Snapshot, *, now: float | None = None, refresh: int | None
         + f"<h2>{escape(_summary([v for _, v in verdicts]))}</h2>\n"
         + table
         + f'\n<p class="muted">Page made at {_clock(now, now)}. Probe columns: the last result'
-        ' of each probe and its age. A problem\'s "since" is the first result in that'
-        " condition that this exporter saw since it started.</p>"
+        f" of each probe, its age and a strip of its last {LANDING_STRIP_LENGTH} results (oldest"
+        " left, counted on hover; the target's page has each one's time and message). A"
+        ' problem\'s "since" is when this'
+        ' exporter saw it begin; "since at least" when it was already so at this exporter\'s'
+        " first probe of it, so it began earlier.</p>"
     )
     return _page("Sandbox Exporter", body, refresh)
 
@@ -109,12 +140,13 @@ def target_page(
         + _refresh_control(target_link(target.name), refresh, "&")
         + "</p>",
         "<h2>Problems</h2>",
-        _problems(snapshot, target.name, verdict, now) or '<p class="ok">none</p>',
+        _problems(snapshot, target, verdict, now) or '<p class="ok">none</p>',
+        _recent(history, target, now),
         "<h2>Last result of each probe</h2>",
-        _latest_table(snapshot, target.name, now),
-        _canaries(verdict.results.get(CANARY)),
+        _latest_table(snapshot, target, now),
+        _canaries(verdict.results.get(CANARY), target),
         _expectations(verdict.results.get(LIBRARIES)),
-        _history(history, now),
+        _history(history, target, now),
         "<h2>Last /probe?debug=true</h2>",
         _debug(history, _probe_now_button("run one now"), now),
         probe_now_form(target.name, refresh, form_id=_PROBE_NOW_FORM),
@@ -179,15 +211,21 @@ def _summary(verdicts: list[TargetVerdict]) -> str:
 
 
 def _landing_row(
-    snapshot: Snapshot, target: Target, verdict: TargetVerdict, now: float, refresh: int | None
+    snapshot: Snapshot,
+    target: Target,
+    verdict: TargetVerdict,
+    history: TargetHistory | None,
+    now: float,
+    refresh: int | None,
 ) -> str:
     name = target.name
     if not verdict.results:
         problems = '<span class="pending">no probe has run yet</span>'
     elif verdict.problems:
-        problems = _problems(snapshot, name, verdict, now)
+        problems = _problems(snapshot, target, verdict, now)
     else:
-        problems = f'<span class="ok">{escape(healthy_summary(verdict) or "ok")}</span>'
+        problems = f'<span class="ok">{_message(healthy_summary(verdict) or "ok", target)}</span>'
+    entries = _by_probe(history.entries if history else (), LANDING_STRIP_LENGTH)
     cells = []
     for probe in PROBES:
         result = verdict.results.get(probe)
@@ -197,9 +235,14 @@ def _landing_row(
         outcome = probe_outcome(result)
         # The missed expectations are spelt out under "problems"; here a word.
         label = outcome if outcome == "ok" or not result.success else "missed"
+        recent = entries.get(probe)
+        strip = ""
+        if recent:
+            kinds = [_outcome_css(e.success, e.outcome) for e in recent]
+            strip = charts.compact_strip(kinds, f"{probe}: {_tally(recent)}")
         cells.append(
             f'<td class="{_outcome_css(result.success, outcome)}">{escape(label)} '
-            f"<small>{_ago(now - result.started_at)} ago</small></td>"
+            f"<small>{_ago(now - result.started_at)} ago</small>{strip}</td>"
         )
     return (
         f"<tr><td>{_badge(verdict)}</td>"
@@ -210,66 +253,194 @@ def _landing_row(
     )
 
 
-def _problems(snapshot: Snapshot, name: str, verdict: TargetVerdict, now: float) -> str:
+def _problems(snapshot: Snapshot, target: Target, verdict: TargetVerdict, now: float) -> str:
     if not verdict.problems:
         return ""
     items = "".join(
         f'<li class="{_css(p.status)}">{escape(p.summary)}'
-        + (f': <span class="detail">{escape(p.detail)}</span>' if p.detail else "")
-        + f"{_since(snapshot, name, p, now)}</li>"
+        + (f': <span class="detail">{_message(p.detail, target)}</span>' if p.detail else "")
+        + f"{_problem_since(snapshot, target.name, p, now)}"
+        + (f'<span class="note">{escape(p.note)}</span>' if p.note else "")
+        + "</li>"
         for p in verdict.problems
     )
     return f'<ul class="problems">{items}</ul>'
 
 
-def _since(snapshot: Snapshot, name: str, problem: Problem, now: float) -> str:
+def _problem_since(snapshot: Snapshot, name: str, problem: Problem, now: float) -> str:
     result = snapshot.result(name, problem.probe)
     if result is None:
         return ""
     if problem.probe == USAGE and result.success:
         # A load is a measurement, not a condition that starts and ends.
         return f" <small>— measured {_ago(now - result.started_at)} ago</small>"
-    since = snapshot.since.get((name, problem.probe))
-    return "" if since is None else f" <small>— since {_clock(since, now)}</small>"
+    since = _since(snapshot, name, problem.probe, now)
+    return f" <small>— {since}</small>" if since else ""
 
 
-def _latest_table(snapshot: Snapshot, name: str, now: float) -> str:
+def _since(snapshot: Snapshot, name: str, probe: str, now: float) -> str:
+    """Since when the probe's condition holds, as far as this exporter knows:
+    a condition already there at its first result began at an unknown time."""
+    since = snapshot.since.get((name, probe))
+    if since is None:
+        return ""
+    if (name, probe) in snapshot.since_first_result:
+        return f"since at least {_clock(since, now)}, this exporter's first probe"
+    return f"since {_clock(since, now)}"
+
+
+def _latest_table(snapshot: Snapshot, target: Target, now: float) -> str:
     rows = []
     for probe in PROBES:
-        result = snapshot.result(name, probe)
+        result = snapshot.result(target.name, probe)
         if result is None:
             rows.append(
                 f'<tr><td>{escape(probe)}</td><td class="pending" colspan="4">not run yet</td></tr>'
             )
             continue
-        since = snapshot.since.get((name, probe))
+        since = _since(snapshot, target.name, probe, now)
         outcome = probe_outcome(result)
         rows.append(
             f"<tr><td>{escape(probe)}</td>"
             f'<td class="{_outcome_css(result.success, outcome)}">{escape(outcome)}'
-            + (f"<br><small>since {_clock(since, now)}</small>" if since is not None else "")
+            + (f"<br><small>{since}</small>" if since else "")
             + f'</td><td class="t">{_clock(result.started_at, now)}</td>'
-            f"<td>{result.duration_seconds:.3f}s</td><td>{escape(result.message)}</td></tr>"
+            f"<td>{result.duration_seconds:.3f}s</td>"
+            f"<td>{_message(result.message, target)}</td></tr>"
         )
     return _table(("probe", "outcome", "time", "duration", "message"), "".join(rows))
 
 
-def _canaries(result: ProbeResult | None) -> str:
+def _recent(history: TargetHistory, target: Target, now: float) -> str:
+    """A strip of each probe's last results and a sparkline of each canary's
+    round trips: how often, and since when, at a glance."""
+    entries = _by_probe(history.entries, STRIP_LENGTH)
+    if not entries:
+        return ""
+    rows = []
+    for probe in PROBES:
+        recent = entries.get(probe)
+        if recent:
+            strip = _strip(probe, recent, target, now)
+            rows.append(
+                f'<tr><td>{escape(probe)}</td><td class="chart">{strip}</td>'
+                f"<td>{escape(_tally(recent))}</td></tr>"
+            )
+    section = (
+        f"<h2>Recent results</h2>"
+        f'<p class="muted">Up to {STRIP_LENGTH} per probe, oldest left; hover a cell for its '
+        "time and message.</p>" + _table(("probe", "results", "how often"), "".join(rows))
+    )
+    canaries = [c.name for c in target.canaries]
+    runs = entries.get(CANARY, [])
+    lines = "".join(_sparkline_row(name, runs) for name in canaries)
+    if lines:
+        section += (
+            f"<h2>Canary round trips</h2>"
+            f'<p class="muted">The last {len(runs)} canary runs, oldest left; a red tick is a '
+            "run that measured no round trip (refused, timed out, unreachable).</p>"
+            + _table(("canary", "round trip", "last, lowest, highest"), lines)
+        )
+    return section
+
+
+def _sparkline_row(name: str, runs: Sequence[HistoryEntry]) -> str:
+    values = [dict(e.round_trips)[name] for e in runs if name in dict(e.round_trips)]
+    if not values:
+        return ""
+    measured = [v for v in values if v is not None]
+    unanswered = len(values) - len(measured)
+    if measured:
+        numbers = (
+            f"last {_seconds(values[-1]) or 'not measured'}, lowest {_seconds(min(measured))}, "
+            f"highest {_seconds(max(measured))}"
+        )
+    else:
+        numbers = "no round trip measured"
+    if unanswered:
+        numbers += f"; {unanswered} of {len(values)} runs without one"
+    label = f"round trips of canary {name}: {numbers}"
+    return (
+        f'<tr><td>{escape(name)}</td><td class="chart">{charts.sparkline(values, label)}</td>'
+        f"<td>{escape(numbers)}</td></tr>"
+    )
+
+
+def _by_probe(entries: Sequence[HistoryEntry], last: int) -> dict[str, list[HistoryEntry]]:
+    """Each probe's `last` entries, oldest first."""
+    grouped: dict[str, list[HistoryEntry]] = {}
+    # Entries are kept in the order they finished, which is nearly the order
+    # they started (a `/probe` run can overlap a scheduled one): the newest
+    # are at the end, and only the few kept need sorting.
+    full = 0
+    for entry in reversed(entries):
+        recent = grouped.setdefault(entry.probe, [])
+        if len(recent) < last:
+            recent.append(entry)
+            full += len(recent) == last
+            if full == len(PROBES):
+                break
+    for recent in grouped.values():
+        recent.sort(key=attrgetter("started_at"))
+    return grouped
+
+
+def _strip(
+    probe: str,
+    entries: Sequence[HistoryEntry],
+    target: Target,
+    now: float,
+    *,
+    size: int = 10,
+    gap: int = 2,
+) -> str:
+    url = shown_url(target.url)
+    cells = [
+        charts.Cell(
+            _outcome_css(e.success, e.outcome),
+            f"{_wall(e.started_at, now)} UTC: {e.outcome}"
+            + (f" — {_cut(trim_message(e.message, url), _TOOLTIP_MESSAGE)}" if e.message else ""),
+        )
+        for e in entries
+    ]
+    return charts.strip(cells, f"{probe}: {_tally(entries)}", size=size, gap=gap)
+
+
+def _tally(entries: Sequence[HistoryEntry]) -> str:
+    """E.g. "12 results in 1m 0s: 10 ok, 2 overloaded", "6 results in 50s: all ok"."""
+    counts = Counter(e.outcome for e in entries)
+    span = entries[-1].started_at - entries[0].started_at
+    within = f" in {_ago(span)}" if len(entries) > 1 else ""
+
+    def named(outcome: str) -> str:
+        # An outcome can start with its own number: "2 with 1 expectation missed".
+        return f"with {outcome}" if outcome[0].isdigit() else outcome
+
+    if len(entries) == 1:
+        parts = entries[0].outcome
+    elif len(counts) == 1:
+        parts = f"all {named(entries[0].outcome)}"
+    else:
+        parts = ", ".join(f"{n} {named(outcome)}" for outcome, n in counts.most_common())
+    return f"{len(entries)} result{'s' * (len(entries) > 1)}{within}: {parts}"
+
+
+def _canaries(result: ProbeResult | None, target: Target) -> str:
     if result is None or not isinstance(result.data, tuple) or not result.data:
         return ""
-    rows = "".join(_canary_row(c) for c in result.data if isinstance(c, CanaryResult))
+    rows = "".join(_canary_row(c, target) for c in result.data if isinstance(c, CanaryResult))
     headers = ("canary", "outcome", "round trip", "server time", "status", "message")
     return "<h2>Canaries (last run)</h2>" + _table(headers, rows)
 
 
-def _canary_row(canary: CanaryResult) -> str:
+def _canary_row(canary: CanaryResult, target: Target) -> str:
     outcome = "ok" if canary.success else canary.reason.value if canary.reason else "failed"
     return (
         f"<tr><td>{escape(canary.name)}</td>"
         f'<td class="{_outcome_css(canary.success, outcome)}">{escape(outcome)}</td>'
         f"<td>{_seconds(canary.round_trip_seconds)}</td><td>{_seconds(canary.server_seconds)}</td>"
         f"<td>{'' if canary.status is None else canary.status}</td>"
-        f"<td>{escape(canary.message)}</td></tr>"
+        f"<td>{_message(canary.message, target)}</td></tr>"
     )
 
 
@@ -286,26 +457,34 @@ def _expectations(result: ProbeResult | None) -> str:
     return "<h2>Expectations (last libraries probe)</h2>" + _table(headers, rows)
 
 
-def _history(history: TargetHistory, now: float) -> str:
+def _history(history: TargetHistory, target: Target, now: float) -> str:
     if not history.limit:
         return "<h2>History</h2><p>Not kept (<code>--history.limit=0</code>).</p>"
     title = (
         f"<h2>Last {len(history.entries)} probe results, newest first</h2>"
-        f'<p class="muted">Up to {history.limit} are kept (<code>--history.limit</code>).</p>'
+        f'<p class="muted">Up to {history.limit} are kept (<code>--history.limit</code>). '
+        "A probe's repeated result (same outcome and message) is one row: &times;count,"
+        " first&ndash;last time.</p>"
     )
     if not history.entries:
         return title + "<p>No probe has run yet.</p>"
-    # Appended as they finished; a long probe can finish after a later one
-    # started, so order by start time (stable for equal times).
-    newest_first = sorted(history.entries, key=lambda e: e.started_at, reverse=True)
-    rows = "".join(
-        f'<tr><td class="t">{_clock(e.started_at, now)}</td><td>{escape(e.probe)}</td>'
-        f"<td>{e.duration_seconds:.3f}s</td>"
-        f'<td class="{_outcome_css(e.success, e.outcome)}">{escape(e.outcome)}</td>'
-        f"<td>{escape(e.message)}</td></tr>"
-        for e in newest_first
-    )
+    rows = "".join(_history_row(run, target, now) for run in collapse(history.entries))
     return title + _table(("time", "probe", "duration", "outcome", "message"), rows)
+
+
+def _history_row(run: Run, target: Target, now: float) -> str:
+    if run.count == 1:
+        when = _clock(run.last_at, now)
+    else:
+        when = f"<b>&times;{run.count}</b> {_span(run.first_at, run.last_at, now)}"
+    duration = f"{run.shortest:.3f}s"
+    if f"{run.longest:.3f}" != f"{run.shortest:.3f}":
+        duration = f"{run.shortest:.3f}&ndash;{run.longest:.3f}s"
+    return (
+        f'<tr><td class="t">{when}</td><td>{escape(run.probe)}</td><td class="t">{duration}</td>'
+        f'<td class="{_outcome_css(run.success, run.outcome)}">{escape(run.outcome)}</td>'
+        f"<td>{_message(run.message, target)}</td></tr>"
+    )
 
 
 def _debug(history: TargetHistory, run_button: str, now: float) -> str:
@@ -362,14 +541,41 @@ def _outcome_css(success: bool, outcome: str) -> str:
     return "fail" if not success else "ok" if outcome == "ok" else "warn"
 
 
+def _message(message: str, target: Target) -> str:
+    """`message` as its row shows it: trimmed, the whole text in a tooltip."""
+    short = trim_message(message, shown_url(target.url))
+    if short == message:
+        return escape(message)
+    return f'<span title="{escape(message)}">{escape(short)}</span>'
+
+
 def _clock(timestamp: float, now: float) -> str:
     """UTC wall time, with the date when it is not today's, and how long ago."""
-    moment = time.gmtime(timestamp)
-    shown = time.strftime(
-        "%H:%M:%S" if moment[:3] == time.gmtime(now)[:3] else "%Y-%m-%d %H:%M:%S", moment
+    return f"{_time_element(timestamp, now)} UTC ({_ago(now - timestamp)} ago)"
+
+
+def _span(first: float, last: float, now: float) -> str:
+    """E.g. "19:34:29-19:36:59 UTC (4s ago)" (an en dash): a run's first and last times."""
+    return (
+        f"{_time_element(first, now)}&ndash;{_time_element(last, now)} UTC ({_ago(now - last)} ago)"
     )
+
+
+def _time_element(timestamp: float, now: float) -> str:
+    moment = time.gmtime(timestamp)
     iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", moment)
-    return f'<time datetime="{iso}">{shown} UTC</time> ({_ago(now - timestamp)} ago)'
+    return f'<time datetime="{iso}">{_wall(timestamp, now)}</time>'
+
+
+def _wall(timestamp: float, now: float) -> str:
+    """UTC wall time, with the date when it is not today's."""
+    moment = time.gmtime(timestamp)
+    today = moment[:3] == time.gmtime(now)[:3]
+    return time.strftime("%H:%M:%S" if today else "%Y-%m-%d %H:%M:%S", moment)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _ago(seconds: float) -> str:

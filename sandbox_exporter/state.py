@@ -74,6 +74,9 @@ class HistoryEntry:
     success: bool
     outcome: str  # "ok", the failure reason, or "N expectations missed"
     message: str
+    # A canary probe's round trip per canary (None: no answer came back),
+    # for the target page's sparkline; names come from the configuration.
+    round_trips: tuple[tuple[str, float | None], ...] = ()
 
     @classmethod
     def of(cls, result: ProbeResult) -> HistoryEntry:
@@ -90,6 +93,10 @@ class HistoryEntry:
             success=result.success,
             outcome=probe_outcome(result),
             message=_cut(message, MAX_HISTORY_MESSAGE),
+            round_trips=tuple(
+                (canary.name, canary.round_trip_seconds)
+                for canary in (result.data if isinstance(result.data, tuple) else ())
+            ),
         )
 
 
@@ -121,6 +128,9 @@ class Snapshot:
     # When each (target, probe)'s condition (ok, a reason, the expectations
     # missed) began; a failure's start, or a recovery's.
     since: dict[tuple[str, str], float] = field(default_factory=dict)
+    # The keys whose `since` is this exporter's first result for them: the
+    # condition was already so then, and may have begun long before.
+    since_first_result: frozenset[tuple[str, str]] = frozenset()
 
     def result(self, target: str, probe: str) -> ProbeResult | None:
         return self.results.get((target, probe))
@@ -143,6 +153,7 @@ class State:
     _history: dict[str, deque[HistoryEntry]] = field(default_factory=dict)
     _debug: dict[str, DebugRecord] = field(default_factory=dict)
     _conditions: dict[tuple[str, str], tuple[object, float]] = field(default_factory=dict)
+    _first_seen: set[tuple[str, str]] = field(default_factory=set)
 
     def record(self, result: ProbeResult) -> None:
         key = (result.target, result.probe)
@@ -168,6 +179,11 @@ class State:
             previous = self._conditions.get(key)
             if previous is None or previous[0] != condition:
                 self._conditions[key] = (condition, result.started_at)
+                if previous is None:
+                    # Seen on the first result: it may have begun long before.
+                    self._first_seen.add(key)
+                else:
+                    self._first_seen.discard(key)
             if self._history_limit:
                 history = self._history.setdefault(result.target, deque(maxlen=self._history_limit))
                 history.append(HistoryEntry.of(result))
@@ -208,6 +224,14 @@ class State:
                 limit=self._history_limit,
             )
 
+    def histories(self) -> dict[str, TargetHistory]:
+        """Every target's history (the landing page draws a strip of each)."""
+        with self._lock:
+            return {
+                name: TargetHistory(tuple(entries), self._debug.get(name), self._history_limit)
+                for name, entries in self._history.items()
+            }
+
     def set_config(self, config: Config) -> None:
         """Swap in a new config. Data of targets that stay is kept; of a target
         that now talks to another server (`Target.same_server`), only the
@@ -231,6 +255,7 @@ class State:
             self._history = {k: v for k, v in self._history.items() if k in same}
             self._debug = {k: v for k, v in self._debug.items() if k in same}
             self._conditions = {k: v for k, v in self._conditions.items() if k[0] in same}
+            self._first_seen = {k for k in self._first_seen if k[0] in same}
 
     def reload_failed(self, message: str) -> None:
         with self._lock:
@@ -263,6 +288,11 @@ class State:
                 failures=_copy(self._failures, failure_keys),
                 canary_histograms=_copy(self._histograms, canary_keys),
                 since={key: since for key, (_, since) in _copy(self._conditions, keys).items()},
+                since_first_result=frozenset(
+                    key
+                    for key in (self._first_seen if keys is None else keys)
+                    if key in self._first_seen and key in self._conditions
+                ),
             )
 
     def probed_targets(self) -> set[str]:

@@ -192,7 +192,8 @@ class Routes:
 
     async def landing(self, request: web.Request) -> web.StreamResponse:
         refresh = pages.parse_refresh(_query_value(request, "refresh"))
-        page = pages.landing(self.exporter.state.snapshot(), refresh=refresh)
+        state = self.exporter.state
+        page = pages.landing(state.snapshot(), histories=state.histories(), refresh=refresh)
         return web.Response(text=page, content_type="text/html")
 
     async def target(self, request: web.Request) -> web.StreamResponse:

@@ -5,30 +5,42 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from browser import HEADLESS_FLAGS, chromium
 from harness import ExporterProcess
+from PIL import Image, ImageColor
 
-from sandbox_emulator import Emulator
-from sandbox_exporter import pages
+from sandbox_emulator import Emulator, Fault
+from sandbox_exporter import charts, pages
+from sandbox_exporter.browser_guard import PAGE_POLICY
 from sandbox_exporter.cli import main
 from sandbox_exporter.config import Target, parse_config
+from sandbox_exporter.digest import collapse, trim_message
 from sandbox_exporter.documents import parse_libraries, parse_specifications
 from sandbox_exporter.expectations import check_expectations
-from sandbox_exporter.health import load_ratio, missed_expectations, pool_size
+from sandbox_exporter.health import (
+    load_ratio,
+    missed_expectations,
+    pool_size,
+    refused_with_free_pool,
+)
 from sandbox_exporter.probes import CanaryResult, LibrariesReport, Load, ProbeResult
-from sandbox_exporter.state import MAX_DEBUG_TEXT, MAX_HISTORY_MESSAGE, State
+from sandbox_exporter.state import MAX_DEBUG_TEXT, MAX_HISTORY_MESSAGE, HistoryEntry, State
 from sandbox_exporter.vocabulary import CANARY, LIBRARIES, SPECIFICATIONS, USAGE, Reason
 
 FIXTURES = Path(__file__).parent / "fixtures"
 T0 = 1_790_000_000.0  # a fixed clock: the pages print times and ages
 HOSTILE = "<script>alert(1)</script>\"'&x"
+TIMES, DASH = "\N{MULTIPLICATION SIGN}", "\N{EN DASH}"  # as a repeated row shows its count
 
 
 # ------------------------------------------------------------ reading HTML
@@ -37,7 +49,7 @@ HOSTILE = "<script>alert(1)</script>\"'&x"
 class _Reader(HTMLParser):
     """What a person sees: text outside <style>/<title>, blocks apart; and the tables."""
 
-    _BLOCKS = {"p", "li", "td", "th", "tr", "h1", "h2", "br", "pre", "table", "ul"}
+    _BLOCKS = {"p", "li", "td", "th", "tr", "h1", "h2", "br", "pre", "table", "ul", "text"}
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -53,6 +65,8 @@ class _Reader(HTMLParser):
             self._hidden += 1
         if tag in self._BLOCKS:
             self.text.append(" ")
+            if self._cell is not None:
+                self._cell.append(" ")
         if tag == "table":
             self.tables.append([])
         elif tag == "tr" and self.tables:
@@ -85,6 +99,11 @@ def read(page: str) -> _Reader:
 
 def visible(page: str) -> str:
     return " ".join("".join(read(page).text).split())
+
+
+def tooltips(page: str) -> list[str]:
+    """The title attributes: text a person sees only on hover."""
+    return [attrs["title"] or "" for _, attrs in read(page).tags if "title" in attrs]
 
 
 def table_with(page: str, *headers: str) -> list[list[str]]:
@@ -167,13 +186,46 @@ def failing_canary(name: str, at: float = T0) -> ProbeResult:
     )
 
 
+def refused_canary(name: str, at: float = T0, url: str = "http://127.0.0.1:1/") -> ProbeResult:
+    """A canary the sandbox answered 503, worded as the transport words it."""
+    message = (
+        f"Sandbox responded with status 503 Service Unavailable to POST {url}execute/: "
+        "Service Unavailable"
+    )
+    canary = CanaryResult("shell", False, Reason.OVERLOADED, message)
+    return result(
+        name,
+        CANARY,
+        at=at,
+        success=False,
+        reason=Reason.OVERLOADED,
+        message=f"shell: {message}",
+        data=(canary,),
+    )
+
+
+def answered_canary(name: str, round_trip: float, at: float = T0) -> ProbeResult:
+    message = f"ok in {round_trip:.3f}s"
+    canary = CanaryResult("shell", True, None, message, round_trip, round_trip / 2, 0)
+    return result(name, CANARY, at=at, message=f"shell: {message}", data=(canary,))
+
+
+def wall(timestamp: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(timestamp))
+
+
 def unreachable(name: str, probe: str, at: float = T0) -> ProbeResult:
     message = "GET http://127.0.0.1:9/specifications/: connection failed: Connection refused"
     return result(name, probe, at=at, success=False, reason=Reason.CONNECTION, message=message)
 
 
 def landing(state: State, **kwargs: object) -> str:
-    return pages.landing(state.snapshot(), now=T0 + 5, **kwargs)  # type: ignore[arg-type]
+    return pages.landing(
+        state.snapshot(),
+        histories=state.histories(),
+        now=T0 + 5,
+        **kwargs,  # type: ignore[arg-type]
+    )
 
 
 def target_page(state: State, name: str, **kwargs: object) -> str:
@@ -245,12 +297,19 @@ def test_an_unreachable_target_is_one_problem_with_the_transport_error():
     state = make_state("targets:\n  - {name: alpha, url: 'http://127.0.0.1:9/'}\n")
     for probe in (SPECIFICATIONS, USAGE, LIBRARIES, CANARY):
         state.record(unreachable("alpha", probe))
-    text = visible(landing(state))
+    page = landing(state)
+    text = visible(page)
     assert "CRITICAL alpha" in text
+    # The target's address is in the row already: the message names the path,
+    # its whole text is on hover.
     assert (
-        "unreachable (connection): GET http://127.0.0.1:9/specifications/: "
-        "connection failed: Connection refused"
-    ) in text
+        "unreachable (connection): GET /specifications/: connection failed: Connection refused"
+        in text
+    )
+    assert (
+        "GET http://127.0.0.1:9/specifications/: connection failed: Connection refused"
+        in tooltips(page)
+    )
     assert text.count("Connection refused") == 1
     # Each probe's cell still names its reason.
     assert text.count("connection 5s ago") == 4
@@ -380,6 +439,11 @@ def test_what_a_target_keeps_is_bounded_whatever_servers_send():
         assert all(
             isinstance(getattr(entry, f.name), (str, float, int, bool))
             for f in dataclasses.fields(entry)
+            if f.name != "round_trips"
+        )
+        assert all(
+            isinstance(name, str) and isinstance(seconds, float)
+            for name, seconds in entry.round_trips
         )
     assert history.debug is not None and len(history.debug.text) < MAX_DEBUG_TEXT + 100
     assert "characters not kept" in history.debug.text
@@ -398,6 +462,7 @@ def test_a_target_leaving_the_config_takes_its_history_and_debug_along():
     assert len(state.history("alpha").entries) == 1
     assert state.history("alpha").debug is not None
     assert ("beta", USAGE) not in state.snapshot().since
+    assert ("beta", USAGE) not in state.snapshot().since_first_result
     state.record_debug("gone", "not kept")  # a probe that outlived its target
     assert state.history("gone").debug is None
 
@@ -409,6 +474,263 @@ def test_since_moves_only_when_the_condition_changes():
     assert state.snapshot().since[("alpha", CANARY)] == T0
     state.record(result("alpha", CANARY, at=T0 + 20))
     assert state.snapshot().since[("alpha", CANARY)] == T0 + 20  # recovered then
+
+
+# ------------------------------------------- what, since when, how often
+
+
+def test_since_says_at_least_when_the_condition_was_there_at_the_first_result():
+    state = make_state("targets:\n  - name: alpha\n    url: 'http://127.0.0.1:1/'\n" + CANARY_4)
+    state.record(failing_canary("alpha", at=T0 - 120))
+    state.record(failing_canary("alpha", at=T0 - 60))
+    # The exporter's first canary result already failed: the failure began
+    # at that time or before, which the page must not pass off as its start.
+    alpha = target_of(state, "alpha")
+    assert ("alpha", CANARY) in state.snapshot().since_first_result
+    assert ("alpha", CANARY) in state.snapshot(alpha).since_first_result
+    at_least = f"since at least {wall(T0 - 120)} UTC (2m 5s ago), this exporter's first probe"
+    assert f"canary failing (unexpected_output): shell: unexpected stdout '5' — {at_least}" in (
+        visible(landing(state))
+    )
+    latest = table_with(target_page(state, "alpha"), "probe", "outcome", "time")
+    assert latest[4][:2] == [CANARY, f"unexpected_output {at_least}"]
+    # It recovers and fails again: this exporter saw both begin.
+    state.record(result("alpha", CANARY, at=T0 - 30))
+    state.record(failing_canary("alpha", at=T0 - 20))
+    assert ("alpha", CANARY) not in state.snapshot().since_first_result
+    text = visible(landing(state))
+    assert f"shell: unexpected stdout '5' — since {wall(T0 - 20)} UTC (25s ago)" in text
+    assert "since at least " + wall(T0 - 120) not in text
+
+
+def test_a_probe_repeating_its_result_is_one_row_with_a_count_and_a_time_span():
+    state = make_state("targets:\n  - name: alpha\n    url: 'http://127.0.0.1:1/'\n" + CANARY_4)
+    for i in range(6):  # interleaved, as the scheduler runs them
+        state.record(refused_canary("alpha", at=T0 - 60 + 10 * i))
+        busy = result("alpha", USAGE, at=T0 - 55 + 10 * i, message="1 busy", data=Load(1, 5, None))
+        state.record(dataclasses.replace(busy, duration_seconds=0.01 + i / 1000))
+    state.record(result("alpha", USAGE, at=T0 - 1, message="2 busy", data=Load(2, 5, None)))
+    page = target_page(state, "alpha")
+    assert "Last 13 probe results, newest first" in visible(page)
+    rows = table_with(page, "time", "probe", "duration", "outcome", "message")[1:]
+    assert rows == [
+        [f"{wall(T0 - 1)} UTC (6s ago)", USAGE, "0.012s", "ok", "2 busy"],
+        [
+            f"{TIMES}6 {wall(T0 - 55)}{DASH}{wall(T0 - 5)} UTC (10s ago)",
+            USAGE,
+            f"0.010{DASH}0.015s",
+            "ok",
+            "1 busy",
+        ],
+        [
+            f"{TIMES}6 {wall(T0 - 60)}{DASH}{wall(T0 - 10)} UTC (15s ago)",
+            CANARY,
+            "0.012s",
+            "overloaded",
+            "shell: POST /execute/ answered 503 Service Unavailable",
+        ],
+    ]
+
+
+def test_collapse_joins_only_consecutive_results_of_one_probe():
+    def entry(probe: str, at: float, outcome: str = "ok", duration: float = 0.1) -> HistoryEntry:
+        return HistoryEntry(probe, at, duration, outcome == "ok", outcome, f"{outcome}!")
+
+    runs = collapse(
+        [
+            entry(CANARY, 1, duration=0.2),
+            entry(USAGE, 2),
+            entry(CANARY, 4, "timeout"),
+            entry(CANARY, 5),
+            entry(CANARY, 6),
+            entry(USAGE, 8, "connection"),
+            entry(CANARY, 3, duration=0.4),  # finished after later ones had started
+        ]
+    )
+    assert [(r.probe, r.outcome, r.count, r.first_at, r.last_at) for r in runs] == [
+        (USAGE, "connection", 1, 8, 8),
+        (CANARY, "ok", 2, 5, 6),
+        (CANARY, "timeout", 1, 4, 4),
+        (CANARY, "ok", 2, 1, 3),  # the usage result between them is another probe's
+        (USAGE, "ok", 1, 2, 2),
+    ]
+    assert (runs[3].shortest, runs[3].longest, runs[3].message) == (0.2, 0.4, "ok!")
+    assert collapse([]) == []
+
+
+def test_a_canary_refused_while_the_pool_had_free_containers_says_so():
+    state = make_state("targets:\n  - name: alpha\n    url: 'http://127.0.0.1:1/'\n" + CANARY_4)
+    state.record(result("alpha", USAGE, at=T0 - 3, message="0 of 5 busy", data=Load(0, 5, None)))
+    state.record(refused_canary("alpha", at=T0))
+    note = (
+        "the sandbox refused the canary with 503 (no free container) although the usage probe "
+        "3s earlier found 0 of 5 containers busy: its count of busy containers is wrong, or the "
+        "pool filled up between the two probes"
+    )
+    for page in (landing(state), target_page(state, "alpha")):
+        assert note in visible(page)
+
+
+def test_the_refused_canary_note_holds_only_when_the_data_disagree():
+    refused = refused_canary("a", at=T0)
+
+    def usage(busy: int | None, pool: int | None, at: float = T0 - 1) -> ProbeResult:
+        return result("a", USAGE, at=at, data=Load(busy, pool, None))  # type: ignore[arg-type]
+
+    assert "probe 2s later found 1 of 5 containers busy" in refused_with_free_pool(
+        {CANARY: refused, USAGE: usage(1, 5, at=T0 + 2)}
+    )
+    assert "probe at the same time found" in refused_with_free_pool(
+        {CANARY: refused, USAGE: usage(1, 5, at=T0)}
+    )
+    # 3.x: the pool's size is in the specifications.
+    spec3 = parse_specifications(json.loads((FIXTURES / "v3/specifications.json").read_text()))
+    v3 = {SPECIFICATIONS: result("a", SPECIFICATIONS, data=spec3), USAGE: usage(0, None)}
+    assert f"found 0 of {spec3.containers_max} containers" in refused_with_free_pool(
+        {**v3, CANARY: refused}
+    )
+    nothing_to_reconcile = [
+        {CANARY: refused, USAGE: usage(5, 5)},  # the pool was full: the 503 fits
+        {CANARY: refused, USAGE: unreachable("a", USAGE)},
+        {CANARY: refused, USAGE: usage(0, None)},  # pool size unknown
+        {CANARY: refused},
+        {CANARY: failing_canary("a"), USAGE: usage(0, 5)},  # not a 503
+        {USAGE: usage(0, 5)},
+    ]
+    for results in nothing_to_reconcile:
+        assert refused_with_free_pool(results) == "", results
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        (
+            "shell: Sandbox responded with status 503 Service Unavailable to POST "
+            "http://h:8/sb/execute/: Service Unavailable",
+            "shell: POST /execute/ answered 503 Service Unavailable",
+        ),
+        (  # a real page is kept: it says what the status does not
+            "Sandbox responded with status 503 Service Unavailable to POST http://h:8/sb/execute/:"
+            " Sandbox overloaded, retry after a few seconds.; py: ok in 0.1s",
+            "POST /execute/ answered 503 Service Unavailable: Sandbox overloaded, retry after a "
+            "few seconds.; py: ok in 0.1s",
+        ),
+        (
+            "Sandbox responded with status 404 Not Found to GET http://h:8/sb/usages/",
+            "GET /usages/ answered 404 Not Found",
+        ),
+        (  # another server's address stays whole
+            "GET http://h:80/sb/specifications/: connection failed: Connection refused",
+            "GET http://h:80/sb/specifications/: connection failed: Connection refused",
+        ),
+        ("shell: unexpected stdout '5'", "shell: unexpected stdout '5'"),
+    ],
+)
+def test_messages_lose_what_their_row_already_shows(message: str, shown: str):
+    assert trim_message(message, "http://h:8/sb/") == shown
+
+
+def test_a_trimmed_message_keeps_its_whole_text_on_hover():
+    state = make_state("targets:\n  - name: alpha\n    url: 'http://127.0.0.1:1/'\n" + CANARY_4)
+    state.record(refused_canary("alpha"))
+    whole = (
+        "Sandbox responded with status 503 Service Unavailable to POST "
+        "http://127.0.0.1:1/execute/: Service Unavailable"
+    )
+    page = target_page(state, "alpha")
+    text = visible(page)
+    assert (
+        "canary failing (overloaded): shell: POST /execute/ answered 503 Service Unavailable"
+        in (text)
+    )
+    assert "responded with status" not in text and "127.0.0.1:1/execute" not in text
+    assert f"shell: {whole}" in tooltips(page) and whole in tooltips(page)
+
+
+def strips(page: str) -> list[list[tuple[str, str]]]:
+    """Each strip's cells as (fill, tooltip), in page order."""
+    return [
+        re.findall(r'<rect [^>]*fill="(#\w+)"><title>([^<]*)</title></rect>', svg)
+        for svg in re.findall(r'<svg class="strip".*?</svg>', page)
+    ]
+
+
+def compact_strips(page: str) -> list[tuple[str, list[str]]]:
+    """Each compact strip's tooltip and its cells' fills, left to right."""
+    found = []
+    for title, paths in re.findall(
+        r'<svg class="strip"[^>]*><title>([^<]*)</title>(.*?)</svg>', page
+    ):
+        cells = [
+            (int(x), fill)
+            for d, fill in re.findall(r'<path d="([^"]*)" fill="(#\w+)"/>', paths)
+            for x in re.findall(r"M(\d+) ", d)
+        ]
+        found.append((title, [fill for _, fill in sorted(cells)]))
+    return found
+
+
+def test_each_probe_has_a_strip_of_its_last_results_and_each_canary_a_sparkline():
+    state = make_state("targets:\n  - name: alpha\n    url: 'http://127.0.0.1:1/'\n" + CANARY_4)
+    for i, round_trip in enumerate([0.010, 0.020, None, 0.015]):
+        at = T0 - 40 + 10 * i
+        state.record(
+            refused_canary("alpha", at)
+            if round_trip is None
+            else answered_canary("alpha", round_trip, at)
+        )
+    for i in range(pages.STRIP_LENGTH + 2):
+        state.record(result("alpha", USAGE, at=T0 - 100 + i, data=Load(1, 5, None)))
+    page = target_page(state, "alpha")
+    ok, fail = charts.FILLS["ok"], charts.FILLS["fail"]
+    usage_strip, canary_strip = strips(page)
+    assert [fill for fill, _ in usage_strip] == [ok] * pages.STRIP_LENGTH  # the newest kept
+    assert usage_strip[-1][1] == f"{wall(T0 - 100 + pages.STRIP_LENGTH + 1)} UTC: ok — ok"
+    assert canary_strip == [
+        (ok, f"{wall(T0 - 40)} UTC: ok — shell: ok in 0.010s"),
+        (ok, f"{wall(T0 - 30)} UTC: ok — shell: ok in 0.020s"),
+        (
+            fail,
+            f"{wall(T0 - 20)} UTC: overloaded — shell: POST /execute/ answered 503 Service "
+            "Unavailable",
+        ),
+        (ok, f"{wall(T0 - 10)} UTC: ok — shell: ok in 0.015s"),
+    ]
+    assert table_with(page, "probe", "results", "how often")[1:] == [
+        [USAGE, "", f"{pages.STRIP_LENGTH} results in 39s: all ok"],
+        [CANARY, "", "4 results in 30s: 3 ok, 1 overloaded"],
+    ]
+    # The round trips: a line broken where none was measured, its extremes labelled.
+    assert table_with(page, "canary", "round trip")[1:] == [
+        [
+            "shell",
+            "max 0.020s min 0.010s",
+            "last 0.015s, lowest 0.010s, highest 0.020s; 1 of 4 runs without one",
+        ]
+    ]
+    spark = re.findall(r'<svg class="spark".*?</svg>', page)
+    assert len(spark) == 1
+    assert len(re.findall(r"<polyline points=\"[^\"]*\"", spark[0])) == 1  # the first two
+    assert spark[0].count(f'fill="{fail}"') == 1  # the refused run's tick
+    # The landing page draws the last few of each probe, one tooltip each.
+    assert compact_strips(landing(state)) == [
+        (f"{USAGE}: 12 results in 11s: all ok", [ok] * pages.LANDING_STRIP_LENGTH),
+        (f"{CANARY}: 4 results in 30s: 3 ok, 1 overloaded", [ok, ok, fail, ok]),
+    ]
+
+
+def test_how_often_counts_outcomes_that_start_with_a_number():
+    state = make_state(
+        "targets:\n  - name: alpha\n    url: 'http://127.0.0.1:1/'\n"
+        "    expect: {bin: [no-such-command]}\n"
+    )
+    record_healthy(state, "alpha", at=T0 - 20)
+    record_healthy(state, "alpha", at=T0 - 10)
+    rows = table_with(target_page(state, "alpha"), "probe", "results", "how often")[1:]
+    assert rows[2] == [LIBRARIES, "", "2 results in 10s: all with 1 expectation missed"]
+    state.record(healthy_results(target_of(state, "alpha"), at=T0)[0])
+    rows = table_with(target_page(state, "alpha"), "probe", "results", "how often")[1:]
+    assert rows[0] == [SPECIFICATIONS, "", "3 results in 20s: all ok"]
 
 
 # ----------------------------------------------------------- auto-refresh
@@ -489,12 +811,109 @@ def dump_dom(url: str, profile: Path) -> str:
     return done.stdout
 
 
+def screenshot(url: str, profile: Path, size: tuple[int, int] = (1200, 1600)) -> Image.Image:
+    """The page as Chromium paints it, one image pixel per CSS pixel."""
+    path = profile.with_suffix(".png")
+    done = subprocess.run(
+        [
+            chromium(),
+            *HEADLESS_FLAGS,
+            f"--user-data-dir={profile}",
+            "--force-device-scale-factor=1",
+            "--hide-scrollbars",
+            f"--window-size={size[0]},{size[1]}",
+            f"--screenshot={path}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and path.exists(), done.stderr[-2000:]
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def painted_cells(image: Image.Image, area: int) -> dict[str, float]:
+    """How many strip cells of `area` pixels each outcome's colour covers.
+    The cells' fills are used nowhere else on the pages, text included."""
+    counts = {rgb: n for n, rgb in image.getcolors(maxcolors=image.width * image.height)}
+    return {
+        kind: counts.get(ImageColor.getrgb(fill), 0) / area for kind, fill in charts.FILLS.items()
+    }
+
+
+class StrictPolicyServer:
+    """Serves fixed pages with the Content-Security-Policy the exporter's web
+    config sets, so the browser enforces it on what the pages draw."""
+
+    POLICY = PAGE_POLICY
+
+    def __init__(self, pages_by_path: dict[str, str]) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = pages_by_path.get(self.path, "").encode()
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Security-Policy", StrictPolicyServer.POLICY)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+
+def test_the_strips_render_under_a_strict_content_security_policy(tmp_path: Path):
+    state = make_state(
+        "targets:\n  - name: alpha\n    url: 'http://127.0.0.1:1/'\n"
+        "    expect: {bin: [no-such-command]}\n" + CANARY_4
+    )
+    record_healthy(state, "alpha", at=T0 - 100)  # ok but libraries, which miss one
+    for i in range(5):
+        state.record(result("alpha", USAGE, at=T0 - 90 + i, data=Load(1, 5, None)))
+    for i in range(3):
+        state.record(failing_canary("alpha", at=T0 - 80 + i))
+    # The control: a script that would paint a 10 by 20 cell, which the policy stops.
+    control = (
+        '<!DOCTYPE html><div id="c" style="width:10px;height:20px"></div><script>'
+        f'document.getElementById("c").style.background="{charts.FILLS["fail"]}"</script>'
+    )
+    server = StrictPolicyServer(
+        {"/": landing(state), "/alpha": target_page(state, "alpha"), "/control": control}
+    )
+    try:
+        target_cells = painted_cells(screenshot(server.url + "/alpha", tmp_path / "alpha"), 200)
+        landing_cells = painted_cells(screenshot(server.url + "/", tmp_path / "landing"), 98)
+        control_cells = painted_cells(screenshot(server.url + "/control", tmp_path / "ctl"), 200)
+    finally:
+        server.stop()
+    assert control_cells["fail"] == 0  # the browser did enforce the policy
+    # One cell per result, 10 px by 20 on a target's page, 7 by 14 on the
+    # landing page: ok are specifications 1, usage 6 and canary 1.
+    expected = {"ok": 8, "warn": 1, "fail": 3}
+    assert {kind: round(n, 2) for kind, n in target_cells.items()} == expected
+    assert {kind: round(n, 2) for kind, n in landing_cells.items()} == expected
+
+
 BAD = "<img src=x onerror=alert(1)>bad"
 
 
 @pytest.fixture
 def exporter(tmp_path: Path, make_emulator: Callable[..., Emulator]):
     healthy, failing = make_emulator(api=3), make_emulator(api=2)
+    # Its pool answers every execute 503 while its usage counts no container busy.
+    refusing = make_emulator(api=3, faults={"execute": Fault(status=503)})
     config = tmp_path / "config.yml"
     config.write_text(
         "defaults:\n"
@@ -502,9 +921,11 @@ def exporter(tmp_path: Path, make_emulator: Callable[..., Emulator]):
         "  timeouts: {specifications: 2s, usage: 2s, libraries: 2s, canary: 2s}\n"
         f"targets:\n  - name: healthy\n    url: {json.dumps(healthy.url)}\n"
         f"  - name: {json.dumps(BAD)}\n    url: {json.dumps(failing.url)}\n"
-        "    expect:\n      languages: {java: '>=17'}\n" + CANARY_4
+        "    expect:\n      languages: {java: '>=17'}\n" + CANARY_4 + "  - name: refusing\n"
+        f"    url: {json.dumps(refusing.url)}\n"
+        "    canaries:\n      - {name: shell, commands: ['echo 4'], expect_stdout: '4'}\n"
     )
-    running = ExporterProcess("-c", str(config), "--history.limit", "3")
+    running = ExporterProcess("-c", str(config), "--history.limit", "12")
     yield running
     code, _, stderr = running.terminate()
     assert code == 0, stderr
@@ -512,17 +933,40 @@ def exporter(tmp_path: Path, make_emulator: Callable[..., Emulator]):
 
 
 def test_the_pages_in_a_real_browser(exporter: ExporterProcess, tmp_path: Path):
-    def both_probed() -> bool:
-        text = visible(exporter.get("").text)
-        return "not run yet" not in text and "1 critical, 1 ok of 2 targets" in text
+    def row_strips(page: str, name: str) -> list[tuple[str, list[str]]]:
+        row = next(row for row in page.split("<tr>") if f'href="target?name={name}"' in row)
+        return compact_strips(row)
 
-    exporter.poll(both_probed)
+    def drawn() -> bool:
+        page = exporter.get("").text
+        return (
+            "not run yet" not in visible(page)
+            and "2 critical, 1 ok of 3 targets" in visible(page)
+            and len(row_strips(page, "healthy")) == 4
+            and len(row_strips(page, "refusing")[-1][1]) >= 2  # its canary's, the last
+        )
+
+    exporter.poll(drawn)
     dom = dump_dom(exporter.url, tmp_path / "profile-landing")
     text = visible(dom)
-    assert "1 critical, 1 ok of 2 targets" in text
-    assert f"CRITICAL {BAD}" in text and "OK healthy" in text
+    assert "2 critical, 1 ok of 3 targets" in text
+    assert f"CRITICAL {BAD}" in text and "OK healthy" in text and "CRITICAL refusing" in text
     assert "canary failing (unexpected_output): shell: unexpected stdout '5'" in text
     assert "1 expectation missed: language java >=17 (found openjdk 11.0.7)" in text
+    # The transport's own wording of a 503, trimmed to what the row lacks,
+    # and what reconciles it with the usage probe.
+    assert (
+        "canary failing (overloaded): shell: POST /execute/ answered 503 Service Unavailable"
+        in (text)
+    )
+    assert re.search(
+        r"the sandbox refused the canary with 503 \(no free container\) although the usage "
+        r"probe (\d+s earlier|\d+s later|at the same time) found 0 of 3 containers busy",
+        text,
+    ), text
+    # Strips drawn: every probe of the healthy target, the refused canaries.
+    landing_cells = painted_cells(screenshot(exporter.url, tmp_path / "shot-landing"), 98)
+    assert landing_cells["ok"] >= 4 * 2 and landing_cells["fail"] >= 2 * 2, landing_cells
     tags = read(dom).tags
     assert "img" not in [tag for tag, _ in tags]  # the hostile name stayed text
     link = next(attrs["href"] for tag, attrs in tags if tag == "a" and "bad" in str(attrs))
@@ -530,15 +974,19 @@ def test_the_pages_in_a_real_browser(exporter: ExporterProcess, tmp_path: Path):
 
     debug = exporter.get("probe", params={"target": BAD, "debug": "true"})
     assert debug.status_code == 200 and "FAILED (unexpected_output)" in debug.text
-    exporter.poll(lambda: "Last 3 probe results" in visible(exporter.get(link).text))
+    exporter.poll(lambda: "Last 12 probe results" in visible(exporter.get(link).text))
     dom = dump_dom(exporter.url + link, tmp_path / "profile-target")
     text = visible(dom)
     assert f"CRITICAL {BAD}" in text
-    assert "Last 3 probe results, newest first" in text  # --history.limit reached the state
+    assert "Last 12 probe results, newest first" in text  # --history.limit reached the state
     history = table_with(dom, "time", "probe", "duration", "outcome", "message")[1:]
-    assert len(history) == 3
+    counts = [int(m[1]) if (m := re.match(TIMES + r"(\d+) ", row[0])) else 1 for row in history]
+    assert sum(counts) == 12 and len(history) < 12  # its repeated results are one row each
     assert f"Probes of target {BAD} (budget 10.0s):" in text  # the last /probe?debug=true
     assert "canary: FAILED (unexpected_output)" in text
+    # Its page draws each probe's last results: the failing canary's in red.
+    target_cells = painted_cells(screenshot(exporter.url + link, tmp_path / "shot-target"), 200)
+    assert target_cells["fail"] >= 1 and target_cells["ok"] + target_cells["warn"] >= 1
 
 
 def test_an_unknown_target_page_is_a_clear_404(exporter: ExporterProcess):
