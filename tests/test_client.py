@@ -636,6 +636,24 @@ def test_check_against_an_emulator_that_answers_head_with_a_body(make_emulator, 
         assert sandbox.check(uuid, "missing.txt") == 0
 
 
+def test_an_environment_answered_empty_right_after_its_save(emulator, sandbox):
+    # 2.0.3 writes a saved environment in the background: a download right
+    # after the save can be a 200 with no body. The classic client returned it.
+    uuid = sandbox.execute({"commands": ["true"], "save": True})["environment"]
+    emulator.set_fault("environments", Fault(body=b""))
+    assert sandbox.download(uuid).getvalue() == b""
+    assert sandbox.check(uuid) == 0
+
+
+def test_execute_with_no_commands_is_each_generations_answer(emulator, sandbox):
+    if emulator.api == 2:
+        document = sandbox.execute({"commands": []})
+        assert (document["status"], document["execution"]) == (0, [])
+    else:
+        with pytest.raises(client.Sandbox400, match="Command list cannot be empty"):
+            sandbox.execute({"commands": []})
+
+
 def test_execute_result_path(sandbox):
     response = sandbox.execute(
         {"commands": ['printf "hello result" > res.txt'], "result_path": "res.txt"}
