@@ -13,6 +13,7 @@ import time
 
 from .config import Config, Target
 from .health import Status, TargetVerdict, healthy_summary, judge
+from .once_deadline import DEFAULT_TIMEOUT_SECONDS
 from .probes import ProbeResult, run_probe
 from .protocol import seconds_text
 from .transport import ProbeTransport, open_session
@@ -25,7 +26,6 @@ from .vocabulary import CANARY, LIBRARIES, PROBES, SPECIFICATIONS, USAGE, Reason
 # probe has counted the busy ones, or the check would see its own canary as
 # load. Targets are probed side by side.
 STEPS: tuple[tuple[str, ...], ...] = ((SPECIFICATIONS,), (USAGE,), (LIBRARIES, CANARY))
-DEFAULT_TIMEOUT_SECONDS = 30.0
 # Kept from the budget, counted from the process's start (cli gives it):
 # probes that overran their deadline get LATE_PROBE_SECONDS to record what
 # cut them, then the rest is for cancelling them, judging, printing and
@@ -164,7 +164,7 @@ def run_once(
     """Probe, judge; the caller ends the process right after (see cli._exit_now).
 
     ``timeout`` counts from ``started`` (``time.monotonic()``; None for now):
-    the command line gives the process's start (:func:`clock.process_start`).
+    the command line gives the process's start (:func:`once_deadline.process_start`).
     """
     targets = [t for t in config.targets if not names or t.name in names]
     verdicts = asyncio.new_event_loop().run_until_complete(probe_all(targets, timeout, started))
