@@ -28,11 +28,11 @@ from .vocabulary import CANARY, LIBRARIES, PROBES, SPECIFICATIONS, USAGE, Reason
 STEPS: tuple[tuple[str, ...], ...] = ((SPECIFICATIONS,), (USAGE,), (LIBRARIES, CANARY))
 # Kept from the budget, counted from the process's start (cli gives it):
 # probes that overran their deadline get LATE_PROBE_SECONDS to record what
-# cut them, then the rest is for cancelling them, judging, printing and
-# exiting, which all the checks a monitoring server started together do at
-# the same moment, on the same cores.
+# cut them, then the rest is for cancelling them, judging and printing before
+# the watchdog's EXIT_SECONDS (once_deadline), which all the checks a
+# monitoring server started together do at the same moment, on the same cores.
 REPORT_SECONDS = 0.5
-LATE_PROBE_SECONDS = 0.2
+LATE_PROBE_SECONDS = 0.1
 
 
 async def _probe_target(

@@ -23,7 +23,7 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 UNKNOWN_EXIT_CODE = 3
 # The watchdog reports this long before the deadline: writing a line and
 # leaving must fit too.
-EXIT_SECONDS = 0.1
+EXIT_SECONDS = 0.25
 
 # Read when this module is first imported, which the command line does before
 # its heavy imports: the fallback where the kernel cannot tell when we started.

@@ -21,7 +21,8 @@ import pytest
 from misbehaving import Misbehaving
 
 from sandbox_exporter.health import Status
-from sandbox_exporter.once_deadline import UNKNOWN_EXIT_CODE
+from sandbox_exporter.once import LATE_PROBE_SECONDS, REPORT_SECONDS
+from sandbox_exporter.once_deadline import EXIT_SECONDS, UNKNOWN_EXIT_CODE
 
 CHECKS = 32
 TIMEOUT = 15.0
@@ -115,11 +116,16 @@ def test_a_check_too_slow_to_start_reports_unknown_on_time(tmp_path, output) -> 
         assert check.stdout == f"SANDBOX UNKNOWN - {said}\n"
 
 
+def test_the_report_is_due_before_the_watchdog_reports() -> None:
+    assert LATE_PROBE_SECONDS + EXIT_SECONDS < REPORT_SECONDS
+
+
 STANDS_DOWN = """
 import time
 from sandbox_exporter.once_deadline import Watchdog
-watchdog = Watchdog(time.monotonic(), 0.5).start()
-watchdog.claim()
+watchdog = Watchdog(time.monotonic(), 0.5)
+watchdog.claim()  # before it starts: whatever the scheduling, the check was first
+watchdog.start()
 print("the check's own report", flush=True)
 time.sleep(1.5)  # past the watchdog's deadline: it must stay quiet
 """
