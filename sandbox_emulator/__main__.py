@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=(
             "inject a fault (repeatable); ENDPOINT is specifications, usages, libraries, "
             "execute, environments, files or '*'; KEY is latency, status, drop, drip, "
-            "content_type, truncate or body (body= must come last)"
+            "content_type, truncate, head_body or body (body= must come last)"
         ),
     )
     parser.add_argument(

@@ -19,6 +19,8 @@ ENDPOINTS = ("specifications", "usages", "libraries", "execute", "environments",
 ALL_ENDPOINTS = "*"
 
 FaultBody = bytes | str | dict | list | None
+# The fault's fields that are on or off; given bare (`drop`) on the command line.
+_FLAGS = ("drop", "head_body")
 
 
 def _check_seconds(name: str, value: object, *, allow_none: bool = False) -> None:
@@ -43,6 +45,8 @@ class Fault:
     content_type: replace the Content-Type of the answer.
     truncate: send the headers with the full Content-Length, then only this many
         bytes of the body, then close the connection.
+    head_body: answer HEAD with the body too, as the real servers do when run
+        on Django's development server (their README's way).
     """
 
     latency: float = 0.0
@@ -52,6 +56,7 @@ class Fault:
     drip: float | None = None
     content_type: str | None = None
     truncate: int | None = None
+    head_body: bool = False
 
     def __post_init__(self) -> None:
         _check_seconds("latency", self.latency)
@@ -66,8 +71,9 @@ class Fault:
             raise TypeError(
                 f"Fault.body must be bytes, str, dict or list, got {type(self.body).__name__}"
             )
-        if not isinstance(self.drop, bool):
-            raise TypeError(f"Fault.drop must be a boolean, got {self.drop!r}")
+        for name in _FLAGS:
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"Fault.{name} must be a boolean, got {getattr(self, name)!r}")
         if self.content_type is not None and (
             not isinstance(self.content_type, str) or not self.content_type.strip()
         ):
@@ -121,10 +127,9 @@ def fault_from_json(doc: object) -> tuple[str, Fault]:
             f"unknown fault field {unknown[0]!r}; expected some of {', '.join(_FIELD_NAMES)}"
         )
     kwargs = {name: doc[name] for name in _FIELD_NAMES if name in doc}
-    if kwargs.get("latency") is None:
-        kwargs.pop("latency", None)
-    if kwargs.get("drop") is None:
-        kwargs.pop("drop", None)
+    for name in ("latency", *_FLAGS):
+        if kwargs.get(name) is None:
+            kwargs.pop(name, None)
     return endpoint, Fault(**kwargs)
 
 
@@ -140,9 +145,9 @@ def _parse_bool(text: str) -> bool:
 def parse_fault_spec(spec: str) -> tuple[str, Fault]:
     """Read the command-line form `endpoint:key=value[,key=value...]`.
 
-    Keys: latency, status, body, drop, drip, content_type, truncate. `body=`
-    takes the rest of the text (commas included), so it must come last. A bare
-    `drop` means `drop=true`.
+    Keys: latency, status, body, drop, drip, content_type, truncate, head_body.
+    `body=` takes the rest of the text (commas included), so it must come last.
+    A bare `drop` or `head_body` means `=true`.
     """
     endpoint, sep, rest = spec.partition(":")
     if not sep:
@@ -160,8 +165,8 @@ def parse_fault_spec(spec: str) -> tuple[str, Fault]:
         remaining = after
         if not key:
             continue
-        if key == "drop" and not has_value:
-            kwargs["drop"] = True
+        if key in _FLAGS and not has_value:
+            kwargs[key] = True
             continue
         if not has_value:
             raise ValueError(f"fault {spec!r}: {key!r} needs a value ({key}=...)")
@@ -170,7 +175,7 @@ def parse_fault_spec(spec: str) -> tuple[str, Fault]:
                 kwargs[key] = float(value)
             elif key in ("status", "truncate"):
                 kwargs[key] = int(value)
-            elif key == "drop":
+            elif key in _FLAGS:
                 kwargs[key] = _parse_bool(value)
             elif key == "content_type":
                 kwargs[key] = value

@@ -177,7 +177,7 @@ class Handler(BaseHTTPRequestHandler):
                 answer.content_type = fault.content_type
             self._send(
                 answer,
-                head=head,
+                head=head and not (fault is not None and fault.head_body),
                 drip=fault.drip if fault else None,
                 truncate=fault.truncate if fault else None,
             )

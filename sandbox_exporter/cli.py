@@ -1,6 +1,9 @@
 """Command line: the daemon, `--once`, `--demo` and `--config.check`.
 
 Flags follow the Prometheus style (`--config.file`, `--web.listen-address`).
+The modules behind them are imported once the flags are read: `--once -t`
+counts from the process's start, and its watchdog is armed before the heavy
+imports (see once_deadline).
 """
 
 from __future__ import annotations
@@ -13,15 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .config import ConfigError, config_for_url, empty_config_note, load_config
-from .daemon import serve
-from .exporter import Exporter
 from .logs import LEVELS, setup_logging
-from .once import DEFAULT_TIMEOUT_SECONDS, Status, render_json, render_text, run_once
-from .state import DEFAULT_HISTORY_LIMIT
-from .vocabulary import counted
-from .web import parse_listen_address
-from .webconfig import WebConfigError, load_web_config
+from .once_deadline import DEFAULT_TIMEOUT_SECONDS, UNKNOWN_EXIT_CODE, Watchdog, process_start
 
 # 9929 is free in Prometheus' default port allocations list (9100-9999 are
 # handed out to exporters); see README "Default port".
@@ -36,6 +32,8 @@ log = logging.getLogger("sandbox_exporter")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .state import DEFAULT_HISTORY_LIMIT
+
     parser = argparse.ArgumentParser(
         prog="sandbox-exporter",
         description="Prometheus exporter for PremierLangage/WIMS code-execution sandboxes.",
@@ -83,14 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"]
     )
-    parser.add_argument(
-        "--once",
-        action="store_true",
-        help="probe every target once, print a report, exit 0 OK/1 WARNING/2 CRITICAL/3 UNKNOWN",
-    )
-    parser.add_argument(
-        "--output", choices=["text", "json"], default="text", help="report format of --once"
-    )
+    _add_once_flags(parser)
     parser.add_argument(
         "--target",
         action="append",
@@ -101,22 +92,48 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", help="with --once: check this sandbox URL with default settings, no config file"
     )
     parser.add_argument(
-        "-t",
-        "--timeout",
-        type=_positive_seconds,
-        default=DEFAULT_TIMEOUT_SECONDS,
-        metavar="SECONDS",
-        help="with --once: report and exit within this many seconds, whatever the sandboxes do; "
-        "probes still running then are reported as timed out "
-        f"(default {DEFAULT_TIMEOUT_SECONDS:g})",
-    )
-    parser.add_argument(
         "--demo",
         action="store_true",
         help="start built-in emulated sandboxes on loopback and export them",
     )
     parser.add_argument("--version", action="version", version=f"sandbox-exporter {__version__}")
     return parser
+
+
+def _add_once_flags(parser: argparse.ArgumentParser) -> None:
+    """--once and the flags its watchdog needs, read before anything heavy is imported."""
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="probe every target once, print a report, exit 0 OK/1 WARNING/2 CRITICAL/3 UNKNOWN",
+    )
+    parser.add_argument(
+        "--output", choices=["text", "json"], default="text", help="report format of --once"
+    )
+    parser.add_argument(
+        "-t",
+        "--timeout",
+        type=_positive_seconds,
+        default=DEFAULT_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help="with --once: report and exit within this many seconds of the process's start, "
+        "whatever the sandboxes do; probes still running then are reported as timed out "
+        f"(default {DEFAULT_TIMEOUT_SECONDS:g})",
+    )
+
+
+def _once_watchdog(argv: Sequence[str] | None) -> Watchdog | None:
+    """For --once, its watchdog, started; None otherwise or when the flags are
+    wrong (the full parser then says what is wrong)."""
+    early = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    _add_once_flags(early)
+    try:
+        args, _ = early.parse_known_args(argv)
+    except (argparse.ArgumentError, SystemExit):
+        return None
+    if not args.once:
+        return None
+    return Watchdog(process_start(), args.timeout, args.output).start()
 
 
 def _positive_seconds(text: str) -> float:
@@ -143,25 +160,31 @@ def listen_address_for(args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    watchdog = _once_watchdog(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
         # Bad arguments are UNKNOWN in the monitoring-plugin convention.
-        return Status.UNKNOWN if exit_.code not in (0, None) else 0
+        return UNKNOWN_EXIT_CODE if exit_.code not in (0, None) else 0
     setup_logging(args.log_level, args.log_format)
+    from .config import ConfigError, empty_config_note, load_config
+    from .vocabulary import counted
+    from .web import parse_listen_address
+    from .webconfig import WebConfigError, load_web_config
+
     try:
         args.listen_address = listen_address_for(args)
         parse_listen_address(args.listen_address)
     except ValueError as error:
         print(f"sandbox-exporter: {error}", file=sys.stderr)
-        return Status.UNKNOWN
+        return UNKNOWN_EXIT_CODE
     if args.demo:
         from .demo import run_demo
 
         return _exit_now(run_demo(args.listen_address))
     if args.once:
-        return _exit_now(_once(args))
+        return _exit_now(_once(args, watchdog))
     if args.config_check:
         try:
             config = load_config(args.config_file)
@@ -192,23 +215,37 @@ def _exit_now(code: int) -> int:
     os._exit(code)
 
 
-def _once(args: argparse.Namespace) -> int:
+def _once(args: argparse.Namespace, watchdog: Watchdog | None) -> int:
+    from .config import ConfigError, config_for_url, load_config
+    from .once import render_json, render_text, run_once
+
+    def report(text: str) -> None:
+        if watchdog is not None:
+            watchdog.claim()  # for good, if the watchdog has reported already
+        print(text, end="")
+
     try:
         config = config_for_url(args.url) if args.url else load_config(args.config_file)
     except ConfigError as error:
-        print(f"SANDBOX UNKNOWN - bad configuration: {error}")
-        return Status.UNKNOWN
+        report(f"SANDBOX UNKNOWN - bad configuration: {error}\n")
+        return UNKNOWN_EXIT_CODE
     if args.target:
         unknown = sorted(set(args.target) - {t.name for t in config.targets})
         if unknown:
-            print(f"SANDBOX UNKNOWN - no such target: {', '.join(unknown)}")
-            return Status.UNKNOWN
-    status, verdicts = run_once(config, args.target, args.timeout)
-    print(render_json(verdicts) if args.output == "json" else render_text(verdicts), end="")
+            report(f"SANDBOX UNKNOWN - no such target: {', '.join(unknown)}\n")
+            return UNKNOWN_EXIT_CODE
+    # -t counts from our exec, as the monitoring system that started us counts.
+    status, verdicts = run_once(config, args.target, args.timeout, started=process_start())
+    report(render_json(verdicts) if args.output == "json" else render_text(verdicts))
     return int(status)
 
 
 def _daemon(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_config
+    from .daemon import serve
+    from .exporter import Exporter
+    from .webconfig import load_web_config
+
     path = Path(args.config_file)
     try:
         config = load_config(path)

@@ -161,7 +161,7 @@ class Sandbox:
     = unlimited) and the language versions come from the dpkg list.
     """
 
-    __slots__ = ("__weakref__", "_http", "_loop", "_timeout", "_values")
+    __slots__ = ("__weakref__", "_finalizer", "_http", "_loop", "_timeout", "_values")
 
     sandbox_version: _Cached[str] = _Cached(_SPECIFICATIONS)
     docker_version: _Cached[str] = _Cached(_SPECIFICATIONS)
@@ -209,6 +209,9 @@ class Sandbox:
         )
         self.timeout = timeout
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Closes the session if the Sandbox is collected unclosed; one at a
+        # time, or every reopen would leave a dead session registered.
+        self._finalizer: weakref.finalize | None = None
         self._values: dict[str, Any] = {}
 
     @property
@@ -242,8 +245,9 @@ class Sandbox:
 
     def close(self) -> None:
         """Close the pooled connections (a later request opens new ones)."""
-        if self._http.session is not None:
-            _close_session(self._http.session, self._loop)
+        if self._finalizer is not None:
+            # Called, a finalizer runs once and leaves the registry, letting go of its session.
+            self._finalizer()
 
     def __enter__(self) -> Sandbox:
         return self
@@ -277,8 +281,11 @@ class Sandbox:
         session = self._http.session
         # The first request, the first after close(), or the first in a forked child.
         if session is None or session.closed or self._loop is not loop:
+            # After close() the previous finalizer has run and let go of its
+            # session; in a forked child it keeps the parent's, which it
+            # leaves alone (the loop it belongs to is not running here).
             self._loop, self._http.session = loop, open_session()
-            weakref.finalize(self, _close_session, self._http.session, loop)
+            self._finalizer = weakref.finalize(self, _close_session, self._http.session, loop)
         deadline = None if budget is None else loop.time() + budget
         return await self._http.request(method, path, deadline, data)
 

@@ -14,6 +14,7 @@ import time
 from . import plugin_output
 from .config import Config, Target
 from .health import Status, TargetVerdict, healthy_summary, judge
+from .once_deadline import DEFAULT_TIMEOUT_SECONDS
 from .probes import ProbeResult, run_probe
 from .protocol import seconds_text
 from .transport import ProbeTransport, open_session
@@ -26,9 +27,13 @@ from .vocabulary import CANARY, LIBRARIES, PROBES, SPECIFICATIONS, USAGE, Reason
 # probe has counted the busy ones, or the check would see its own canary as
 # load. Targets are probed side by side.
 STEPS: tuple[tuple[str, ...], ...] = ((SPECIFICATIONS,), (USAGE,), (LIBRARIES, CANARY))
-DEFAULT_TIMEOUT_SECONDS = 30.0
-# Kept from the budget for judging and printing the report.
-REPORT_SECONDS = 0.3
+# Kept from the budget, counted from the process's start (cli gives it):
+# probes that overran their deadline get LATE_PROBE_SECONDS to record what
+# cut them, then the rest is for cancelling them, judging and printing before
+# the watchdog's EXIT_SECONDS (once_deadline), which all the checks a
+# monitoring server started together do at the same moment, on the same cores.
+REPORT_SECONDS = 0.5
+LATE_PROBE_SECONDS = 0.1
 
 
 async def _probe_target(
@@ -47,10 +52,13 @@ async def _probe_target(
             return
 
 
-async def probe_all(targets: list[Target], timeout: float) -> list[TargetVerdict]:
-    """Every probe of every target, all of it within ``timeout`` seconds."""
+async def probe_all(
+    targets: list[Target], timeout: float, started: float | None = None
+) -> list[TargetVerdict]:
+    """Every probe of every target, all of it within ``timeout`` seconds of
+    ``started`` (event-loop time; None for now)."""
     loop = asyncio.get_running_loop()
-    end = loop.time() + max(timeout - REPORT_SECONDS, 0.0)
+    end = (loop.time() if started is None else started) + max(timeout - REPORT_SECONDS, 0.0)
     results: dict[str, dict[str, ProbeResult]] = {t.name: {} for t in targets}
     async with open_session() as session:
         tasks = [
@@ -59,7 +67,7 @@ async def probe_all(targets: list[Target], timeout: float) -> list[TargetVerdict
         ]
         if tasks:
             # Each probe's deadline already ends by `end`; this is the net under it.
-            await asyncio.wait(tasks, timeout=max(end - loop.time(), 0.0) + 0.2)
+            await asyncio.wait(tasks, timeout=max(end - loop.time(), 0.0) + LATE_PROBE_SECONDS)
         for task in tasks:
             task.cancel()
     late = f"not finished within the check's timeout of {seconds_text(timeout)} (-t)"
@@ -134,9 +142,16 @@ def render_json(verdicts: list[TargetVerdict]) -> str:
 
 
 def run_once(
-    config: Config, names: list[str] | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS
+    config: Config,
+    names: list[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    started: float | None = None,
 ) -> tuple[Status, list[TargetVerdict]]:
-    """Probe, judge; the caller ends the process right after (see cli._exit_now)."""
+    """Probe, judge; the caller ends the process right after (see cli._exit_now).
+
+    ``timeout`` counts from ``started`` (``time.monotonic()``; None for now):
+    the command line gives the process's start (:func:`once_deadline.process_start`).
+    """
     targets = [t for t in config.targets if not names or t.name in names]
-    verdicts = asyncio.new_event_loop().run_until_complete(probe_all(targets, timeout))
+    verdicts = asyncio.new_event_loop().run_until_complete(probe_all(targets, timeout, started))
     return overall(verdicts), verdicts

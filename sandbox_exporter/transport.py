@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
+from aiohttp.http_exceptions import ContentEncodingError
 
 from .config import Target
 from .errors import (
@@ -83,7 +84,23 @@ def open_session(resolver: AbstractResolver | None = None) -> aiohttp.ClientSess
         headers={"User-Agent": USER_AGENT},
         # Deadlines are ours (asyncio.timeout_at), not aiohttp's defaults.
         timeout=aiohttp.ClientTimeout(total=None),
+        response_class=_ClientResponse,
     )
+
+
+class _ClientResponse(aiohttp.ClientResponse):
+    """aiohttp's response, except that the connection of a HEAD is never reused.
+
+    aiohttp returns a HEAD's connection to its pool as soon as the headers
+    are in, expecting no body; a server that sends one anyway (Django's
+    development server does, with its 404 page) would see it parsed as the
+    answer to the next request sent on that connection.
+    """
+
+    async def start(self, connection: aiohttp.connector.Connection) -> aiohttp.ClientResponse:
+        if self.method == "HEAD" and connection.protocol is not None:
+            connection.protocol.force_close()
+        return await super().start(connection)
 
 
 # Where a request is, as (what a timeout there raises, what it says).
@@ -321,9 +338,19 @@ class Transport:
         )
 
     async def request(
-        self, method: str, path: str, deadline: float | None, data: Form | None = None
+        self,
+        method: str,
+        path: str,
+        deadline: float | None,
+        data: Form | None = None,
+        *,
+        body: bool = True,
     ) -> Response:
-        """One exchange within ``deadline`` (event-loop time; None for none), status < 300."""
+        """One exchange within ``deadline`` (event-loop time; None for none), status < 300.
+
+        With ``body=False`` a successful answer's body is not read (its
+        connection is closed instead), as for HEAD.
+        """
         assert self.session is not None, "no session to send with"
         url = self.url + path
         budget = None if deadline is None else deadline - asyncio.get_running_loop().time()
@@ -332,6 +359,11 @@ class Transport:
             # The form's own type, whatever the configured headers say: it names the boundary.
             headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
             headers["Content-Type"] = data.content_type
+        if method == "HEAD":
+            # Its connection is not reused (see _ClientResponse): the server
+            # may close it too.
+            headers = {**headers, "Connection": "close"}
+        refused_head = False
         progress = _Progress()
         try:
             async with asyncio.timeout_at(deadline):
@@ -350,9 +382,14 @@ class Transport:
                     if response.status >= 300:
                         await self._read(response, answer, ERROR_BODY_BYTES, progress, cut=True)
                         raise self._status_error(answer)
+                    if method == "HEAD" or not body:
+                        # The headers are the answer (a HEAD's declare the size
+                        # of a body it does not send); a body left unread must
+                        # not be taken for the next answer on this connection.
+                        response.close()
+                        return answer
                     declared, limit = response.content_length or 0, self.response_cap(path)
-                    # A HEAD answer declares the size of a body it does not send.
-                    if declared > limit and method != "HEAD":
+                    if declared > limit:
                         what = f"answer of {declared} bytes is over the limit of {limit} bytes"
                         raise self.failure(SandboxResponseTooLarge, answer, what)
                     await self._read(response, answer, limit, progress)
@@ -369,17 +406,30 @@ class Transport:
         except aiohttp.ClientConnectorError as error:
             kind, what = SandboxConnectionError, f"connection failed: {_cause(error)}"
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as error:
-            if "decode" in str(error).lower():
-                kind, what = SandboxInvalidResponse, f"cannot decode the answer: {_cause(error)}"
+            if undecodable := _encoding_error(error):
+                kind, what = SandboxInvalidResponse, f"cannot decode the answer: {undecodable}"
             elif progress.response is None:
                 kind, what = SandboxConnectionError, "server closed connection without response"
             else:
                 kind = SandboxConnectionError
                 what = f"connection broken after {progress.body_bytes} bytes of the answer"
         except aiohttp.ClientResponseError as error:
-            kind, what = SandboxInvalidResponse, f"malformed HTTP answer: {_cause(error)}"
+            # aiohttp's C parser (llhttp) refuses any byte after the headers of
+            # an answer to HEAD that arrives with them, and the status it had
+            # parsed is lost with the error (aiohttp issue #10322; no parser
+            # option allows it). requests, curl and browsers ignore such a body.
+            refused_head = method == "HEAD" and progress.response is None
+            if undecodable := _encoding_error(error):
+                # A compressed body that ends early fails when the answer ends,
+                # which may be while its headers are parsed.
+                kind, what = SandboxInvalidResponse, f"cannot decode the answer: {undecodable}"
+            else:
+                kind, what = SandboxInvalidResponse, f"malformed HTTP answer: {_cause(error)}"
         except (aiohttp.ClientError, OSError, ValueError) as error:
             kind, what = SandboxConnectionError, f"connection failed: {_cause(error)}"
+        if refused_head:
+            # The same question as a GET whose body is never read.
+            return await self.request("GET", path, deadline, body=False)
         raise self._secrets.failure(kind, method, url, what, progress.response)
 
     def _status_error(self, answer: Response) -> SandboxError:
@@ -424,6 +474,21 @@ def _timeout(budget: float | None, progress: _Progress) -> tuple[type[SandboxErr
         return kind, f"{what} within {within}"
     what = f"answer not complete within {within} ({progress.body_bytes} bytes read)"
     return SandboxReadTimeout, what
+
+
+def _encoding_error(error: BaseException) -> str | None:
+    """What an undecodable Content-Encoding made aiohttp say, if that is the cause.
+
+    aiohttp documents only the ClientPayloadError (or, when the body's end
+    comes with the headers, ClientResponseError) it raises; the
+    ContentEncodingError of its parser is that exception's cause.
+    """
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ContentEncodingError):
+            return seen.message[:EXCERPT_CHARS] or "content-encoding"
+        seen = seen.__cause__
+    return None
 
 
 def _cause(error: BaseException, errno_name: bool = True) -> str:

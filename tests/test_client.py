@@ -20,15 +20,19 @@ import sys
 import tarfile
 import threading
 import time
+import weakref
+import zlib
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import aiohttp
 import pytest
 import requests
 from misbehaving import Misbehaving, every_kind
 
 from sandbox_emulator import Emulator, Fault
+from sandbox_emulator.answers import NOT_FOUND_PAGE
 from sandbox_exporter import client
 from sandbox_exporter.client import (
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -497,6 +501,159 @@ def test_download_of_something_unknown_is_404(sandbox):
     assert caught.value.response.status_code == 404
 
 
+# ------------------------------------------------ the real servers' answers to HEAD
+
+# The real 2.0.3 and 3.0.3 on Django's development server (their README's way to
+# run them) answer HEAD with a body; a strict parser refuses the bytes after the
+# headers (../shared/SANDBOX_API.md, "quirks seen on a second look").
+REAL_HEAD_404 = (
+    b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n"
+    + NOT_FOUND_PAGE
+)
+KEPT_ALIVE_HEAD_404 = b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n%s" % (
+    len(NOT_FOUND_PAGE),
+    NOT_FOUND_PAGE,
+)
+HEAD_200 = b"HTTP/1.1 200 OK\r\nContent-Type: application/gzip\r\nContent-Length: 7\r\n\r\n"
+SPECIFICATIONS_ANSWER = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+    % (len(V3_SPECIFICATIONS), V3_SPECIFICATIONS)
+)
+
+
+class BodyOnHead:
+    """A loopback server that answers HEAD and GET of an environment with `head`,
+    headers and body, and anything else with the v3 specifications. Its
+    connections stay open unless `head` says `Connection: close` (it ignores
+    the client's). With `late`, a HEAD's body follows the headers once the
+    client sends its next request on that connection, or 0.1 s later: the
+    client has the headers alone first."""
+
+    def __init__(self, head: bytes, late: bool = False) -> None:
+        self.head = head
+        self.late = late
+        self.requests: list[tuple[int, bytes]] = []  # (connection number, request line)
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.2)
+        self._stopped = threading.Event()
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        number = 0
+        while not self._stopped.is_set():
+            with contextlib.suppress(TimeoutError, OSError):
+                connection, _ = self._sock.accept()
+                number += 1
+                threading.Thread(target=self._serve, args=(connection, number), daemon=True).start()
+
+    def _serve(self, connection: socket.socket, number: int) -> None:
+        with connection, contextlib.suppress(OSError):
+            connection.settimeout(10)
+            pending = b""
+            while data := connection.recv(65536):
+                pending += data
+                while b"\r\n\r\n" in pending:
+                    request, pending = pending.split(b"\r\n\r\n", 1)
+                    self.requests.append((number, request.split(b"\r\n")[0]))
+                    if b" /environments/" not in request.split(b"\r\n")[0]:
+                        connection.sendall(SPECIFICATIONS_ANSWER)
+                        continue
+                    headers, _, body = self.head.partition(b"\r\n\r\n")
+                    if self.late and request.startswith(b"HEAD "):
+                        connection.sendall(headers + b"\r\n\r\n")
+                        connection.settimeout(0.1)
+                        with contextlib.suppress(TimeoutError):
+                            pending += connection.recv(65536)
+                        connection.settimeout(10)
+                        connection.sendall(body)
+                    else:
+                        connection.sendall(self.head)
+                    if b"connection: close" in headers.lower():
+                        return
+
+    def followed_a_head(self) -> list[bytes]:
+        """Requests sent on a connection after a HEAD on it."""
+        heads = {number for number, line in self.requests if line.startswith(b"HEAD ")}
+        seen: set[int] = set()
+        after = []
+        for number, line in self.requests:
+            if number in seen:
+                after.append(line)
+            if number in heads and line.startswith(b"HEAD "):
+                seen.add(number)
+        return after
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._sock.close()
+
+
+@pytest.fixture
+def body_on_head() -> Iterator[Callable[..., BodyOnHead]]:
+    servers: list[BodyOnHead] = []
+
+    def make(head: bytes, late: bool = False) -> BodyOnHead:
+        servers.append(BodyOnHead(head, late))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("head", "late", "size"),
+    [
+        (REAL_HEAD_404, False, 0),  # as recorded: no Content-Length, then closed
+        (KEPT_ALIVE_HEAD_404, False, 0),  # the same page, connection kept alive
+        (KEPT_ALIVE_HEAD_404, True, 0),  # ... the page after the headers, apart
+        (HEAD_200 + b"archive", False, 7),
+        (HEAD_200 + b"archive", True, 7),
+    ],
+    ids=["real-404", "kept-alive-404", "kept-alive-404-late", "200", "200-late"],
+)
+def test_check_tolerates_a_body_after_the_answer_to_head(body_on_head, head, late, size):
+    server = body_on_head(head, late)
+    with Sandbox(server.url, timeout=10) as sandbox:
+        for _ in range(3):
+            assert sandbox.check(UNKNOWN_UUID) == size
+            # The stray body never passes for the next answer.
+            assert sandbox.fetch_specifications()["container"]["count"] == 5
+    assert server.followed_a_head() == []
+
+
+@pytest.mark.parametrize("api", [2, 3])
+def test_check_against_an_emulator_that_answers_head_with_a_body(make_emulator, api):
+    emulator = make_emulator(api=api, faults={"environments": Fault(head_body=True)})
+    emulator.set_fault("files", Fault(head_body=True))
+    with Sandbox(emulator.url, timeout=10) as sandbox:
+        assert sandbox.check(UNKNOWN_UUID) == 0
+        saved = sandbox.execute({"commands": ["echo hello > a.txt"], "save": True})
+        uuid = saved["environment"]
+        assert sandbox.check(uuid) == len(sandbox.download(uuid).getvalue()) > 0
+        assert sandbox.check(uuid, "a.txt") == 6
+        assert sandbox.check(uuid, "missing.txt") == 0
+
+
+def test_an_environment_answered_empty_right_after_its_save(emulator, sandbox):
+    # 2.0.3 writes a saved environment in the background: a download right
+    # after the save can be a 200 with no body. The classic client returned it.
+    uuid = sandbox.execute({"commands": ["true"], "save": True})["environment"]
+    emulator.set_fault("environments", Fault(body=b""))
+    assert sandbox.download(uuid).getvalue() == b""
+    assert sandbox.check(uuid) == 0
+
+
+def test_execute_with_no_commands_is_each_generations_answer(emulator, sandbox):
+    if emulator.api == 2:
+        document = sandbox.execute({"commands": []})
+        assert (document["status"], document["execution"]) == (0, [])
+    else:
+        with pytest.raises(client.Sandbox400, match="Command list cannot be empty"):
+            sandbox.execute({"commands": []})
+
+
 def test_execute_result_path(sandbox):
     response = sandbox.execute(
         {"commands": ['printf "hello result" > res.txt'], "result_path": "res.txt"}
@@ -826,6 +983,26 @@ def test_a_body_that_is_not_json(emulator, sandbox, body):
     assert caught.value.response.status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("encoding", "body"),
+    [
+        ("gzip", b"not gzip at all"),
+        ("deflate", b"\x78\x9cnot deflate"),
+        # Complete on the wire, but the compressed stream stops short: found
+        # when the answer ends, which may be while its headers are parsed.
+        ("deflate", zlib.compress(b"{}" * 5000)[:20]),
+    ],
+    ids=["gzip", "deflate", "deflate-cut"],
+)
+def test_a_body_that_cannot_be_decoded(tiny_server, encoding, body):
+    server = tiny_server(answer(200, body, {"Content-Encoding": encoding}))
+    with (
+        Sandbox(server.url(), timeout=10) as sandbox,
+        pytest.raises(SandboxInvalidResponse, match=f"cannot decode the answer: .*{encoding}"),
+    ):
+        sandbox.fetch_specifications()
+
+
 def test_an_answer_over_the_size_limit_announced_by_its_length(emulator):
     emulator.set_fault("libraries", Fault(body=b"x" * 100_000))
     with (
@@ -1145,6 +1322,31 @@ def test_context_manager_and_close(emulator):
     sandbox.close()  # closing twice is harmless
     assert sandbox.fetch_specifications()  # and a later call connects again
     sandbox.close()
+
+
+def test_close_and_reuse_accumulate_nothing(make_emulator):
+    emulator = make_emulator(api=3)
+
+    def alive() -> dict[str, int]:
+        gc.collect()
+        kinds = {"finalizers": weakref.finalize, "sessions": aiohttp.ClientSession}
+        counts = dict.fromkeys(kinds, 0)
+        for item in gc.get_objects():
+            for name, kind in kinds.items():
+                counts[name] += isinstance(item, kind)
+        return counts
+
+    sandbox = Sandbox(emulator.url, timeout=10)
+    sandbox.fetch_specifications()
+    sandbox.close()
+    before = alive()
+    for _ in range(1500):
+        sandbox.fetch_specifications()
+        sandbox.close()
+    assert alive() == before
+    del sandbox
+    after_collection = alive()
+    assert after_collection["sessions"] == before["sessions"] - 1, (before, after_collection)
 
 
 # ------------------------------------------- the background loop and its thread

@@ -933,6 +933,17 @@ def test_fault_drop_closes_without_an_answer(emulator):
     assert raw_exchange(emulator, request.encode()) == b""
 
 
+def test_fault_head_body_answers_head_with_the_body_as_djangos_dev_server(emulator):
+    emulator.set_fault("environments", Fault(head_body=True))
+    request = f"HEAD /environments/{UNKNOWN_ENV}/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    head, _, body = raw_exchange(emulator, request.encode()).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404 ")
+    assert body == f"No environment with UUID '{UNKNOWN_ENV}' found".encode()
+    # Only the endpoint given: another one's HEAD still has no body.
+    request = f"HEAD /files/{UNKNOWN_ENV}/a.txt/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    assert raw_exchange(emulator, request.encode()).endswith(b"\r\n\r\n")
+
+
 def test_fault_truncate_sends_the_full_length_then_part_of_the_body(emulator):
     emulator.set_fault("specifications", Fault(truncate=10))
     request = f"GET /specifications/ HTTP/1.1\r\nHost: 127.0.0.1:{emulator.port}\r\n\r\n"
@@ -1009,6 +1020,7 @@ def test_faults_given_at_start(make_emulator):
         ({"status": True}, ValueError, "Fault.status"),
         ({"body": 12}, TypeError, "Fault.body must be bytes, str, dict or list"),
         ({"drop": "yes"}, TypeError, "Fault.drop must be a boolean"),
+        ({"head_body": 1}, TypeError, "Fault.head_body must be a boolean"),
         ({"drip": float("inf")}, ValueError, "Fault.drip must be a finite number"),
         ({"truncate": -1}, ValueError, "Fault.truncate must be an integer >= 0"),
         ({"content_type": "a\r\nX-Evil: 1"}, ValueError, "line breaks"),
@@ -1031,6 +1043,8 @@ def test_set_fault_checks_the_endpoint(emulator_v3):
         ("specifications:latency=0.5", "specifications", Fault(latency=0.5)),
         ("*:drop", "*", Fault(drop=True)),
         ("files:drop=false,truncate=3", "files", Fault(drop=False, truncate=3)),
+        ("environments:head_body", "environments", Fault(head_body=True)),
+        ("*:head_body=false,latency=1", "*", Fault(head_body=False, latency=1.0)),
         (
             "usages:drip=0.1,content_type=text/plain",
             "usages",
