@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import socket
 import ssl
 import subprocess
 import sys
@@ -395,6 +396,7 @@ class Matrix:
         self.directory = directory
         self.emulators: list[Emulator] = []
         self.servers: list[TinyServer | Misbehaving] = []
+        self.held_ports: list[socket.socket] = []
         self.healthy = self._emulator()
         self.urls = {case.name: self._make_server(case) for case in CASES}
         self.config_path = directory / "config.yml"
@@ -415,6 +417,13 @@ class Matrix:
         if case.server == "down":
             emulator = self._emulator()
             emulator.go_down()
+            # Hold its port, bound and not listening: connections are still
+            # refused, and no server the matrix starts later can be given it
+            # (one was, and the "refused" target answered with its page).
+            holder = socket.socket()
+            holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            holder.bind(("127.0.0.1", emulator.port))
+            self.held_ports.append(holder)
             return emulator.url
         if case.server == "stuck":
             stuck = Misbehaving("backlog-full")
@@ -488,6 +497,8 @@ class Matrix:
             server.stop()
         for emulator in self.emulators:
             emulator.stop()
+        for holder in self.held_ports:
+            holder.close()
 
 
 @pytest.fixture(scope="module")
