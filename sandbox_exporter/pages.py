@@ -26,7 +26,7 @@ from .digest import Run, collapse, trim_message
 from .health import Problem, Status, TargetVerdict, healthy_summary, judge, probe_outcome
 from .probes import CanaryResult, LibrariesReport, ProbeResult
 from .state import HistoryEntry, Snapshot, TargetHistory
-from .vocabulary import CANARY, LIBRARIES, PROBES, USAGE
+from .vocabulary import CANARY, LIBRARIES, PROBES, USAGE, counted
 
 #: The interval the "turn on" link offers.
 DEFAULT_REFRESH_SECONDS = 10
@@ -207,7 +207,7 @@ def _summary(verdicts: list[TargetVerdict]) -> str:
     pending = len(verdicts) - len(probed)
     if pending:
         parts.append(f"{pending} not probed yet")
-    return f"{', '.join(parts)} of {len(verdicts)} target{'s' * (len(verdicts) > 1)}"
+    return f"{', '.join(parts)} of {counted(len(verdicts), 'target')}"
 
 
 def _landing_row(
@@ -422,7 +422,7 @@ def _tally(entries: Sequence[HistoryEntry]) -> str:
         parts = f"all {named(entries[0].outcome)}"
     else:
         parts = ", ".join(f"{n} {named(outcome)}" for outcome, n in counts.most_common())
-    return f"{len(entries)} result{'s' * (len(entries) > 1)}{within}: {parts}"
+    return f"{counted(len(entries), 'result')}{within}: {parts}"
 
 
 def _canaries(result: ProbeResult | None, target: Target) -> str:

@@ -209,17 +209,30 @@ def test_a_re_pointed_target_never_shows_the_old_servers_numbers(
         wait_until(lambda: _info_versions(scrape(metrics_url), "x") == {"2.0.3"}, timeout=10)
         before = scrape(metrics_url)
         runs_before = before.value("sandbox_probe_runs_total", target="x", probe="specifications")
+        assert before.find("sandbox_execute_timeout_seconds", target="x") != []  # 2.x only
         path.write_text(_config({"x": v3.url}))
         assert requests.post(exporter.url + "-/reload", timeout=10).status_code == 200
         # At once: the new URL, and nothing the old server said.
         after = scrape(metrics_url)
         assert after.value("sandbox_target_info", target="x", url=v3.url) == 1
         assert _info_versions(after, "x") <= {"3.0.3"}
+        # What only the 2.x server reports is gone at once, whatever has run since.
+        assert after.find("sandbox_execute_timeout_seconds", target="x") == []
+        assert after.find("sandbox_environment_expiration_seconds", target="x") == []
         page = requests.get(exporter.url + "target", params={"name": "x"}, timeout=10).text
         assert "2.0.3" not in page
         # The probes run again within seconds, against the new server.
         wait_until(lambda: _info_versions(scrape(metrics_url), "x") == {"3.0.3"}, timeout=5)
         final = scrape(metrics_url)
+        assert final.find("sandbox_execute_timeout_seconds", target="x") == []
+        # Every probe's result is the new server's: each ran since the reload.
+        for probe in ("specifications", "usage", "canary"):
+            wait_until(
+                lambda probe=probe: (
+                    scrape(metrics_url).get("sandbox_probe_success", target="x", probe=probe) == 1
+                ),
+                timeout=5,
+            )
         # Counters keep counting.
         assert (
             final.value("sandbox_probe_runs_total", target="x", probe="specifications")
