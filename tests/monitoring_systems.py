@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from server_process import terminate
 
 VALIDATE_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
@@ -87,14 +88,7 @@ class Icinga:
     def stop(self) -> None:
         """SIGTERM (Icinga saves its state and exits), SIGKILL after a bound."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        terminate(process, STOP_TIMEOUT_SECONDS)
 
     @property
     def state_file(self) -> Path:
@@ -249,14 +243,7 @@ class Nagios:
     def stop(self) -> None:
         """SIGTERM (Nagios stops its workers and exits), SIGKILL after a bound."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        terminate(process, STOP_TIMEOUT_SECONDS)
 
     def services(self) -> dict[tuple[str, str], dict[str, str]]:
         """Each service's status (current_state, plugin_output, performance_data...)

@@ -25,6 +25,19 @@ START_ATTEMPTS = 3
 LOG_TAIL_CHARACTERS = 4000
 
 
+def terminate(process: subprocess.Popen | None, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
+    """SIGTERM, then SIGKILL if it is still there after ``timeout``: every server a
+    test starts stops within a bound, whatever state it is in."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
 class ServerProcess:
     name = "server"
 
@@ -76,14 +89,7 @@ class ServerProcess:
     def stop(self) -> None:
         """Terminate (both flush and exit on SIGTERM), kill after a bound."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        terminate(process)
 
     def __enter__(self) -> Self:
         return self.start()
