@@ -12,9 +12,12 @@ another. HTTP status codes live here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
+import itertools
 import logging
-from collections.abc import Awaitable, Callable
+import zlib
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
@@ -93,15 +96,56 @@ class Routes:
         return response
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
-        state, process = self.exporter.state, self.process
+        """The exposition, sent as it is rendered: a piece at a time comes off
+        the render thread and goes out (chunked), so a scrape holds a piece,
+        not the whole text, and the loop serves and probes meanwhile."""
+        encoder, content_type = choose_encoder(request.headers.get("Accept"))
+        zipped = "gzip" in request.headers.get("Accept-Encoding", "")
+        pieces = self._exposition(encoder is not generate_latest, zipped)
+        loop = asyncio.get_running_loop()
+        try:
+            # The first piece before the answer begins: the snapshot is taken
+            # there, and an error there can still be an error status.
+            piece = await loop.run_in_executor(self.renderer, next, pieces, None)
+            response = web.StreamResponse(headers={"Content-Type": content_type})
+            if zipped:
+                response.headers["Content-Encoding"] = "gzip"
+            await response.prepare(request)
+            try:
+                while piece is not None:
+                    await response.write(piece)
+                    piece = await loop.run_in_executor(self.renderer, next, pieces, None)
+                await response.write_eof()
+            except ConnectionError:
+                log.debug("the client of /metrics went away before the end")
+            except Exception:
+                # Too late for an error status: cut the answer short, so
+                # that the client sees a broken transfer, not a whole scrape.
+                log.exception("error rendering /metrics; answer cut short")
+                if request.transport is not None:
+                    request.transport.abort()
+            return response
+        finally:
+            # On the render thread, after any piece still being rendered there.
+            with contextlib.suppress(RuntimeError):  # the server is stopping
+                self.renderer.submit(pieces.close)
 
-        def render_text(openmetrics: bool) -> str:
-            encode = generate_openmetrics if openmetrics else generate_latest
-            # The process's families come last: the OpenMetrics end marker with them.
-            text = collector.render(state.snapshot()).text(openmetrics)
-            return text + encode(process).decode()
-
-        return await self._render(request, render_text)
+    def _exposition(self, openmetrics: bool, zipped: bool) -> Iterator[bytes]:
+        """The bytes of /metrics in pieces, from one snapshot taken at the first."""
+        snapshot = self.exporter.state.snapshot()
+        pieces = collector.stream(snapshot, openmetrics)
+        # The process's families come last: the OpenMetrics end marker with them.
+        encode = generate_openmetrics if openmetrics else generate_latest
+        texts = itertools.chain(pieces, [encode(self.process).decode()])
+        if not zipped:
+            yield from (text.encode() for text in texts)
+            return
+        # One compressor per answer, fed a piece at a time (gzip's framing).
+        compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        for text in texts:
+            if data := compressor.compress(text.encode()):
+                yield data
+        yield compressor.flush()
 
     async def healthy(self, request: web.Request) -> web.StreamResponse:
         return _text(200, "Healthy\n")
