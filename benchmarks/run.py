@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from . import cost, fanout, fidelity, memory, scrape
+from . import cost, fanout, fidelity, memory, scrape, scrape_memory
 from .common import Report, machine
 
 BENCHMARKS = {
@@ -26,6 +26,7 @@ BENCHMARKS = {
     "B3": ("fidelity of the reported canary round trip", fidelity.run),
     "B4": ("CPU, memory and threads beside blackbox_exporter", cost.run),
     "B5": ("where the memory goes at 1000 targets", memory.run),
+    "B6": ("the memory a scrape adds, streamed and whole", scrape_memory.run),
 }
 
 
@@ -35,7 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and targets")
     parser.add_argument(
-        "--only", default="", help="comma-separated benchmarks to run (B1,B2,B3,B4,B5; default all)"
+        "--only",
+        default="",
+        help=f"comma-separated benchmarks to run ({','.join(BENCHMARKS)}; default all)",
     )
     args = parser.parse_args(argv)
     chosen = [name.strip().upper() for name in args.only.split(",") if name.strip()]

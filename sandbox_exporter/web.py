@@ -31,6 +31,7 @@ from prometheus_client.process_collector import ProcessCollector
 from . import collector, pages
 from .basic_auth import PasswordCheck, basic_credentials
 from .exporter import Exporter, Refusal, UnknownTarget
+from .state import State
 from .vocabulary import PROBES
 from .webconfig import WebConfig
 
@@ -101,7 +102,8 @@ class Routes:
         not the whole text, and the loop serves and probes meanwhile."""
         encoder, content_type = choose_encoder(request.headers.get("Accept"))
         zipped = "gzip" in request.headers.get("Accept-Encoding", "")
-        pieces = self._exposition(encoder is not generate_latest, zipped)
+        openmetrics = encoder is not generate_latest
+        pieces = exposition(self.exporter.state, self.process, openmetrics, zipped)
         loop = asyncio.get_running_loop()
         try:
             # The first piece before the answer begins: the snapshot is taken
@@ -129,23 +131,6 @@ class Routes:
             # On the render thread, after any piece still being rendered there.
             with contextlib.suppress(RuntimeError):  # the server is stopping
                 self.renderer.submit(pieces.close)
-
-    def _exposition(self, openmetrics: bool, zipped: bool) -> Iterator[bytes]:
-        """The bytes of /metrics in pieces, from one snapshot taken at the first."""
-        snapshot = self.exporter.state.snapshot()
-        pieces = collector.stream(snapshot, openmetrics)
-        # The process's families come last: the OpenMetrics end marker with them.
-        encode = generate_openmetrics if openmetrics else generate_latest
-        texts = itertools.chain(pieces, [encode(self.process).decode()])
-        if not zipped:
-            yield from (text.encode() for text in texts)
-            return
-        # One compressor per answer, fed a piece at a time (gzip's framing).
-        compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-        for text in texts:
-            if data := compressor.compress(text.encode()):
-                yield data
-        yield compressor.flush()
 
     async def healthy(self, request: web.Request) -> web.StreamResponse:
         return _text(200, "Healthy\n")
@@ -240,6 +225,27 @@ class Routes:
         refresh = pages.parse_refresh(_query_value(request, "refresh"))
         page = pages.target_page(snapshot, target, state.history(name), refresh=refresh)
         return web.Response(text=page, content_type="text/html")
+
+
+def exposition(
+    state: State, process: CollectorRegistry, openmetrics: bool, zipped: bool
+) -> Iterator[bytes]:
+    """The bytes of /metrics in pieces of about `collector.CHUNK_CHARACTERS`,
+    from one snapshot of `state` taken when the first is asked for, then the
+    families of `process`; gzipped on the way if `zipped`."""
+    pieces = collector.stream(state.snapshot(), openmetrics)
+    # The process's families come last: the OpenMetrics end marker with them.
+    encode = generate_openmetrics if openmetrics else generate_latest
+    texts = itertools.chain(pieces, [encode(process).decode()])
+    if not zipped:
+        yield from (text.encode() for text in texts)
+        return
+    # One compressor per answer, fed a piece at a time (gzip's framing).
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    for text in texts:
+        if data := compressor.compress(text.encode()):
+            yield data
+    yield compressor.flush()
 
 
 def _query_value(request: web.Request, key: str) -> str | None:
