@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from . import cost, fanout, fidelity, memory, scrape, scrape_memory
+from . import cost, fanout, fidelity, memory, scrape, scrape_memory, steady
 from .common import Report, machine
 
 BENCHMARKS = {
@@ -27,7 +27,10 @@ BENCHMARKS = {
     "B4": ("CPU, memory and threads beside blackbox_exporter", cost.run),
     "B5": ("where the memory goes at 1000 targets", memory.run),
     "B6": ("the memory a scrape adds, streamed and whole", scrape_memory.run),
+    "B7": ("steady operation: 1000 targets scraped every 15 s", steady.run),
 }
+# Benchmarks of steady operation, whose length --duration sets.
+TIMED = {"B7"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,6 +42,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only",
         default="",
         help=f"comma-separated benchmarks to run ({','.join(BENCHMARKS)}; default all)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"how long {', '.join(sorted(TIMED))} operate (default 300, 90 with --quick)",
     )
     args = parser.parse_args(argv)
     chosen = [name.strip().upper() for name in args.only.split(",") if name.strip()]
@@ -55,11 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         print(f"{name}: {title} ...", file=sys.stderr, flush=True)
         started = time.monotonic()
-        run(report, args.quick)
+        options = {"duration": args.duration} if name in TIMED else {}
+        run(report, args.quick, **options)
         print(f"{name}: done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
     command = "python -m benchmarks" + (" --quick" if args.quick else "")
     if chosen:
         command += f" --only {','.join(chosen)}"
+    if args.duration is not None:
+        command += f" --duration {args.duration:g}"
     print(f"Command: `{command}` ({time.monotonic() - began:.0f} s)")
     print("Machine: " + "; ".join(f"{key} {value}" for key, value in info.items()))
     print()
