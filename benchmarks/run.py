@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from . import cost, fanout, fidelity, memory, scrape, scrape_memory, steady
+from . import cost, fanout, fidelity, memory, scale, scrape, scrape_memory, steady
 from .common import Report, machine
 
 BENCHMARKS = {
@@ -28,9 +28,10 @@ BENCHMARKS = {
     "B5": ("where the memory goes at 1000 targets", memory.run),
     "B6": ("the memory a scrape adds, streamed and whole", scrape_memory.run),
     "B7": ("steady operation: 1000 targets scraped every 15 s", steady.run),
+    "B8": ("one process at 5000 targets against 1000", scale.run),
 }
 # Benchmarks of steady operation, whose length --duration sets.
-TIMED = {"B7"}
+TIMED = {"B7", "B8"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
