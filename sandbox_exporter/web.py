@@ -54,6 +54,9 @@ LISTEN_BACKLOG = 1024
 # 5,000 targets wait on it 800 times. Two trips at most are held at a time.
 HANDOFF_SECONDS = 0.05
 HANDOFF_BYTES = 1024 * 1024
+# Writing a batch yields to the loop this often: at 5,000 targets a batch
+# written in one go held the loop 30-56 ms.
+WRITE_SLICE_SECONDS = 0.005
 
 _REFUSAL_STATUS = {Refusal.NOT_CONFIGURED: 404, Refusal.FORBIDDEN: 403, Refusal.INVALID: 400}
 
@@ -125,8 +128,14 @@ class Routes:
                 while batch:
                     # The next trip renders while this one goes out.
                     coming = loop.run_in_executor(self.renderer, _next_pieces, pieces)
+                    slice_ends = loop.time() + WRITE_SLICE_SECONDS
                     for piece in batch:
                         await response.write(piece)
+                        if loop.time() >= slice_ends:
+                            # Writes beside the render thread share the
+                            # interpreter with it: let timers and probes run.
+                            await asyncio.sleep(0)
+                            slice_ends = loop.time() + WRITE_SLICE_SECONDS
                     batch = await coming
                 await response.write_eof()
             except ConnectionError:
