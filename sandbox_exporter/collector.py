@@ -377,7 +377,7 @@ def _runs_of(target: Target, probes: Collection[str]) -> list[tuple[str, str]]:
 
 
 @_family("sandbox_target_info")
-def _target_info(lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]):
+def _target_info(lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]) -> None:
     # The user labels vary by target: the one metric whose label names do.
     labels = [("target", target.name), ("url", target.url), *target.labels.items()]
     lines.add_labelled("sandbox_target_info", labels, 1)
@@ -391,7 +391,7 @@ def _up(lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str
 
 
 @_family("sandbox_info")
-def _server_info(lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]):
+def _server_info(lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]) -> None:
     spec = _specifications(snapshot, target, probes)
     if spec is not None:
         labels = [target.name, spec.sandbox_version, spec.docker_version, str(spec.api)]
@@ -399,7 +399,9 @@ def _server_info(lines: Lines, snapshot: Snapshot, target: Target, probes: Colle
 
 
 @_family("sandbox_probe_success")
-def _probe_success(lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]):
+def _probe_success(
+    lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]
+) -> None:
     for key in _runs_of(target, probes):
         result = snapshot.results.get(key)
         if result is not None:
@@ -407,7 +409,9 @@ def _probe_success(lines: Lines, snapshot: Snapshot, target: Target, probes: Col
 
 
 @_family("sandbox_probe_duration_seconds")
-def _probe_duration(lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]):
+def _probe_duration(
+    lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]
+) -> None:
     for key in _runs_of(target, probes):
         result = snapshot.results.get(key)
         if result is not None:
@@ -415,7 +419,9 @@ def _probe_duration(lines: Lines, snapshot: Snapshot, target: Target, probes: Co
 
 
 @_family("sandbox_probe_last_success_timestamp_seconds")
-def _last_success(lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]):
+def _last_success(
+    lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]
+) -> None:
     for key in _runs_of(target, probes):
         metric = "sandbox_probe_last_success_timestamp_seconds"
         lines.add(metric, key, snapshot.last_success.get(key))
@@ -428,7 +434,7 @@ def _runs(lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[s
 
 
 @_family("sandbox_probe_failures_total")
-def _failures(lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]):
+def _failures(lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]) -> None:
     # Every possible reason from the start, so that the first failure is an increase.
     for key in _runs_of(target, probes):
         for reason in POSSIBLE_REASONS[key[1]]:
@@ -459,7 +465,7 @@ _gauge("sandbox_containers_running", _load, "containers_running")
 
 
 @_family("sandbox_load_ratio")
-def _load_ratio(lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]):
+def _load_ratio(lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]) -> None:
     result = _result(snapshot, target, USAGE, probes)
     if result is None or not isinstance(result.data, Load):
         return
@@ -494,7 +500,7 @@ for _metric, _attribute in {
 
 
 @_family("sandbox_host_load_ratio")
-def _host_load(lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]):
+def _host_load(lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]) -> None:
     usage = _host_usage(snapshot, target, probes)
     if usage is not None:
         for window, value in zip(("1m", "5m", "15m"), usage.load_ratio, strict=True):
@@ -502,7 +508,9 @@ def _host_load(lines: Lines, snapshot: Snapshot, target: Target, probes: Collect
 
 
 @_family("sandbox_libraries")
-def _library_counts(lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]):
+def _library_counts(
+    lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]
+) -> None:
     report = _libraries(snapshot, target, probes)
     if report is not None:
         for kind, count in sorted(report.package_counts.items()):
@@ -511,7 +519,9 @@ def _library_counts(lines: Lines, snapshot: Snapshot, target: Target, probes: Co
 
 
 @_family("sandbox_library_expectation_met")
-def _expectations(lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]):
+def _expectations(
+    lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]
+) -> None:
     # Every outcome, met or not: the judgement of what a miss means is health.py's.
     report = _libraries(snapshot, target, probes)
     for outcome in report.outcomes if report is not None else ():
@@ -520,7 +530,7 @@ def _expectations(lines: Lines, snapshot: Snapshot, target: Target, probes: Coll
 
 
 @_family("sandbox_library_version_info")
-def _versions(lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]):
+def _versions(lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]) -> None:
     report = _libraries(snapshot, target, probes)
     for outcome in report.outcomes if report is not None else ():
         if outcome.found is not None:
@@ -544,7 +554,9 @@ _canary_gauge("sandbox_canary_status", lambda canary: canary.status)
 
 
 @_family("sandbox_canary_command_duration_seconds")
-def _command_durations(lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]):
+def _command_durations(
+    lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]
+) -> None:
     for canary in _canaries(snapshot, target, probes):
         for step, seconds in enumerate(canary.command_seconds):
             labels = [target.name, canary.name, str(step)]
@@ -552,7 +564,7 @@ def _command_durations(lines: Lines, snapshot: Snapshot, target: Target, probes:
 
 
 @_family("sandbox_canary_round_trip_seconds")
-def _round_trips(lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]):
+def _round_trips(lines: Lines, snapshot: Snapshot, target: Target, probes: Collection[str]) -> None:
     if CANARY not in probes:
         return
     for canary in target.canaries:
