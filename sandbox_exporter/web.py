@@ -252,7 +252,7 @@ def exposition(
 ) -> Iterator[bytes]:
     """The bytes of /metrics in pieces of about `collector.CHUNK_CHARACTERS`,
     from one snapshot of `state` taken when the first is asked for, then the
-    families of `process`; gzipped on the way if `zipped`."""
+    families of `process` (read then too); gzipped on the way if `zipped`."""
     pieces = collector.stream(state.snapshot(), openmetrics)
     # The process's families come last: the OpenMetrics end marker with them.
     encode = generate_openmetrics if openmetrics else generate_latest
