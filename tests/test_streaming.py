@@ -198,3 +198,58 @@ def test_a_client_gone_mid_scrape_ends_its_render(
     # The next scrape is whole.
     _, _, chunks = get_chunks(exporter, {"Accept-Encoding": "identity"})
     assert b"".join(chunks).decode().startswith(sandboxes_text(exporter))
+
+
+def test_a_scrape_renders_one_snapshot_while_reloads_change_the_targets() -> None:
+    """Reloads alternate between all targets and half of them while scrapes
+    stream: every family of one scrape has the same targets, those its
+    `sandbox_exporter_targets` counts (one snapshot, taken at the start)."""
+    count = 600
+    config = parse_config(CONFIG)
+    with RunningExporter(config, scheduled=False) as running:
+        state = running.exporter.state
+        populate_many(state, count)
+        every = state.config
+        assert every is not None
+        definitions = [
+            {**yaml.safe_load(CONFIG)["targets"][i % 2], "name": f"t{i:04d}"}
+            for i in range(0, count, 2)
+        ]
+        half = parse_config(json.dumps({"targets": definitions}))
+        stop = threading.Event()
+        reloads = 0
+
+        def reload_repeatedly() -> None:
+            nonlocal reloads
+            while not stop.is_set():
+                state.set_config(half if reloads % 2 else every)
+                reloads += 1
+                time.sleep(0.001)
+
+        reloader = threading.Thread(target=reload_repeatedly)
+        reloader.start()
+        try:
+            texts = [
+                b"".join(get_chunks(running, {"Accept-Encoding": "identity"})[2]).decode()
+                for _ in range(4)
+            ]
+        finally:
+            stop.set()
+            reloader.join(10)
+    assert reloads > 20, "too few reloads during the scrapes to show anything"
+    for text in texts:
+        (counted,) = [
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith("sandbox_exporter_targets ")
+        ]
+        by_family: dict[str, set[str]] = {}
+        for line in text.splitlines():
+            if line.startswith("sandbox_") and 'target="' in line:
+                family = line.split("{", 1)[0]
+                by_family.setdefault(family, set()).add(line.split('target="', 1)[1].split('"')[0])
+        info = by_family["sandbox_target_info"]
+        assert len(info) == counted
+        for family, targets in by_family.items():
+            assert targets <= info, family
+        assert by_family["sandbox_probe_runs_total"] == info
