@@ -132,13 +132,14 @@ def record_answers(emulator: EmulatorProcess) -> dict[str, dict]:
 
 
 class SlowTargetsProcess(Child):
-    """slow_targets.py in its own process, one port (one target) per recorded answer set."""
+    """slow_targets.py in its own process, `copies` ports (targets) per recorded answer set."""
 
-    def __init__(self, answers: list[dict[str, dict]], latency: float) -> None:
+    def __init__(self, answers: list[dict[str, dict]], latency: float, copies: int = 1) -> None:
         self.directory = tempfile.TemporaryDirectory(prefix="bench-slow-targets-")
         documents = Path(self.directory.name) / "answers.json"
         documents.write_text(json.dumps(answers))
         args = [sys.executable, "-m", "benchmarks.slow_targets", "--latency", str(latency)]
+        args += ["--copies", str(copies)]
         super().__init__([*args, str(documents)], stdout=subprocess.PIPE)
         assert self.process.stdout is not None
         line = self.process.stdout.readline()

@@ -1,10 +1,13 @@
 """Run every benchmark and print one table (Markdown).
 
-    python -m benchmarks            # the full run (about 4 minutes on 2 cores)
-    python -m benchmarks --quick    # a shorter run (about 1 minute)
-
-B3 and B4 need Debian's prometheus-blackbox-exporter on the PATH.
+    python -m benchmarks            # the full run (about 25 minutes on 2 cores)
+    python -m benchmarks --quick    # a shorter run (about 8 minutes)
     python -m benchmarks --only B1,B3
+    python -m benchmarks --only B7,B8 --duration 60   # steady operation, shortened
+
+B3, B4 and B7 need Debian's prometheus-blackbox-exporter on the PATH. B7
+and B8 run minutes of steady operation each (--duration, 300 s by default):
+the full run spends most of its time there.
 
 Ratios are what to read: each comes from measurements taken in the same run,
 interleaved where possible, so load from other processes hits both sides.
@@ -17,7 +20,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from . import cost, fanout, fidelity, memory, scrape
+from . import cost, fanout, fidelity, memory, scale, scrape, scrape_memory, steady
 from .common import Report, machine
 
 BENCHMARKS = {
@@ -26,7 +29,12 @@ BENCHMARKS = {
     "B3": ("fidelity of the reported canary round trip", fidelity.run),
     "B4": ("CPU, memory and threads beside blackbox_exporter", cost.run),
     "B5": ("where the memory goes at 1000 targets", memory.run),
+    "B6": ("the memory a scrape adds, streamed and whole", scrape_memory.run),
+    "B7": ("steady operation: 1000 targets scraped every 15 s", steady.run),
+    "B8": ("one process at 5000 targets against 1000", scale.run),
 }
+# Benchmarks of steady operation, whose length --duration sets.
+TIMED = {"B7", "B8"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,7 +43,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and targets")
     parser.add_argument(
-        "--only", default="", help="comma-separated benchmarks to run (B1,B2,B3,B4,B5; default all)"
+        "--only",
+        default="",
+        help=f"comma-separated benchmarks to run ({','.join(BENCHMARKS)}; default all)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"how long {', '.join(sorted(TIMED))} operate (default 300, 90 with --quick)",
     )
     args = parser.parse_args(argv)
     chosen = [name.strip().upper() for name in args.only.split(",") if name.strip()]
@@ -52,11 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         print(f"{name}: {title} ...", file=sys.stderr, flush=True)
         started = time.monotonic()
-        run(report, args.quick)
+        options = {"duration": args.duration} if name in TIMED else {}
+        run(report, args.quick, **options)
         print(f"{name}: done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
     command = "python -m benchmarks" + (" --quick" if args.quick else "")
     if chosen:
         command += f" --only {','.join(chosen)}"
+    if args.duration is not None:
+        command += f" --duration {args.duration:g}"
     print(f"Command: `{command}` ({time.monotonic() - began:.0f} s)")
     print("Machine: " + "; ".join(f"{key} {value}" for key, value in info.items()))
     print()

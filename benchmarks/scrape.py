@@ -1,8 +1,8 @@
 """B1: what one scrape of /metrics costs, against prometheus_client's own floor.
 
-Ours: `collector.render` of a populated `State`, written as text (or
-OpenMetrics) and encoded: what `/metrics` does for the sandboxes' samples,
-minus the socket. The floor: prometheus_client's encoder for that format on
+Ours: `collector.stream` of a populated `State`, as text (or OpenMetrics),
+its pieces encoded: what `/metrics` does for the sandboxes' samples, minus
+the socket and gzip. The floor: prometheus_client's encoder for that format on
 a bare registry whose collector yields the very same metric families (parsed
 from our text once beforehand). That is the cheapest way prometheus_client
 can render these samples; the text is byte for byte the same (checked).
@@ -62,7 +62,8 @@ def measure(size: int, repeats: int, openmetrics: bool = False) -> dict[str, lis
     state, factory = populated_state(size)
 
     def ours() -> bytes:
-        return collector.render(state.snapshot()).text(openmetrics, end=True).encode()
+        pieces = collector.stream(state.snapshot(), openmetrics, end=True)
+        return b"".join(piece.encode() for piece in pieces)
 
     ours_text = ours()
     parse = parse_openmetrics if openmetrics else text_string_to_metric_families

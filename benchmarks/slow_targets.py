@@ -10,11 +10,15 @@ connection as the real server does (`Connection: close`). No JSON is built
 and nothing is run per request: only the HTTP head is looked at.
 
     python -m benchmarks.slow_targets --latency 0.5 DOCUMENTS.json
+    python -m benchmarks.slow_targets --latency 0.05 --copies 2500 DOCUMENTS.json
 
 DOCUMENTS.json is a list with one entry per target: {"METHOD path": answer}
 where an answer is {"status", "reason", "headers": [[name, value], ...],
-"body"} (body as latin-1 text). The first line printed is the JSON list of
-the ports, in the same order; the server runs until terminated.
+"body"} (body as latin-1 text). `--copies N` serves each entry on N ports
+(the answers encoded once, shared): thousands of targets from a few
+recordings. The first line printed is the JSON list of the ports, each
+entry's copies in turn, in the order of the entries; the server runs until
+terminated.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import resource
 import sys
 from pathlib import Path
 
@@ -88,21 +93,22 @@ class SlowTarget(asyncio.Protocol):
             self.transport.close()
 
 
-async def serve(documents: list[dict[str, dict]], latency: float) -> None:
+async def serve(documents: list[dict[str, dict]], latency: float, copies: int = 1) -> None:
     loop = asyncio.get_running_loop()
     servers = []
     for answers in documents:
         encoded = {key: encode(answer) for key, answer in answers.items()}
-        servers.append(
-            await loop.create_server(
-                lambda encoded=encoded: SlowTarget(encoded, latency),
-                "127.0.0.1",
-                0,
-                # Hundreds of probes connect at once: no SYN may be dropped
-                # (a dropped SYN is retried a second later).
-                backlog=1024,
+        for _ in range(copies):
+            servers.append(
+                await loop.create_server(
+                    lambda encoded=encoded: SlowTarget(encoded, latency),
+                    "127.0.0.1",
+                    0,
+                    # Hundreds of probes connect at once: no SYN may be dropped
+                    # (a dropped SYN is retried a second later).
+                    backlog=1024,
+                )
             )
-        )
     ports = [server.sockets[0].getsockname()[1] for server in servers]
     print(json.dumps(ports), flush=True)
     await asyncio.Event().wait()
@@ -112,8 +118,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("documents", type=Path)
     parser.add_argument("--latency", type=float, required=True)
+    parser.add_argument("--copies", type=int, default=1, help="ports per entry (default 1)")
     args = parser.parse_args()
-    asyncio.run(serve(json.loads(args.documents.read_text()), args.latency))
+    # A port and its connections are file descriptors: thousands of targets need them.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    asyncio.run(serve(json.loads(args.documents.read_text()), args.latency, args.copies))
     return 0
 
 

@@ -119,8 +119,15 @@ class ResultFactory:
 def populated_state(count: int) -> tuple[State, ResultFactory]:
     """A State with `count` targets, every probe run a few times (some failed)."""
     state = State()
-    config = build_config(count)
-    state.set_config(config)
+    state.set_config(build_config(count))
+    return state, populate(state)
+
+
+def populate(state: State) -> ResultFactory:
+    """Every probe of every target of `state`'s configuration run a few times
+    (some failed), as `populated_state` has them."""
+    config = state.config
+    assert config is not None
     factory = ResultFactory()
     now = time.time()
     for index, target in enumerate(config.targets):
@@ -133,7 +140,7 @@ def populated_state(count: int) -> tuple[State, ResultFactory]:
         for _ in range(3):
             for result in factory.results_for(target, api, now):
                 state.record(result)
-    return state, factory
+    return factory
 
 
 def refresh_all(state: State, factory: ResultFactory) -> None:

@@ -508,6 +508,44 @@ def test_one_targets_bad_data_never_fails_the_scrape(caplog):
     assert scrape(state).value("sandbox_containers_max", target="old") == 5
 
 
+def test_a_streamed_scrape_leaves_bad_data_out_from_the_family_that_fails(caplog):
+    """A stream has already handed out the families before: the bad target's
+    samples are left out from the failing family on, the others are whole."""
+    state, config = state_with()
+    populate(state, config)
+    broken = specifications(2).model_copy(update={"container_memory_limits": None})
+    state.record(result("old", SPECIFICATIONS, broken))
+    snapshot = state.snapshot()
+    with caplog.at_level(logging.ERROR, logger="sandbox_exporter.collector"):
+        m = Scrape("".join(collector.stream(snapshot, chunk_characters=100)))
+    logged = [r.getMessage() for r in caplog.records if "old" in r.getMessage()]
+    assert len(logged) == 1 and "sandbox_container_memory_limit_bytes" in logged[0]
+    whole = scrape(state)
+    assert [s for s in m.samples if s.labels.get("target") != "old"] == [
+        s for s in whole.samples if s.labels.get("target") != "old"
+    ]
+    order = {spec.name: index for index, spec in enumerate(METRICS)}
+
+    def family(sample_name: str) -> int:
+        if sample_name in order:
+            return order[sample_name]
+        for suffix in ("_bucket", "_count", "_sum"):
+            if sample_name.removesuffix(suffix) in order:
+                return order[sample_name.removesuffix(suffix)]
+        raise AssertionError(f"{sample_name} is in no family of the table")
+
+    failing = order["sandbox_container_memory_limit_bytes"]
+    # What "old" would show with good data, recorded the same way.
+    good_state, _ = state_with()
+    populate(good_state, config)
+    good_state.record(result("old", SPECIFICATIONS, specifications(2)))
+    good = [s for s in scrape(good_state).samples if s.labels.get("target") == "old"]
+    streamed = [s for s in m.samples if s.labels.get("target") == "old"]
+    assert streamed == [s for s in good if family(s.name) < failing]
+    assert any(family(s.name) > failing for s in good), "nothing after the failing family"
+    assert m.value("sandbox_up", target="old") == 1
+
+
 # ------------------------------------------------------------------ fidelity
 
 TRICKY = """
@@ -576,10 +614,18 @@ def test_the_text_is_what_prometheus_client_writes_for_the_same_samples():
                     data = canaries(target, round_trip=rng.choice((0.004, 0.3, 40.0)))
                 state.record(result(target.name, probe, data, started_at=NOW + step))
         if rng.random() < 0.5:
-            lines = collector.render(state.snapshot())
+            snapshot = state.snapshot()
+            lines = collector.render(snapshot)
             for openmetrics_format in (False, True):
                 text = lines.text(openmetrics_format, end=True)
                 assert text == reencoded(text, openmetrics_format), (step, openmetrics_format)
+                # /metrics streams the same bytes, in pieces of any size.
+                size = rng.choice((1, 100, 5000, collector.CHUNK_CHARACTERS))
+                pieces = list(
+                    collector.stream(snapshot, openmetrics_format, end=True, chunk_characters=size)
+                )
+                assert "".join(pieces) == text, (step, openmetrics_format, size)
+                assert all(piece.endswith("\n") for piece in pieces), step
             # /probe renders a target from a snapshot of that target only.
             for target in current.targets:
                 alone = collector.render(state.snapshot(target), [target], exporter_metrics=False)

@@ -1,0 +1,261 @@
+"""B7: steady operation, as users live with it: probes at the default intervals
+and a Prometheus scraping every 15 s, for minutes.
+
+The exporter daemon (its own process, default settings) with 1,000 targets
+at the default intervals (usage every 15 s, specifications and canary every
+30 s, libraries hourly: about 134 probes a second). The targets are the
+low-CPU stand-in (`slow_targets.py`) answering after 50 ms with what a 2.x
+and a 3.x emulator answered at the start (half the targets each), so the
+exporter's cores are the exporter's. Once every probe has run once, a
+scraper GETs /metrics every 15 s, in turn as text, as OpenMetrics, and as
+OpenMetrics gzipped (Prometheus' own Accept header, then with
+`Accept-Encoding: gzip`), and the exporter's RSS is read from /proc every
+second until the end.
+
+Reported: the exporter's peak RSS (VmHWM) and its RSS at the end, and
+whether RSS is flat over the last half of the run (max - min within 5% of
+the median), against blackbox_exporter's peak RSS under the same probe
+rate at the same time: its `/probe` with the canary's POST, paced at the
+exporter's rate over 1,000 distinct target URLs of the same stand-in.
+
+    python -m benchmarks --only B7 --duration 120   # a short run
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+import aiohttp
+import requests
+
+from sandbox_exporter.config import DEFAULT_INTERVALS
+from sandbox_exporter.protocol import EXECUTE_PATH
+
+from .common import BlackboxProcess, EmulatorProcess, ExporterProcess, Report, sum_samples
+from .fanout import SlowTargetsProcess, record_answers
+from .fidelity import blackbox_config, encoded_canary
+
+MiB = 2**20
+TARGETS = 1000
+LATENCY = 0.05  # seconds: a sandbox on its own machine, answering promptly
+SCRAPE_EVERY = 15.0  # Prometheus' default scrape_interval
+DEFAULT_SECONDS = 300.0
+QUICK_SECONDS = 90.0
+FLAT_WITHIN = 0.05
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+# The three ways a scrape asks, in turn.
+SCRAPES = {
+    "text": {"Accept": "text/plain;version=0.0.4", "Accept-Encoding": "identity"},
+    "OpenMetrics": {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "identity"},
+    "OpenMetrics gzip": {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"},
+}
+
+
+def probe_rate(targets: int) -> float:
+    """Probe runs a second at the default intervals."""
+    return targets * sum(1 / interval for interval in DEFAULT_INTERVALS.values())
+
+
+def stand_in(targets: int) -> SlowTargetsProcess:
+    """The low-CPU stand-in with `targets` ports, half answering as 2.x, half as 3.x."""
+    answers = []
+    for api in (2, 3):
+        emulator = EmulatorProcess(api=api, containers=5)
+        try:
+            answers.append(record_answers(emulator))
+        finally:
+            emulator.stop()
+    return SlowTargetsProcess(answers, LATENCY, copies=targets // 2)
+
+
+def targets_config(urls: list[str]) -> str:
+    """Every target at the default intervals, 2.x and 3.x interleaved."""
+    half = len(urls) // 2
+    interleaved = [url for pair in zip(urls[:half], urls[half:], strict=True) for url in pair]
+    lines = ["targets:"]
+    lines += [f"  - {{name: t{i:05d}, url: '{url}'}}" for i, url in enumerate(interleaved)]
+    return "\n".join(lines) + "\n"
+
+
+def first_round(exporter: ExporterProcess, timeout: float) -> tuple[float, int]:
+    """Seconds from the process's start until every probe ran once, and how many failed."""
+    while "not run yet" in (page := requests.get(exporter.url, timeout=60).text):
+        if time.monotonic() - exporter.started > timeout:
+            raise RuntimeError(f"not every probe ran within {timeout} s")
+        time.sleep(0.5)
+    return time.monotonic() - exporter.started, page.count('class="fail"')
+
+
+@dataclass
+class Sample:
+    at: float  # seconds since the window began
+    rss: int
+    cpu: float
+    threads: int
+
+
+@dataclass
+class Operation:
+    """What a window of steady operation showed."""
+
+    samples: list[Sample] = field(default_factory=list)
+    scrapes: dict[str, list[float]] = field(default_factory=dict)  # seconds, by kind
+    runs: float = 0.0  # probe runs between the first and the last scrape
+    runs_cpu: float = 0.0  # the exporter's CPU seconds between them
+    failures: float = 0.0
+    peak: int = 0
+    end_rss: int = 0
+
+    def flatness(self) -> float:
+        """(max - min) / median of RSS over the last half of the window."""
+        half = self.samples[-1].at / 2
+        last = [s.rss for s in self.samples if s.at >= half]
+        return (max(last) - min(last)) / statistics.median(last)
+
+    def threads(self) -> int:
+        return max(s.threads for s in self.samples)
+
+
+def operate(exporter: ExporterProcess, seconds: float) -> Operation:
+    """`seconds` of scrapes every SCRAPE_EVERY, kinds in turn, RSS read every second."""
+    out = Operation(scrapes={kind: [] for kind in SCRAPES})
+    began = time.monotonic()
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            usage = exporter.usage()
+            at = time.monotonic() - began
+            out.samples.append(Sample(at, usage.rss_bytes, usage.cpu_seconds, usage.threads))
+            stop.wait(1.0)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    first: tuple[float, float] | None = None
+    try:
+        for index in range(max(2, int(seconds // SCRAPE_EVERY) + 1)):
+            time.sleep(max(0.0, began + index * SCRAPE_EVERY - time.monotonic()))
+            kind = list(SCRAPES)[index % len(SCRAPES)]
+            cpu = exporter.usage().cpu_seconds
+            started = time.monotonic()
+            response = requests.get(exporter.url + "metrics", headers=SCRAPES[kind], timeout=120)
+            response.raise_for_status()
+            out.scrapes[kind].append(time.monotonic() - started)
+            runs = sum_samples(response.text, "sandbox_probe_runs_total")
+            if first is None:
+                first = (runs, cpu)
+            out.runs, out.runs_cpu = runs - first[0], cpu - first[1]
+            out.failures = sum_samples(response.text, "sandbox_probe_failures_total")
+    finally:
+        stop.set()
+        sampler.join(5)
+    usage = exporter.usage()
+    out.peak, out.end_rss = usage.peak_rss_bytes, usage.rss_bytes
+    return out
+
+
+class PacedBlackbox:
+    """blackbox_exporter's /probe canary over `urls`, `rate` a second, in a thread
+    of this process until `stop()`; its usage is read from /proc like ours."""
+
+    def __init__(self, target_urls: list[str], rate: float) -> None:
+        body, content_type = encoded_canary()
+        self.blackbox = BlackboxProcess(blackbox_config(body, content_type))
+        self.urls = [
+            f"{self.blackbox.url}probe?module=canary&target={quote(url + EXECUTE_PATH, safe='')}"
+            for url in target_urls
+        ]
+        self.rate = rate
+        self.done = self.failed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._drive()), daemon=True)
+        self._thread.start()
+
+    async def _drive(self) -> None:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as session:
+
+            async def probe(url: str) -> None:
+                try:
+                    async with session.get(url) as response:
+                        text = await response.text()
+                        self.done += 1
+                        self.failed += "probe_success 1" not in text
+                except aiohttp.ClientError:
+                    self.failed += 1
+
+            tasks = set()
+            began = time.monotonic()
+            sent = 0
+            while not self._stop.is_set():
+                due = int((time.monotonic() - began) * self.rate)
+                while sent < due:
+                    task = asyncio.create_task(probe(self.urls[sent % len(self.urls)]))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    sent += 1
+                await asyncio.sleep(0.01)
+            await asyncio.gather(*tasks)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        self.blackbox.stop()
+
+
+def run(report: Report, quick: bool, duration: float | None = None) -> None:
+    seconds = duration or (QUICK_SECONDS if quick else DEFAULT_SECONDS)
+    rate = probe_rate(TARGETS)
+    servers = stand_in(TARGETS)
+    try:
+        exporter = ExporterProcess(targets_config(servers.urls))
+        try:
+            all_probed, failed = first_round(exporter, 300)
+            blackbox = PacedBlackbox(servers.urls, rate)
+            try:
+                operation = operate(exporter, seconds)
+                blackbox_usage = blackbox.blackbox.usage()
+            finally:
+                blackbox.stop()
+        finally:
+            exporter.stop()
+    finally:
+        servers.stop()
+    flat = operation.flatness()
+    report.add(
+        "B7 steady",
+        f"{TARGETS} targets, default intervals, scraped every {SCRAPE_EVERY:.0f} s for "
+        f"{seconds:.0f} s: exporter peak RSS / blackbox peak RSS",
+        f"{operation.peak / blackbox_usage.peak_rss_bytes:.2f}x",
+        "<= 2.5x",
+        f"exporter peak (VmHWM) {operation.peak / MiB:.0f} MiB, RSS at the end "
+        f"{operation.end_rss / MiB:.0f} MiB; blackbox peak "
+        f"{blackbox_usage.peak_rss_bytes / MiB:.0f} MiB with {blackbox.done} /probe canaries "
+        f"at {rate:.0f}/s ({blackbox.failed} failed); all probed {all_probed:.1f} s after "
+        f"start ({failed} failed)",
+    )
+    report.add(
+        "B7 steady",
+        "RSS over the last half: (max - min) / median",
+        f"{flat * 100:.1f}%",
+        f"<= {FLAT_WITHIN * 100:.0f}%",
+        f"{len(operation.samples)} samples, one a second; {operation.runs:.0f} probe runs "
+        f"between the first and the last scrape ({operation.failures:.0f} failures counted "
+        f"in all); threads at most {operation.threads()}",
+    )
+    report.add(
+        "B7 steady",
+        "scrape time by kind (median)",
+        ", ".join(
+            f"{kind} {statistics.median(times):.2f} s" for kind, times in operation.scrapes.items()
+        ),
+        "",
+        f"{sum(map(len, operation.scrapes.values()))} scrapes, in turn",
+    )
