@@ -61,6 +61,20 @@ from .protocol import (
 MAX_CONNECTIONS = 1024
 
 
+class _Connector(aiohttp.TCPConnector):
+    """aiohttp's connection pool, closing its resolver with itself: aiohttp closes
+    only a resolver it made, and a lookup c-ares still holds (a name whose server
+    never answers) would otherwise call back into a loop already closed."""
+
+    def __init__(self, *, resolver: AbstractResolver, **options: Any) -> None:
+        super().__init__(resolver=resolver, **options)
+        self._lookups = resolver
+
+    async def close(self, *, abort_ssl: bool = False) -> None:
+        await super().close(abort_ssl=abort_ssl)
+        await self._lookups.close()
+
+
 def open_session(resolver: AbstractResolver | None = None) -> aiohttp.ClientSession:
     """An HTTP session (one connection pool): the probes of a process share one.
 
@@ -69,7 +83,7 @@ def open_session(resolver: AbstractResolver | None = None) -> aiohttp.ClientSess
     passes one pointed at its own name server.
     """
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(
+        connector=_Connector(
             limit=MAX_CONNECTIONS,
             # Lookups are asynchronous: a name whose server never answers
             # holds a pending query, not one of a few shared threads, so it
