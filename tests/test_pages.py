@@ -13,6 +13,7 @@ from collections.abc import Callable
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from browser import HEADLESS_FLAGS, chromium
@@ -944,6 +945,8 @@ def test_the_pages_in_a_real_browser(exporter: ExporterProcess, tmp_path: Path):
             and "2 critical, 1 ok of 3 targets" in visible(page)
             and len(row_strips(page, "healthy")) == 4
             and len(row_strips(page, "refusing")[-1][1]) >= 2  # its canary's, the last
+            # The failing canary's too: the screenshot below counts both strips'.
+            and len(row_strips(page, quote(BAD, safe=""))[-1][1]) >= 2
         )
 
     exporter.poll(drawn)
