@@ -23,8 +23,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
-from aiohttp.http_exceptions import ContentEncodingError
 
+from . import content_encoding
 from .config import Target
 from .errors import (
     SandboxConnectionError,
@@ -95,7 +95,9 @@ def open_session(resolver: AbstractResolver | None = None) -> aiohttp.ClientSess
         # (proxies, .netrc) nor on cookies another sandbox set.
         trust_env=False,
         cookie_jar=aiohttp.DummyCookieJar(),
-        headers={"User-Agent": USER_AGENT},
+        headers={"User-Agent": USER_AGENT, "Accept-Encoding": content_encoding.ACCEPTED},
+        # Bodies are decoded in Transport._read (content_encoding.py says why).
+        auto_decompress=False,
         # Deadlines are ours (asyncio.timeout_at), not aiohttp's defaults.
         timeout=aiohttp.ClientTimeout(total=None),
         response_class=_ClientResponse,
@@ -419,10 +421,8 @@ class Transport:
             kind, what = SandboxTLSError, f"TLS failed: {_cause(error, errno_name=False)}"
         except aiohttp.ClientConnectorError as error:
             kind, what = SandboxConnectionError, f"connection failed: {_cause(error)}"
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as error:
-            if undecodable := _encoding_error(error):
-                kind, what = SandboxInvalidResponse, f"cannot decode the answer: {undecodable}"
-            elif progress.response is None:
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError):
+            if progress.response is None:
                 kind, what = SandboxConnectionError, "server closed connection without response"
             else:
                 kind = SandboxConnectionError
@@ -433,12 +433,7 @@ class Transport:
             # parsed is lost with the error (aiohttp issue #10322; no parser
             # option allows it). requests, curl and browsers ignore such a body.
             refused_head = method == "HEAD" and progress.response is None
-            if undecodable := _encoding_error(error):
-                # A compressed body that ends early fails when the answer ends,
-                # which may be while its headers are parsed.
-                kind, what = SandboxInvalidResponse, f"cannot decode the answer: {undecodable}"
-            else:
-                kind, what = SandboxInvalidResponse, f"malformed HTTP answer: {_cause(error)}"
+            kind, what = SandboxInvalidResponse, f"malformed HTTP answer: {_cause(error)}"
         except (aiohttp.ClientError, OSError, ValueError) as error:
             kind, what = SandboxConnectionError, f"connection failed: {_cause(error)}"
         if refused_head:
@@ -467,16 +462,28 @@ class Transport:
         progress: _Progress,
         cut: bool = False,
     ) -> None:
-        """The decoded body into ``answer``; refused (with ``cut``: cut) past ``limit`` bytes."""
+        """The decoded body into ``answer``; refused (with ``cut``: cut) past ``limit``
+        bytes, counted decoded, so that a body that inflates without end is refused
+        as it streams; undecodable, refused (with ``cut``: kept as far as it went)."""
         chunks = []
-        async for chunk in response.content.iter_any():
-            progress.body_bytes += len(chunk)
-            if progress.body_bytes > limit and not cut:
-                what = f"answer is over the limit of {limit} bytes"
-                raise self.failure(SandboxResponseTooLarge, answer, what)
-            chunks.append(chunk)
-            if progress.body_bytes > limit:
-                break
+        try:
+            decoder = content_encoding.Decoder(response.headers.get("Content-Encoding"))
+            async for data in response.content.iter_any():
+                chunk = decoder.feed(data, limit - progress.body_bytes)
+                progress.body_bytes += len(chunk)
+                if progress.body_bytes > limit and not cut:
+                    what = f"answer is over the limit of {limit} bytes"
+                    raise self.failure(SandboxResponseTooLarge, answer, what)
+                chunks.append(chunk)
+                if progress.body_bytes > limit:
+                    break
+            else:
+                decoder.end()
+        except content_encoding.Undecodable as error:
+            if not cut:
+                raise self.failure(
+                    SandboxInvalidResponse, answer, f"cannot decode the answer: {error}"
+                ) from None
         answer.content = b"".join(chunks)
 
 
@@ -488,21 +495,6 @@ def _timeout(budget: float | None, progress: _Progress) -> tuple[type[SandboxErr
         return kind, f"{what} within {within}"
     what = f"answer not complete within {within} ({progress.body_bytes} bytes read)"
     return SandboxReadTimeout, what
-
-
-def _encoding_error(error: BaseException) -> str | None:
-    """What an undecodable Content-Encoding made aiohttp say, if that is the cause.
-
-    aiohttp documents only the ClientPayloadError (or, when the body's end
-    comes with the headers, ClientResponseError) it raises; the
-    ContentEncodingError of its parser is that exception's cause.
-    """
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, ContentEncodingError):
-            return seen.message[:EXCERPT_CHARS] or "content-encoding"
-        seen = seen.__cause__
-    return None
 
 
 def _cause(error: BaseException, errno_name: bool = True) -> str:
