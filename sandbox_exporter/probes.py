@@ -80,11 +80,9 @@ class CanaryResult:
     def observed_seconds(self) -> float | None:
         """What the round-trip histogram observes: the round trip, or the time
         a deadline cut it after; None when no request went out or it failed fast."""
-        return (
-            self.round_trip_seconds
-            if self.round_trip_seconds is not None
-            else (self.cut_after_seconds)
-        )
+        if self.round_trip_seconds is not None:
+            return self.round_trip_seconds
+        return self.cut_after_seconds
 
     @property
     def wait_seconds(self) -> float | None:

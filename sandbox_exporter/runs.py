@@ -70,9 +70,6 @@ class Runs:
         self._crashes_logged: set[tuple[str, str, type]] = set()
         self._stopped = False
 
-    def in_flight(self, name: str, probe: str) -> bool:
-        return (name, probe) in self._in_flight
-
     async def scheduled(self, target: Target, probe: str) -> None:
         """The scheduler's run of ``probe``: skipped when one is in flight."""
         if self._stopped:

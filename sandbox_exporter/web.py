@@ -84,37 +84,24 @@ class Routes:
         # One thread renders: scrapes queue for it instead of taking every core.
         self.renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
 
-    async def _render(
-        self, request: web.Request, render_text: Callable[[bool], str], *, on_loop: bool = False
-    ) -> web.Response:
-        """`render_text(openmetrics)` in the format the client accepts, gzipped if
-        it accepts that; on the render thread unless `on_loop` (one target's
-        samples take less than handing them to a thread)."""
-        encoder, content_type = choose_encoder(request.headers.get("Accept"))
-        openmetrics = encoder is not generate_latest
-        zipped = "gzip" in request.headers.get("Accept-Encoding", "")
-
-        def render() -> bytes:
-            body = render_text(openmetrics).encode()
-            return gzip.compress(body, compresslevel=1) if zipped else body
-
-        if on_loop:
-            body = render()
-        else:
-            body = await asyncio.get_running_loop().run_in_executor(self.renderer, render)
-        response = web.Response(body=body, headers={"Content-Type": content_type})
+    def _one_target(self, request: web.Request, lines: collector.Lines) -> web.Response:
+        """`/probe`'s samples in the format the client accepts, gzipped if it accepts
+        that; on the loop, since one target's samples take less than handing them
+        to a thread."""
+        openmetrics, content_type, zipped = _negotiate(request)
+        body = lines.text(openmetrics, end=True).encode()
+        headers = {"Content-Type": content_type}
         if zipped:
-            response.headers["Content-Encoding"] = "gzip"
-        return response
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, headers=headers)
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         """The exposition, sent as it is rendered: pieces come off the render
         thread a few at a time and go out as HTTP chunks, so a scrape holds
         at most two trips' worth (`HANDOFF_BYTES` each), never the whole
         text, and the loop serves and probes meanwhile."""
-        encoder, content_type = choose_encoder(request.headers.get("Accept"))
-        zipped = "gzip" in request.headers.get("Accept-Encoding", "")
-        openmetrics = encoder is not generate_latest
+        openmetrics, content_type, zipped = _negotiate(request)
         pieces = exposition(self.exporter.state, self.process, openmetrics, zipped)
         loop = asyncio.get_running_loop()
         try:
@@ -206,9 +193,7 @@ class Routes:
             return _text(_REFUSAL_STATUS[error.refusal], f"{error}\n")
         lines = _probe_lines(outcome, PROBES if probes is None else probes)
         if not debug:
-            return await self._render(
-                request, lambda openmetrics: lines.text(openmetrics, end=True), on_loop=True
-            )
+            return self._one_target(request, lines)
         report = _debug_report(outcome, budget, lines.text())
         return web.Response(body=report.encode(), content_type="text/plain", charset="utf-8")
 
@@ -264,6 +249,13 @@ class Routes:
         refresh = pages.parse_refresh(_query_value(request, "refresh"))
         page = pages.target_page(snapshot, target, state.history(name), refresh=refresh)
         return web.Response(text=page, content_type="text/html")
+
+
+def _negotiate(request: web.Request) -> tuple[bool, str, bool]:
+    """(OpenMetrics?, the Content-Type, gzip?) as the client's Accept headers ask."""
+    encoder, content_type = choose_encoder(request.headers.get("Accept"))
+    zipped = "gzip" in request.headers.get("Accept-Encoding", "")
+    return encoder is not generate_latest, content_type, zipped
 
 
 def _probe_lines(outcome: OnDemandProbe, probes: Sequence[str]) -> collector.Lines:
