@@ -15,14 +15,12 @@ What is validated, and how:
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +31,8 @@ import yaml
 from cloudcoil.models.prometheus_operator import v1 as operator
 
 import sandbox_exporter
+
+from helpers import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = REPO / "deploy" / "kubernetes"
@@ -50,15 +50,7 @@ OPERATOR_MODELS = {
 }
 
 
-def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("generate_prometheusrule", GENERATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-generator = load_generator()
+generator = load_script(GENERATOR)
 
 
 def kustomization() -> dict[str, Any]:

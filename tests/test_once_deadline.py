@@ -127,7 +127,9 @@ watchdog = Watchdog(time.monotonic(), 0.5)
 watchdog.claim()  # before it starts: whatever the scheduling, the check was first
 watchdog.start()
 print("the check's own report", flush=True)
-time.sleep(1.5)  # past the watchdog's deadline: it must stay quiet
+# Until the watchdog's thread has passed its deadline and ended: it must stay quiet.
+watchdog._thread.join(10)
+assert not watchdog._thread.is_alive()
 """
 
 

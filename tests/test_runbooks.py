@@ -10,13 +10,11 @@ the runbooks' PromQL with promtool and against the metric contract.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -24,20 +22,14 @@ import test_deploy_files as deploy
 import yaml
 from doc_snippets import fenced_blocks
 
+from helpers import load_script
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "runbooks.py"
 PARTS = ["Meaning", "Impact", "Diagnosis", "Mitigation", "Resolution"]
 
 
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("runbooks", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-runbooks = load_script()
+runbooks = load_script(SCRIPT)
 RUNBOOKS_TEXT = runbooks.RUNBOOKS.read_text()
 
 
