@@ -157,6 +157,24 @@ def process_usage(pid: int) -> ProcessUsage:
     )
 
 
+def threads_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of a running process, by thread id."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return out
+
+
+def other_threads_cpu(pid: int, before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two `threads_cpu` readings by every thread but
+    the main one (whose id is the process's)."""
+    return sum(seconds - before.get(tid, 0.0) for tid, seconds in after.items() if tid != pid)
+
+
 class Child:
     """A child process we started; stopped by its own pid, never by name."""
 
@@ -311,9 +329,16 @@ def sum_samples(text: str, name: str, **labels: str) -> float:
     return total
 
 
+# /probe answers with the last canary for `canary_min_interval` (10 s by
+# default, to spare the sandbox's containers); a benchmark that times what one
+# /probe canary costs must run one each time.
+EVERY_PROBE_RUNS = "  canary_min_interval: 1ms\n"
+
+
 def targets_yaml(count: int, urls: Sequence[str], intervals: str = "") -> str:
-    """`count` targets named t0000..., spread over `urls`, optional default intervals."""
-    lines = [f"defaults:\n  intervals: {intervals}"] if intervals else []
+    """`count` targets named t0000..., spread over `urls`, optional default
+    intervals; every /probe runs its probes (`EVERY_PROBE_RUNS`)."""
+    lines = ["defaults:\n" + EVERY_PROBE_RUNS + (f"  intervals: {intervals}" if intervals else "")]
     lines.append("targets:")
     for index in range(count):
         lines.append(f"  - {{name: t{index:04d}, url: '{urls[index % len(urls)]}'}}")

@@ -97,6 +97,29 @@ def cpu_per_1000(process: Child, url: str, probes: int) -> Callable[[], float]:
     return measure
 
 
+def exporter_canaries_per_1000(exporter: ExporterProcess, probes: int) -> Callable[[], float]:
+    """A round of `probes` /probe canaries, 4 clients, over the `SMALL`
+    targets in turn: the exporter's CPU seconds per 1000 canaries it ran.
+
+    Two /probe requests for one target at once share one run (one run at a
+    time per target and probe), so the requests are spread over the targets
+    and the CPU is divided by the runs counted (`sandbox_probe_runs_total`,
+    read by a scrape outside the CPU's reading), not by the requests."""
+    urls = [
+        f"{exporter.url}probe?target=t{index % SMALL:04d}&probe=canary" for index in range(probes)
+    ]
+
+    def measure() -> float:
+        runs_before = sum_samples(scrape(exporter)[1], "sandbox_probe_runs_total", probe="canary")
+        before = exporter.usage().cpu_seconds
+        drive(urls, 4)
+        spent = exporter.usage().cpu_seconds - before
+        runs = sum_samples(scrape(exporter)[1], "sandbox_probe_runs_total", probe="canary")
+        return spent / max(1.0, runs - runs_before) * 1000
+
+    return measure
+
+
 def blackbox_canary(emulator_url: str) -> tuple[BlackboxProcess, str]:
     """blackbox_exporter with the canary module, and its /probe URL for `emulator_url`."""
     body, content_type = encoded_canary()
@@ -127,10 +150,11 @@ def via_probe(emulator: EmulatorProcess, probes: int, rounds: int) -> dict:
         }
         for _, url in urls.values():
             drive([url] * 20, 4)  # warm up: first connections, lazy imports
-        out["cpu"] = alternate(
-            {name: cpu_per_1000(process, url, per_round) for name, (process, url) in urls.items()},
-            rounds,
-        )
+        rounds_of = {
+            name: cpu_per_1000(process, url, per_round) for name, (process, url) in urls.items()
+        }
+        rounds_of["exporter"] = exporter_canaries_per_1000(exporter, per_round)
+        out["cpu"] = alternate(rounds_of, rounds)
         out["exporter_peak"] = exporter.usage().peak_rss_bytes
         out["blackbox_peak"] = blackbox.usage().peak_rss_bytes
         threads = exporter.usage().threads

@@ -36,7 +36,15 @@ from sandbox_exporter.config import parse_config
 from sandbox_exporter.probes import run_probe
 from sandbox_exporter.transport import Transports, open_session
 
-from .common import BlackboxProcess, EmulatorProcess, ExporterProcess, Report, median, spread
+from .common import (
+    EVERY_PROBE_RUNS,
+    BlackboxProcess,
+    EmulatorProcess,
+    ExporterProcess,
+    Report,
+    median,
+    spread,
+)
 
 CANARY_CONFIG = json.dumps({"commands": ["echo $((2+2))"]})
 FILES = {"config": (None, CANARY_CONFIG, "application/json")}
@@ -158,7 +166,9 @@ def run(report: Report, quick: bool) -> None:
     exporter = blackbox = clients = None
     try:
         exporter = ExporterProcess(
-            "defaults:\n  intervals: {specifications: 1h, usage: 1h, libraries: 1h, canary: 1h}\n"
+            "defaults:\n"
+            + EVERY_PROBE_RUNS
+            + "  intervals: {specifications: 1h, usage: 1h, libraries: 1h, canary: 1h}\n"
             f"targets:\n  - {{name: bench, url: '{emulator.url}'}}\n"
         )
         blackbox = BlackboxProcess(blackbox_config(body, content_type))

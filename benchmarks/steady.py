@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from subprocess import PIPE
 from urllib.parse import quote
 
 import aiohttp
@@ -36,7 +38,16 @@ import requests
 from sandbox_exporter.config import DEFAULT_INTERVALS
 from sandbox_exporter.protocol import EXECUTE_PATH
 
-from .common import BlackboxProcess, EmulatorProcess, ExporterProcess, Report, sum_samples
+from .common import (
+    BlackboxProcess,
+    Child,
+    EmulatorProcess,
+    ExporterProcess,
+    Report,
+    other_threads_cpu,
+    sum_samples,
+    threads_cpu,
+)
 from .fanout import SlowTargetsProcess, record_answers
 from .fidelity import blackbox_config, encoded_canary
 
@@ -108,6 +119,9 @@ class Operation:
 
     samples: list[Sample] = field(default_factory=list)
     scrapes: dict[str, list[float]] = field(default_factory=dict)  # seconds, by kind
+    # CPU seconds of the threads beside the loop's during each scrape, by kind:
+    # the render thread's work, whatever share of the interpreter it got.
+    render_cpu: dict[str, list[float]] = field(default_factory=dict)
     runs: float = 0.0  # probe runs between the first and the last scrape
     runs_cpu: float = 0.0  # the exporter's CPU seconds between them
     failures: float = 0.0
@@ -126,7 +140,9 @@ class Operation:
 
 def operate(exporter: ExporterProcess, seconds: float) -> Operation:
     """`seconds` of scrapes every SCRAPE_EVERY, kinds in turn, RSS read every second."""
-    out = Operation(scrapes={kind: [] for kind in SCRAPES})
+    out = Operation(
+        scrapes={kind: [] for kind in SCRAPES}, render_cpu={kind: [] for kind in SCRAPES}
+    )
     began = time.monotonic()
     stop = threading.Event()
 
@@ -145,10 +161,13 @@ def operate(exporter: ExporterProcess, seconds: float) -> Operation:
             time.sleep(max(0.0, began + index * SCRAPE_EVERY - time.monotonic()))
             kind = list(SCRAPES)[index % len(SCRAPES)]
             cpu = exporter.usage().cpu_seconds
+            threads_before = threads_cpu(exporter.pid)
             started = time.monotonic()
             response = requests.get(exporter.url + "metrics", headers=SCRAPES[kind], timeout=120)
             response.raise_for_status()
             out.scrapes[kind].append(time.monotonic() - started)
+            rendered = other_threads_cpu(exporter.pid, threads_before, threads_cpu(exporter.pid))
+            out.render_cpu[kind].append(rendered)
             runs = sum_samples(response.text, "sandbox_probe_runs_total")
             if first is None:
                 first = (runs, cpu)
@@ -210,6 +229,33 @@ class PacedBlackbox:
         self.blackbox.stop()
 
 
+def floors(sandbox_url: str) -> dict[str, int]:
+    """Peak RSS of what any exporter on this stack costs before its targets:
+    the exporter with no target (the interpreter and its libraries, one
+    scrape and one landing page served), and the bare aiohttp `/probe` of
+    B4 (`bare_probe.py`, client and server, nothing else) after 500 canaries
+    to `sandbox_url`, 4 at a time."""
+    out = {}
+    exporter = ExporterProcess("targets: []\n")
+    try:
+        for path in ("metrics", ""):
+            requests.get(exporter.url + path, timeout=30).raise_for_status()
+        out["exporter"] = exporter.usage().peak_rss_bytes
+    finally:
+        exporter.stop()
+    bare = Child([sys.executable, "-m", "benchmarks.bare_probe", sandbox_url], stdout=PIPE)
+    try:
+        assert bare.process.stdout is not None
+        url = bare.process.stdout.readline().strip() + "probe"
+        with requests.Session() as session:
+            for _ in range(500):
+                session.get(url, timeout=30).raise_for_status()
+        out["bare"] = bare.usage().peak_rss_bytes
+    finally:
+        bare.stop()
+    return out
+
+
 def run(report: Report, quick: bool, duration: float | None = None) -> None:
     seconds = duration or (QUICK_SECONDS if quick else DEFAULT_SECONDS)
     rate = probe_rate(TARGETS)
@@ -226,6 +272,7 @@ def run(report: Report, quick: bool, duration: float | None = None) -> None:
                 blackbox.stop()
         finally:
             exporter.stop()
+        floor = floors(servers.urls[0])
     finally:
         servers.stop()
     flat = operation.flatness()
@@ -240,6 +287,18 @@ def run(report: Report, quick: bool, duration: float | None = None) -> None:
         f"{blackbox_usage.peak_rss_bytes / MiB:.0f} MiB with {blackbox.done} /probe canaries "
         f"at {rate:.0f}/s ({blackbox.failed} failed); all probed {all_probed:.1f} s after "
         f"start ({failed} failed)",
+    )
+    blackbox_peak = blackbox_usage.peak_rss_bytes
+    report.add(
+        "B7 steady",
+        "the floors: peak RSS / blackbox peak RSS",
+        f"{floor['exporter'] / blackbox_peak:.2f}x with no target, "
+        f"{floor['bare'] / blackbox_peak:.2f}x bare aiohttp",
+        "",
+        f"the exporter with no target {floor['exporter'] / MiB:.0f} MiB (the interpreter and "
+        f"its libraries); bare aiohttp /probe (benchmarks/bare_probe.py) "
+        f"{floor['bare'] / MiB:.0f} MiB; so {TARGETS} targets cost "
+        f"{(operation.peak - floor['exporter']) / MiB:.0f} MiB of the exporter's peak",
     )
     report.add(
         "B7 steady",
@@ -257,5 +316,9 @@ def run(report: Report, quick: bool, duration: float | None = None) -> None:
             f"{kind} {statistics.median(times):.2f} s" for kind, times in operation.scrapes.items()
         ),
         "",
-        f"{sum(map(len, operation.scrapes.values()))} scrapes, in turn",
+        f"{sum(map(len, operation.scrapes.values()))} scrapes, in turn; CPU of the render "
+        "thread a scrape (median): "
+        + ", ".join(
+            f"{kind} {statistics.median(cpu):.2f} s" for kind, cpu in operation.render_cpu.items()
+        ),
     )
