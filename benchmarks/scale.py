@@ -25,6 +25,7 @@ from .steady import (
     QUICK_SECONDS,
     Operation,
     first_round,
+    history_fill,
     operate,
     probe_rate,
     stand_in,
@@ -77,6 +78,7 @@ def run(report: Report, quick: bool, duration: float | None = None) -> None:
             f"RSS {operation.end_rss / MiB:.0f} MiB (peak {operation.peak / MiB:.0f}); "
             f"{operation.runs:.0f} runs in {seconds:.0f} s (default intervals: "
             f"{probe_rate(size):.0f}/s), {operation.failures:.0f} failures counted; "
+            f"histories {history_fill(operation.total_runs, size) * 100:.0f}% full at the end; "
             f"first round {all_probed:.1f} s after start ({failed} failed); threads at most "
             f"{operation.threads()}; scrapes (median) "
             + ", ".join(f"{kind} {time:.2f} s" for kind, time in scrapes.items())

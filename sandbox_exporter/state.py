@@ -6,7 +6,7 @@ values, so a snapshot is a shallow copy taken under the lock: a scrape never
 sees half of an update.
 
 For the pages, each target also keeps a short history: its last results
-(a bounded deque of slim entries, `--history.limit`), the text of its last
+(a fixed-size ring of slim entries kept by column, `--history.limit`), the text of its last
 `/probe?debug=true`, and since when each probe's condition has been what it
 is. Everything kept is capped, whatever servers send.
 """
@@ -14,15 +14,17 @@ is. Everything kept is capped, whatever servers send.
 from __future__ import annotations
 
 import bisect
+import sys
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from .config import Config, Target
 from .health import describe_missed, missed_expectations, probe_outcome
+from .history_ring import HistoryRing
 from .probes import LibrariesReport, ProbeResult
 from .vocabulary import POSSIBLE_REASONS, PROBES, Reason
 
@@ -92,7 +94,9 @@ class HistoryEntry:
             duration_seconds=result.duration_seconds,
             success=result.success,
             outcome=probe_outcome(result),
-            message=_cut(message, MAX_HISTORY_MESSAGE),
+            # Interned: most messages repeat ("2 of 5 containers busy", "shell:
+            # ok in 0.051s"), and a full history holds 100 entries a target.
+            message=sys.intern(_cut(message, MAX_HISTORY_MESSAGE)),
             round_trips=tuple(
                 (canary.name, canary.round_trip_seconds)
                 for canary in (result.data if isinstance(result.data, tuple) else ())
@@ -150,7 +154,7 @@ class State:
     _failures: Counter = field(default_factory=Counter)
     _histograms: dict[tuple[str, str], HistogramData] = field(default_factory=dict)
     _history_limit: int = DEFAULT_HISTORY_LIMIT
-    _history: dict[str, deque[HistoryEntry]] = field(default_factory=dict)
+    _history: dict[str, HistoryRing[HistoryEntry]] = field(default_factory=dict)
     _debug: dict[str, DebugRecord] = field(default_factory=dict)
     _conditions: dict[tuple[str, str], tuple[object, float]] = field(default_factory=dict)
     _first_seen: set[tuple[str, str]] = field(default_factory=set)
@@ -185,7 +189,10 @@ class State:
                 else:
                     self._first_seen.discard(key)
             if self._history_limit:
-                history = self._history.setdefault(result.target, deque(maxlen=self._history_limit))
+                history = self._history.get(result.target)
+                if history is None:
+                    history = HistoryRing(self._history_limit, HistoryEntry)
+                    self._history[result.target] = history
                 history.append(HistoryEntry.of(result))
 
     def count_skip(self, target: str, probe: str) -> None:
@@ -212,8 +219,11 @@ class State:
             raise ValueError(f"history limit must be 0 or more, not {limit}")
         with self._lock:
             self._history_limit = limit
+            # The newest `limit` of each, in a ring of the new size.
             self._history = {
-                name: deque(entries, maxlen=limit) for name, entries in self._history.items()
+                name: HistoryRing(limit, HistoryEntry, tuple(entries)[-limit:])
+                for name, entries in self._history.items()
+                if limit
             }
 
     def history(self, target: str) -> TargetHistory:
