@@ -229,7 +229,7 @@ class Routes:
         state = self.exporter.state
 
         def render() -> str:
-            return pages.landing(state.snapshot(), histories=state.histories(), refresh=refresh)
+            return pages.landing(state.snapshot(), history=state.history, refresh=refresh)
 
         # On the render thread: with its strips, the page over 1,000 targets
         # takes some 0.2 s to write, which on the loop would stop every
