@@ -1,9 +1,10 @@
 """The HTML pages an operator reads: the landing page and a page per target.
 
 Pure functions, state in and HTML out, no I/O: the web layer fetches the
-state and serves the text. Each problem is written out as plainly and as
-specifically as `--once` reports it (the judgement is `health.judge`), never
-only in a tooltip; a message loses only what its row already shows
+state and serves the text (the landing page's in pieces, as they are
+written). Each problem is written out as plainly and as specifically as
+`--once` reports it (the judgement is `health.judge`), never only in a
+tooltip; a message loses only what its row already shows
 (`digest.trim_message`), its whole text on hover. The pages work without
 JavaScript and under a Content-Security-Policy of `default-src 'none'`: the
 strips and sparklines are inline SVG (`charts`). Everything shown comes from
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from html import escape
 from operator import attrgetter
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from . import __version__, charts
+from .collector import CHUNK_CHARACTERS
 from .config import Target
 from .digest import Run, collapse, trim_message
 from .health import Problem, Status, TargetVerdict, healthy_summary, judge, probe_outcome
@@ -82,39 +84,73 @@ def target_link(name: str, refresh: int | None = None) -> str:
 def landing(
     snapshot: Snapshot,
     *,
-    histories: Mapping[str, TargetHistory] | None = None,
+    history: Callable[[str], TargetHistory | None] | None = None,
     now: float | None = None,
     refresh: int | None = None,
 ) -> str:
+    """The landing page whole: `landing_pieces` joined."""
+    return "".join(landing_pieces(snapshot, history=history, now=now, refresh=refresh))
+
+
+def landing_pieces(
+    snapshot: Snapshot,
+    *,
+    history: Callable[[str], TargetHistory | None] | None = None,
+    now: float | None = None,
+    refresh: int | None = None,
+    chunk_characters: int = CHUNK_CHARACTERS,
+) -> Iterator[str]:
     """Every target, worst first, with each of its problems written out and,
-    given `histories`, a strip of each probe's last results."""
+    given `history` (a target's name -> its history), a strip of each probe's
+    last results; in pieces: the head and summary, the rows about
+    `chunk_characters` at a time, the footer.
+
+    Only the verdicts are made up front: the order and the summary need them
+    all. A row, and the history its strips draw, is made when its piece is,
+    so what is in hand is a piece, not the whole page (`web.Routes.landing`
+    sends each as it comes): at 1,000 targets the page is 1-2 MB. A history
+    read after the snapshot may hold a result newer than the row's cells."""
     now = time.time() if now is None else now
-    histories = histories or {}
     targets = list(snapshot.config.targets) if snapshot.config else []
     verdicts = [(target, _verdict(snapshot, target)) for target in targets]
     # Worst first; never probed sorts between OK and WARNING: unknown, but nothing wrong seen.
     verdicts.sort(key=lambda pair: -(pair[1].status if pair[1].results else 0.5))
-    rows = [
-        _landing_row(snapshot, target, verdict, histories.get(target.name), now, refresh)
-        for target, verdict in verdicts
-    ]
-    rows = rows or [f'<tr><td colspan="{4 + len(PROBES)}">no targets configured</td></tr>']
-    table = _table(("status", "target", "problems", *PROBES, ""), "\n".join(rows))
-    body = (
-        "<h1>Sandbox Exporter</h1>\n"
+    top, bottom = _page_frame("Sandbox Exporter", refresh)
+    table_top, table_bottom = _table_frame(("status", "target", "problems", *PROBES, ""))
+    yield (
+        top
+        + "<h1>Sandbox Exporter</h1>\n"
         + _reload_line(snapshot)
         + f'<p class="bar"><a href="metrics">Metrics</a> · <a href="-/healthy">Health</a> · '
         f'<a href="-/ready">Readiness</a> · {_refresh_control("./", refresh, "?")}</p>\n'
         + f"<h2>{escape(_summary([v for _, v in verdicts]))}</h2>\n"
-        + table
+        + table_top
+    )
+    if not verdicts:
+        yield f'<tr><td colspan="{4 + len(PROBES)}">no targets configured</td></tr>'
+    rows: list[str] = []
+    size = 0
+    for index, (target, verdict) in enumerate(verdicts):
+        kept = history(target.name) if history else None
+        row = _landing_row(snapshot, target, verdict, kept, now, refresh)
+        # One row a line: a newline before each but the first.
+        row = f"\n{row}" if index else row
+        rows.append(row)
+        size += len(row)
+        if size >= chunk_characters:
+            yield "".join(rows)
+            rows, size = [], 0
+    if rows:
+        yield "".join(rows)
+    yield (
+        table_bottom
         + f'\n<p class="muted">Page made at {_clock(now, now)}. Probe columns: the last result'
         f" of each probe, its age and a strip of its last {LANDING_STRIP_LENGTH} results (oldest"
         " left, counted on hover; the target's page has each one's time and message). A"
         ' problem\'s "since" is when this'
         ' exporter saw it begin; "since at least" when it was already so at this exporter\'s'
-        " first probe of it, so it began earlier.</p>"
+        " first probe of it, so it began earlier.</p>" + bottom
     )
-    return _page("Sandbox Exporter", body, refresh)
 
 
 def target_page(
@@ -496,18 +532,30 @@ def _debug(history: TargetHistory, run_button: str, now: float) -> str:
 
 
 def _page(title: str, body: str, refresh: int | None) -> str:
+    top, bottom = _page_frame(title, refresh)
+    return top + body + bottom
+
+
+def _page_frame(title: str, refresh: int | None) -> tuple[str, str]:
+    """What comes before a page's body, and after it."""
     meta = f'<meta http-equiv="refresh" content="{refresh}">' if refresh else ""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"{meta}<title>{escape(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}\n"
-        f'<p class="muted">sandbox-exporter {escape(__version__)}</p>\n</body></html>\n'
+        f"{meta}<title>{escape(title)}</title><style>{_CSS}</style></head>\n<body>\n",
+        f'\n<p class="muted">sandbox-exporter {escape(__version__)}</p>\n</body></html>\n',
     )
 
 
 def _table(headers: tuple[str, ...], rows: str) -> str:
+    top, bottom = _table_frame(headers)
+    return top + rows + bottom
+
+
+def _table_frame(headers: tuple[str, ...]) -> tuple[str, str]:
+    """What comes before a table's rows, and after them."""
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    return f"<table><thead><tr>{head}</tr></thead><tbody>", "</tbody></table>"
 
 
 def _reload_line(snapshot: Snapshot) -> str:

@@ -234,14 +234,6 @@ class State:
                 limit=self._history_limit,
             )
 
-    def histories(self) -> dict[str, TargetHistory]:
-        """Every target's history (the landing page draws a strip of each)."""
-        with self._lock:
-            return {
-                name: TargetHistory(tuple(entries), self._debug.get(name), self._history_limit)
-                for name, entries in self._history.items()
-            }
-
     def set_config(self, config: Config) -> None:
         """Swap in a new config. Data of targets that stay is kept; of a target
         that now talks to another server (`Target.same_server`), only the

@@ -4,9 +4,10 @@ Connections cost no thread: thousands of clients holding half-sent requests
 cost memory only, and a connection that has not sent a complete request
 within ``HEADER_DEADLINE_SECONDS`` (or a TLS client that has not finished
 its handshake within ``TLS_HANDSHAKE_SECONDS``) is closed. Rendering
-``/metrics`` is CPU work, done on one worker thread so the loop keeps
-serving meanwhile; bcrypt checks of ``--web.config.file`` users run on
-another. HTTP status codes live here and nowhere else.
+``/metrics`` and the landing page is CPU work, done on one worker thread so
+the loop keeps serving meanwhile, and sent in pieces as it is rendered;
+bcrypt checks of ``--web.config.file`` users run on another. HTTP status
+codes live here and nowhere else.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.gc_collector import GCCollector
@@ -49,10 +50,11 @@ HEADER_DEADLINE_SECONDS = 5.0
 TLS_HANDSHAKE_SECONDS = 5.0
 # Prometheus opens many connections at once when it scrapes /probe targets.
 LISTEN_BACKLOG = 1024
-# A trip of /metrics to the render thread brings back pieces for this long,
-# up to this many bytes. A busy loop (thousands of targets' probes) takes tens
-# of milliseconds to come back for more: a trip per piece made a scrape at
-# 5,000 targets wait on it 800 times. Two trips at most are held at a time.
+# A trip to the render thread (/metrics, the landing page) brings back pieces
+# for this long, up to this many bytes. A busy loop (thousands of targets'
+# probes) takes tens of milliseconds to come back for more: a trip per piece
+# made a scrape at 5,000 targets wait on it 800 times. Two trips at most are
+# held at a time.
 HANDOFF_SECONDS = 0.05
 HANDOFF_BYTES = 1024 * 1024
 # Writing a batch yields to the loop this often: at 5,000 targets a batch
@@ -97,21 +99,33 @@ class Routes:
         return web.Response(body=body, headers=headers)
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
-        """The exposition, sent as it is rendered: pieces come off the render
-        thread a few at a time and go out as HTTP chunks, so a scrape holds
-        at most two trips' worth (`HANDOFF_BYTES` each), never the whole
-        text, and the loop serves and probes meanwhile."""
+        """The exposition, streamed (`_stream`) from one snapshot."""
         openmetrics, content_type, zipped = _negotiate(request)
+        response = web.StreamResponse(headers={"Content-Type": content_type})
+        if zipped:
+            response.headers["Content-Encoding"] = "gzip"
         pieces = exposition(self.exporter.state, self.process, openmetrics, zipped)
+        return await self._stream(request, response, pieces)
+
+    async def _stream(
+        self, request: web.Request, response: web.StreamResponse, pieces: Iterator[bytes]
+    ) -> web.StreamResponse:
+        """`response` with `pieces` as its body, sent as they are rendered: they
+        come off the render thread a few at a time and go out as HTTP chunks,
+        so an answer holds at most two trips' worth (`HANDOFF_BYTES` each),
+        never the whole text, and the loop serves and probes meanwhile. The
+        one loop of /metrics and the landing page."""
         loop = asyncio.get_running_loop()
         try:
-            # The first trip before the answer begins: the snapshot is taken
+            # The first trip before the answer begins: a snapshot is taken
             # there, and an error there can still be an error status.
             batch = await loop.run_in_executor(self.renderer, _next_pieces, pieces)
-            response = web.StreamResponse(headers={"Content-Type": content_type})
-            if zipped:
-                response.headers["Content-Encoding"] = "gzip"
             await response.prepare(request)
+            if request.method == hdrs.METH_HEAD:
+                # aiohttp would send what is written after the headers even
+                # to a HEAD, which a kept-alive client would read as the
+                # start of its next answer.
+                batch = []
             try:
                 while batch:
                     # The next trip renders while this one goes out.
@@ -127,11 +141,11 @@ class Routes:
                     batch = await coming
                 await response.write_eof()
             except ConnectionError:
-                log.debug("the client of /metrics went away before the end")
+                log.debug("the client of %s went away before the end", request.path)
             except Exception:
                 # Too late for an error status: cut the answer short, so
-                # that the client sees a broken transfer, not a whole scrape.
-                log.exception("error rendering /metrics; answer cut short")
+                # that the client sees a broken transfer, not a whole answer.
+                log.exception("error rendering %s; answer cut short", request.path)
                 if request.transport is not None:
                     request.transport.abort()
             return response
@@ -225,17 +239,12 @@ class Routes:
         )
 
     async def landing(self, request: web.Request) -> web.StreamResponse:
+        # Streamed as /metrics is: the page over 1,000 targets is 1-2 MB and
+        # takes some 0.1-0.2 s to write, which on the loop would stop every
+        # probe's clock meanwhile, and which whole would be held at once.
         refresh = pages.parse_refresh(_query_value(request, "refresh"))
-        state = self.exporter.state
-
-        def render() -> str:
-            return pages.landing(state.snapshot(), histories=state.histories(), refresh=refresh)
-
-        # On the render thread: with its strips, the page over 1,000 targets
-        # takes some 0.2 s to write, which on the loop would stop every
-        # probe's clock meanwhile.
-        page = await asyncio.get_running_loop().run_in_executor(self.renderer, render)
-        return web.Response(text=page, content_type="text/html")
+        response = web.StreamResponse(headers={"Content-Type": "text/html; charset=utf-8"})
+        return await self._stream(request, response, landing_page(self.exporter.state, refresh))
 
     async def target(self, request: web.Request) -> web.StreamResponse:
         name = _query_value(request, "name")
@@ -308,6 +317,14 @@ def exposition(
         if data := compressor.compress(text.encode()):
             yield data
     yield compressor.flush()
+
+
+def landing_page(state: State, refresh: int | None) -> Iterator[bytes]:
+    """The bytes of the landing page in pieces (`pages.landing_pieces`), from
+    one snapshot of `state` taken when the first is asked for; each row's
+    history read as its piece is written."""
+    pieces = pages.landing_pieces(state.snapshot(), history=state.history, refresh=refresh)
+    yield from (piece.encode() for piece in pieces)
 
 
 def _next_pieces(pieces: Iterator[bytes]) -> list[bytes]:

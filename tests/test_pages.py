@@ -35,7 +35,13 @@ from sandbox_exporter.health import (
     refused_with_free_pool,
 )
 from sandbox_exporter.probes import CanaryResult, LibrariesReport, Load, ProbeResult
-from sandbox_exporter.state import MAX_DEBUG_TEXT, MAX_HISTORY_MESSAGE, HistoryEntry, State
+from sandbox_exporter.state import (
+    MAX_DEBUG_TEXT,
+    MAX_HISTORY_MESSAGE,
+    HistoryEntry,
+    State,
+    TargetHistory,
+)
 from sandbox_exporter.vocabulary import CANARY, LIBRARIES, SPECIFICATIONS, USAGE, Reason
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -223,7 +229,7 @@ def unreachable(name: str, probe: str, at: float = T0) -> ProbeResult:
 def landing(state: State, **kwargs: object) -> str:
     return pages.landing(
         state.snapshot(),
-        histories=state.histories(),
+        history=state.history,
         now=T0 + 5,
         **kwargs,  # type: ignore[arg-type]
     )
@@ -252,6 +258,33 @@ def test_a_healthy_target_reads_ok_and_links_to_its_page():
     assert 'href="target?name=alpha"' in page
     assert "missed" not in text and "failing" not in text
     assert "title=" not in page  # nothing hides in a tooltip
+
+
+def test_the_landing_page_comes_in_pieces_each_row_read_as_it_is_written():
+    names = ("alpha", "beta", "gamma")
+    state = make_state(
+        "targets:\n" + "".join(f"  - {{name: {n}, url: 'http://127.0.0.1:1/'}}\n" for n in names)
+    )
+    for name in names:
+        record_healthy(state, name)
+    asked: list[str] = []
+
+    def history(name: str) -> TargetHistory:
+        asked.append(name)
+        return state.history(name)
+
+    snapshot = state.snapshot()
+    pieces = pages.landing_pieces(snapshot, history=history, now=T0 + 5, chunk_characters=1)
+    head = next(pieces)
+    # The head and summary come before any row, and before any history is read.
+    assert "3 ok of 3 targets" in visible(head) and head.endswith("<tbody>")
+    assert asked == []
+    rows = [next(pieces) for _ in names]
+    assert asked == list(names)
+    assert [row.lstrip("\n").startswith("<tr>") for row in rows] == [True] * len(names)
+    (foot,) = pieces
+    assert foot.startswith("</tbody></table>") and foot.endswith("</html>\n")
+    assert head + "".join(rows) + foot == landing(state)
 
 
 def test_a_missed_expectation_says_what_was_expected_and_found():
