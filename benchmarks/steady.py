@@ -322,9 +322,9 @@ def run(report: Report, quick: bool, duration: float | None = None) -> None:
     fill = history_fill(operation.total_runs, TARGETS)
     report.add(
         "B7 steady",
-        f"{TARGETS} targets, default intervals, scraped every {SCRAPE_EVERY:.0f} s for "
-        f"{settle:.0f} s until the histories are full, then {seconds:.0f} s: "
-        "exporter peak RSS / blackbox peak RSS",
+        f"{TARGETS} targets, default intervals, scraped every {SCRAPE_EVERY:.0f} s "
+        + (f"for {settle:.0f} s until the histories are full, then " if settle else "for ")
+        + f"{seconds:.0f} s: exporter peak RSS / blackbox peak RSS",
         f"{operation.peak / blackbox_usage.peak_rss_bytes:.2f}x",
         "<= 2.5x",
         f"exporter peak (VmHWM) {operation.peak / MiB:.0f} MiB, RSS at the end "

@@ -34,7 +34,7 @@ from sandbox_exporter.documents import (
 from sandbox_exporter.expectations import check_expectations
 from sandbox_exporter.metric_names import METRICS, METRICS_BY_NAME
 from sandbox_exporter.probes import CanaryResult, LibrariesReport, Load, ProbeResult
-from sandbox_exporter.state import CANARY_BUCKETS, State
+from sandbox_exporter.state import CANARY_BUCKETS, HistogramData, State
 from sandbox_exporter.vocabulary import (
     CANARY,
     LIBRARIES,
@@ -639,6 +639,27 @@ def test_the_text_is_what_prometheus_client_writes_for_the_same_samples():
                 assert set(part.splitlines()) <= set(whole.text().splitlines()), step
                 labelled = {s.labels.get("probe") for s in Scrape(part).samples} - {None}
                 assert labelled <= set(some), (step, some)
+
+
+@pytest.mark.parametrize("big", [999_999, 1_000_000, 12_345_678])
+def test_counts_of_a_million_and_more_are_written_as_prometheus_client_writes_them(big):
+    """A block of counts (failures, histogram buckets) takes the shortcut for
+    ints below a million; from a million up, Go's format writes exponents."""
+    lines = collector.Lines()
+    counts = [big if index % 2 else index for index in range(len(POSSIBLE_REASONS[CANARY]))]
+    lines.add_failures('we"ird', CANARY, counts)
+    buckets = (big, *range(len(CANARY_BUCKETS)))
+    histogram = HistogramData(buckets, total=big * 0.25, count=sum(buckets))
+    lines.add_histogram("sandbox_canary_round_trip_seconds", 'we"ird', "shell", histogram)
+    for openmetrics_format in (False, True):
+        text = lines.text(openmetrics_format, end=True)
+        assert text == reencoded(text, openmetrics_format), openmetrics_format
+    parsed = Scrape(lines.text())
+    for reason, count in zip(POSSIBLE_REASONS[CANARY], counts, strict=True):
+        (sample,) = parsed.find("sandbox_probe_failures_total", reason=reason.value)
+        assert sample.value == count and sample.labels["target"] == 'we"ird'
+    (inf,) = parsed.find("sandbox_canary_round_trip_seconds_bucket", le="+Inf")
+    assert inf.value == sum(buckets)
 
 
 def test_probe_endpoint_renders_one_target_without_exporter_metrics():
