@@ -6,7 +6,8 @@ first round is the only traffic). tracemalloc follows every allocation from
 the parsing of the configuration on; once every probe of every target has
 run once, the live Python objects are summed by component (by the file that
 allocated them) and set beside their peak during the round. The RSS of a
-bare `import sandbox_exporter.cli` is read in a child process; the daemon's
+bare import of the daemon's modules (`sandbox_exporter.daemon`; the command
+line imports them only when it serves) is read in a child process; the daemon's
 RSS is B4's. tracemalloc slows the exporter down, so the round takes longer
 here than in B4.
 """
@@ -38,7 +39,12 @@ COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("configuration", ("sandbox_exporter/config/", "/yaml/")),
     (
         "results, counters, history",
-        ("sandbox_exporter/state.py", "sandbox_exporter/probes.py", "sandbox_exporter/health.py"),
+        (
+            "sandbox_exporter/state.py",
+            "sandbox_exporter/history_ring.py",
+            "sandbox_exporter/probes.py",
+            "sandbox_exporter/health.py",
+        ),
     ),
     ("server documents", ("sandbox_exporter/documents/", "/json/decoder.py")),
     ("scheduler jobs", ("sandbox_exporter/scheduler.py", "/apscheduler/")),
@@ -53,7 +59,7 @@ STACK_FRAMES = 12
 def import_rss() -> int:
     """RSS of a fresh interpreter that imported the daemon's modules."""
     code = (
-        "import sandbox_exporter.cli, pathlib\n"
+        "import sandbox_exporter.daemon, pathlib\n"
         "print([l for l in pathlib.Path('/proc/self/status').read_text().splitlines()"
         " if l.startswith('VmRSS:')][0].split()[1])"
     )
@@ -137,7 +143,7 @@ def run(report: Report, quick: bool) -> None:
             emulator.stop()
     report.add(
         "B5 memory",
-        "RSS of a fresh `import sandbox_exporter.cli`",
+        "RSS of a fresh `import sandbox_exporter.daemon`",
         f"{import_rss() / MiB:.1f} MiB",
         "",
         "the interpreter, aiohttp, pydantic, prometheus_client, APScheduler, PyYAML",

@@ -1,13 +1,14 @@
 """Run every benchmark and print one table (Markdown).
 
-    python -m benchmarks            # the full run (about 25 minutes on 2 cores)
+    python -m benchmarks            # the full run (about 40 minutes on 2 cores)
     python -m benchmarks --quick    # a shorter run (about 8 minutes)
     python -m benchmarks --only B1,B3
     python -m benchmarks --only B7,B8 --duration 60   # steady operation, shortened
 
 B3, B4 and B7 need Debian's prometheus-blackbox-exporter on the PATH. B7
-and B8 run minutes of steady operation each (--duration, 300 s by default):
-the full run spends most of its time there.
+and B8 run minutes of steady operation each (--duration, 300 s by default;
+B7 first lets every target's history fill, about 12.5 minutes): the full
+run spends most of its time there.
 
 Ratios are what to read: each comes from measurements taken in the same run,
 interleaved where possible, so load from other processes hits both sides.
