@@ -350,6 +350,7 @@ def render_exporter(lines: Lines, snapshot: Snapshot) -> None:
     )
     count = len(snapshot.config.targets) if snapshot.config is not None else 0
     lines.add("sandbox_exporter_targets", [], count)
+    lines.add("sandbox_exporter_scheduled_runs_missed_total", [], snapshot.missed_runs)
 
 
 # ------------------------------------------------------------------ the families

@@ -51,6 +51,13 @@ METRICS: tuple[MetricSpec, ...] = (
         "When the configuration was last loaded successfully.",
     ),
     _gauge("sandbox_exporter_targets", "Number of configured targets."),
+    MetricSpec(
+        "sandbox_exporter_scheduled_runs_missed_total",
+        "counter",
+        "Scheduled probe runs whose time passed before the exporter could start them "
+        "(too busy: each late job runs once for all its missed times).",
+        (),
+    ),
     # Per target; the config's user labels are added to sandbox_target_info only.
     _gauge(
         "sandbox_target_info",

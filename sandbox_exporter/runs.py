@@ -87,6 +87,12 @@ class Runs:
             # cancelled job as a crash).
             task.cancel()
 
+    def missed(self, runs: int) -> None:
+        """Scheduled runs whose time passed before they could start (the loop
+        was too busy): the scheduler ran their job once for all of them."""
+        log.debug("%d scheduled runs started late, after their next run was due", runs)
+        self._state.count_missed(runs)
+
     def skipped(self, name: str, probe: str) -> None:
         """A scheduled run did not start because the previous one is still going."""
         log.debug("skipped %s probe of %s: the previous run is still going", probe, name)

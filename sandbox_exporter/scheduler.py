@@ -27,7 +27,7 @@ import math
 import random
 from datetime import UTC, datetime, timedelta
 
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 
@@ -96,6 +96,10 @@ class ProbeScheduler:
     def __init__(self, runs: Runs) -> None:
         self._runs = runs
         self._targets: dict[str, Target] = {}
+        # Each job's next fire time on its grid, as of its last fire: a fire
+        # later than that by whole intervals means the times between passed
+        # unstarted (APScheduler coalesces a late job's missed times into one).
+        self._expected: dict[Key, datetime] = {}
         self._stopped = False
         self._scheduler = AsyncIOScheduler(
             event_loop=asyncio.get_running_loop(),
@@ -105,6 +109,7 @@ class ProbeScheduler:
         # APScheduler refuses a run while the previous one of its job is going
         # (max_instances) and says so only in its own log: count it ourselves.
         self._scheduler.add_listener(self._refused, EVENT_JOB_MAX_INSTANCES)
+        self._scheduler.add_listener(self._fired, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
         self._scheduler.start()
 
     def apply(self, config: Config) -> None:
@@ -119,6 +124,16 @@ class ProbeScheduler:
         for key, job in existing.items():
             if key[0] not in self._targets:
                 job.remove()
+        # A job that starts over (new, re-pointed, another interval) has no
+        # missed times behind it.
+        self._expected = {
+            key: due
+            for key, due in self._expected.items()
+            if key[0] in self._targets
+            and key[0] not in moved
+            and key in existing
+            and existing[key].trigger.interval == self._targets[key[0]].intervals[key[1]]
+        }
         now = datetime.now(UTC)
         fresh = [
             (target, probe)
@@ -157,6 +172,22 @@ class ProbeScheduler:
         if target is None or self._stopped:
             return
         await self._runs.scheduled(target, probe)
+
+    def _fired(self, event: JobSubmissionEvent) -> None:
+        """Count the grid times a job passed without a run: it fired later than
+        its next time on the grid by whole intervals."""
+        key = tuple(event.job_id.split("\0"))
+        job = self._scheduler.get_job(event.job_id)
+        if job is None or len(key) != 2:
+            return
+        fired = event.scheduled_run_times[-1]
+        expected = self._expected.get(key)
+        self._expected[key] = job.trigger.get_next_fire_time(fired, fired)
+        if expected is not None:
+            interval = job.trigger.interval
+            missed = round((fired - expected).total_seconds() / interval)
+            if missed > 0:
+                self._runs.missed(missed)
 
     def _refused(self, event: JobSubmissionEvent) -> None:
         name, _, probe = event.job_id.partition("\0")

@@ -135,6 +135,8 @@ class Snapshot:
     # The keys whose `since` is this exporter's first result for them: the
     # condition was already so then, and may have begun long before.
     since_first_result: frozenset[tuple[str, str]] = frozenset()
+    # Scheduled runs whose time passed before the exporter could start them.
+    missed_runs: int = 0
 
     def result(self, target: str, probe: str) -> ProbeResult | None:
         return self.results.get((target, probe))
@@ -147,6 +149,7 @@ class State:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _config: Config | None = None
     _reload: ReloadStatus = field(default_factory=ReloadStatus)
+    _missed_runs: int = 0
     _results: dict[tuple[str, str], ProbeResult] = field(default_factory=dict)
     _last_success: dict[tuple[str, str], float] = field(default_factory=dict)
     _runs: Counter = field(default_factory=Counter)
@@ -194,6 +197,11 @@ class State:
                     history = HistoryRing(self._history_limit, HistoryEntry)
                     self._history[result.target] = history
                 history.append(HistoryEntry.of(result))
+
+    def count_missed(self, runs: int) -> None:
+        """Scheduled runs whose time passed before the exporter could start them."""
+        with self._lock:
+            self._missed_runs += runs
 
     def count_skip(self, target: str, probe: str) -> None:
         """A scheduled run of ``probe`` did not start: the previous one was still going."""
@@ -283,6 +291,7 @@ class State:
             return Snapshot(
                 config=self._config,
                 reload=self._reload,
+                missed_runs=self._missed_runs,
                 results=_copy(self._results, result_keys),
                 last_success=_copy(self._last_success, keys),
                 runs=_copy(self._runs, keys),
