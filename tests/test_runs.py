@@ -46,6 +46,12 @@ def _config(targets: dict[str, str], **defaults: object) -> str:
     )
 
 
+def _canary_every(url: str, interval: float):
+    """Target "a" at `url`: its canary every `interval` seconds, the rest hourly."""
+    every = f"{interval * 1000:g}ms"
+    return parse_config(_config({"a": url}, intervals={CANARY: every}, timeouts={CANARY: every}))
+
+
 def _sleeping_canary(seconds: float, timeout: str = "5s") -> list[dict]:
     # A command that really holds a container of the emulator for a while.
     return [
@@ -277,13 +283,7 @@ def test_runs_follow_their_grid_without_drift(make_emulator) -> None:
     each run at its (target, probe)'s stable offset in the interval."""
     interval = 0.4
     sandbox = make_emulator(api=3)
-    config = parse_config(
-        _config(
-            {"a": sandbox.url},
-            intervals={CANARY: f"{interval * 1000:g}ms"},
-            timeouts={CANARY: f"{interval * 1000:g}ms"},
-        )
-    )
+    config = _canary_every(sandbox.url, interval)
     with RunningExporter(config) as exporter:
         state = exporter.exporter.state
 
@@ -307,13 +307,7 @@ def test_grid_times_that_pass_unstarted_are_counted(make_emulator) -> None:
     the grid times in between are counted as missed, and none while on time."""
     interval = 0.3
     sandbox = make_emulator(api=3)
-    config = parse_config(
-        _config(
-            {"a": sandbox.url},
-            intervals={CANARY: f"{interval * 1000:g}ms"},
-            timeouts={CANARY: f"{interval * 1000:g}ms"},
-        )
-    )
+    config = _canary_every(sandbox.url, interval)
     missed = "sandbox_exporter_scheduled_runs_missed_total"
     with RunningExporter(config) as exporter:
         state = exporter.exporter.state
